@@ -1,0 +1,58 @@
+/* podinfo.h - the compact projection of a Pod that thaw keeps in its pod
+ * informer: which images a pod uses, and whether it counts.
+ *
+ * A record is one allocation: a flags byte, counts, then pointers into a
+ * shared intern table (intern.h), so 100,000 pods of the same 3 images cost
+ * 8 bytes per image reference. The namespace/name is the informer's key and
+ * is not repeated here. Records are immutable once built. */
+#ifndef THAW_PODINFO_H
+#define THAW_PODINFO_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "intern.h"
+
+/* flags: the phase in the low 3 bits, then single-bit facts. */
+enum {
+  THAW_POD_PHASE_MASK = 0x07,
+  THAW_POD_PHASE_UNKNOWN = 0, /* absent or unrecognised */
+  THAW_POD_PHASE_PENDING = 1,
+  THAW_POD_PHASE_RUNNING = 2,
+  THAW_POD_PHASE_SUCCEEDED = 3,
+  THAW_POD_PHASE_FAILED = 4,
+  THAW_POD_OPTED_OUT = 0x08,  /* label thaw.dev/caching=disabled */
+  THAW_POD_TERMINATED = 0x10, /* phase Succeeded or Failed */
+  THAW_POD_DELETING = 0x20,   /* metadata.deletionTimestamp is set */
+};
+
+#define THAW_PODINFO_MAX_REFS 255
+
+typedef struct {
+  uint8_t flags;
+  uint8_t n_images;    /* distinct images of containers, initContainers
+                          and ephemeralContainers, in that order */
+  uint8_t n_originals; /* distinct values of thaw.dev/original-images */
+  const char *refs[];  /* n_images images, then n_originals originals;
+                          interned, owned by the record */
+} thaw_podinfo_t;
+
+/* The informer projection (see informer.h): builds the record of a Pod
+ * object. `data` is the thaw_intern_t * to intern into; *size gets the
+ * record's bytes. Returns NULL when out of memory or when `pod` is not an
+ * object. Refs beyond THAW_PODINFO_MAX_REFS are dropped with a warning. */
+void *thaw_podinfo_project(const cJSON *pod, size_t *size, void *data);
+
+/* Releases a record and its string references; `data` is the intern table.
+ * NULL does nothing. */
+void thaw_podinfo_free(void *rec, void *data);
+
+/* 1 when two records hold the same flags, images and originals. */
+int thaw_podinfo_equal(const void *a, const void *b, void *data);
+
+/* 1 when the pod uses `image` exactly (as a container image or as a
+ * recorded original). */
+int thaw_podinfo_uses(const thaw_podinfo_t *p, const char *image);
+
+#endif
