@@ -285,8 +285,8 @@ static void test_podinfo(const char *dir) {
   /* Every container kind, order kept: containers, then initContainers. */
   thaw_podinfo_t *m = thaw_podinfo_project(mixed, &size, t);
   const char *want[] = {
-      "my.registry.example:5443/a/b/c:v1@sha256:"
-      "194318eaf5c205c21de69e3f05904c8436845ba512cee64743604d29bac1757f",
+      ("my.registry.example:5443/a/b/c:v1@sha256:"
+       "194318eaf5c205c21de69e3f05904c8436845ba512cee64743604d29bac1757f"),
       "quay.io/prometheus/node-exporter:v1.7.0",
       "registry.k8s.io/pause:3.9",
       "docker.io/library/nginx",
