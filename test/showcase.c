@@ -222,8 +222,9 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: thaw-showcase [--kubeconfig PATH] [--namespace NS] "
           "[--jobs N]\n"
-          "  --kubeconfig PATH  kubeconfig to use; in-cluster config when "
-          "absent\n"
+          "  --kubeconfig PATH  kubeconfig to use (default: $KUBECONFIG; "
+          "in-cluster\n"
+          "                     config when neither is set)\n"
           "  --namespace NS     OSCAR services namespace (default oscar-svc)\n"
           "  --jobs N           job pods to create (default 20)\n");
 }
@@ -263,6 +264,8 @@ int main(int argc, char **argv) {
     }
   }
 
+  if (kubeconfig == NULL && getenv("KUBECONFIG") && *getenv("KUBECONFIG"))
+    kubeconfig = getenv("KUBECONFIG");
   thaw_kube_config_t cfg;
   char err[512];
   if (thaw_kube_config_load(&cfg, kubeconfig, err, sizeof err) != 0) {

@@ -10,7 +10,7 @@ failed=0
 # expect_exit2 NAME ARGS...: exit status 2 and exactly one non-empty line.
 expect_exit2() {
   local name=$1; shift
-  timeout 10 env -u KUBERNETES_SERVICE_HOST -u KUBERNETES_SERVICE_PORT \
+  timeout 10 env -u KUBECONFIG -u KUBERNETES_SERVICE_HOST -u KUBERNETES_SERVICE_PORT \
     THAW_SERVICEACCOUNT_DIR="$tmp/nosa" "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
   local rc=$? lines
   lines=$(wc -l <"$tmp/err")
