@@ -14,7 +14,7 @@ import json
 import re
 from decimal import Decimal
 
-from .errors import ApiError
+from errors import ApiError
 
 # metadata/apiVersion/kind at the root are the server's business.
 ROOT_SKIP = ("apiVersion", "kind", "metadata")
