@@ -33,3 +33,51 @@ class ApiError(Exception):
             body["details"] = self.details
         body["code"] = self.code
         return body
+
+
+def invalid(res, name, causes):
+    """422 Invalid as the apiserver words it: `Kind "name" is invalid: ...`,
+    the causes in [] when there is more than one."""
+    parts = ["%s: %s" % (c["field"], c["message"]) if c.get("field") else c["message"]
+             for c in causes]
+    text = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+    details = {"name": name}
+    if res.group:
+        details["group"] = res.group
+    details["kind"] = res.kind
+    details["causes"] = causes
+    return ApiError(422, "Invalid", '%s "%s" is invalid: %s' % (res.qualified_kind, name, text),
+                    details)
+
+
+def cause(reason, field, message):
+    return {"reason": reason, "message": message, "field": field}
+
+
+def not_found(res, name):
+    return ApiError(404, "NotFound", '%s "%s" not found' % (res.qualified, name),
+                    _details(res, name))
+
+
+def already_exists(res, name):
+    return ApiError(409, "AlreadyExists", '%s "%s" already exists' % (res.qualified, name),
+                    _details(res, name))
+
+
+def conflict(res, name):
+    return ApiError(409, "Conflict",
+                    'Operation cannot be fulfilled on %s "%s": the object has been modified; '
+                    'please apply your changes to the latest version and try again'
+                    % (res.qualified, name), _details(res, name))
+
+
+def bad_request(message):
+    return ApiError(400, "BadRequest", message)
+
+
+def _details(res, name):
+    d = {"name": name}
+    if res.group:
+        d["group"] = res.group
+    d["kind"] = res.plural
+    return d

@@ -1,0 +1,66 @@
+"""Discovery documents (/api, /api/v1, /apis, /apis/<g>, /apis/<g>/<v>),
+shaped like kube-apiserver v1.26's."""
+
+from errors import ApiError
+
+VERSION = {"major": "1", "minor": "26", "gitVersion": "v1.26.0",
+           "gitCommit": "d15ef3101210b20aac2e7a044ef087f397ad58c0",
+           "gitTreeState": "clean", "buildDate": "2026-11-26T16:52:14Z",
+           "goVersion": "go1.19.8", "compiler": "gc", "platform": "linux/amd64"}
+
+NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource", {})
+
+
+def _resource_list(registry, group, version):
+    out = []
+    for r in registry.in_group_version(group, version):
+        e = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+             "kind": r.kind, "verbs": list(r.verbs)}
+        if r.short:
+            e["shortNames"] = list(r.short)
+        if r.categories:
+            e["categories"] = list(r.categories)
+        e["storageVersionHash"] = r.storage_hash()
+        out.append(e)
+        for sub in r.subresources:
+            out.append({"name": "%s/%s" % (r.plural, sub), "singularName": "",
+                        "namespaced": r.namespaced, "kind": r.kind,
+                        "verbs": ["update"] if sub == "finalize" else ["get", "patch", "update"]})
+    return out
+
+
+def _group(name, versions):
+    vs = [{"groupVersion": "%s/%s" % (name, v), "version": v} for v in versions]
+    return {"name": name, "versions": vs, "preferredVersion": vs[0]}
+
+
+def handle(registry, path, server_address):
+    """Returns the document for a discovery path, or None if not one."""
+    parts = [p for p in path.split("/") if p]
+    if parts == ["version"]:
+        return VERSION
+    if parts == ["api"]:
+        return {"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
+                                                "serverAddress": server_address}]}
+    if parts == ["api", "v1"]:
+        return {"kind": "APIResourceList", "groupVersion": "v1",
+                "resources": _resource_list(registry, "", "v1")}
+    if parts == ["apis"]:
+        return {"kind": "APIGroupList", "apiVersion": "v1",
+                "groups": [_group(g, vs) for g, vs in registry.groups() if g]}
+    if len(parts) in (2, 3) and parts[0] == "apis":
+        groups = dict(registry.groups())
+        vs = groups.get(parts[1])
+        if not parts[1] or vs is None:
+            raise NOT_FOUND
+        if len(parts) == 2:
+            d = {"kind": "APIGroup", "apiVersion": "v1"}
+            d.update(_group(parts[1], vs))
+            return d
+        if parts[2] not in vs:
+            raise NOT_FOUND
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": "%s/%s" % (parts[1], parts[2]),
+                "resources": _resource_list(registry, parts[1], parts[2])}
+    return None
