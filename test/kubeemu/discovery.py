@@ -8,6 +8,30 @@ VERSION = {"major": "1", "minor": "26", "gitVersion": "v1.26.0",
            "gitTreeState": "clean", "buildDate": "2026-11-26T16:52:14Z",
            "goVersion": "go1.19.8", "compiler": "gc", "platform": "linux/amd64"}
 
+# The built-in groups of a v1.26 apiserver, in its order (discovery-apis.json).
+# Groups the emulator does not implement list no resources.
+BUILTIN_GROUPS = [
+    ('apiregistration.k8s.io', ['v1']),
+    ('apps', ['v1']),
+    ('events.k8s.io', ['v1']),
+    ('authentication.k8s.io', ['v1']),
+    ('authorization.k8s.io', ['v1']),
+    ('autoscaling', ['v2', 'v1']),
+    ('batch', ['v1']),
+    ('certificates.k8s.io', ['v1']),
+    ('networking.k8s.io', ['v1']),
+    ('policy', ['v1']),
+    ('rbac.authorization.k8s.io', ['v1']),
+    ('storage.k8s.io', ['v1', 'v1beta1']),
+    ('admissionregistration.k8s.io', ['v1']),
+    ('apiextensions.k8s.io', ['v1']),
+    ('scheduling.k8s.io', ['v1']),
+    ('coordination.k8s.io', ['v1']),
+    ('node.k8s.io', ['v1']),
+    ('discovery.k8s.io', ['v1']),
+    ('flowcontrol.apiserver.k8s.io', ['v1beta3', 'v1beta2']),
+]
+
 NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
 
@@ -46,11 +70,14 @@ def handle(registry, path, server_address):
     if parts == ["api", "v1"]:
         return {"kind": "APIResourceList", "groupVersion": "v1",
                 "resources": _resource_list(registry, "", "v1")}
+    groups = dict(BUILTIN_GROUPS)
+    for g, vs in registry.groups():
+        if g and g not in groups:
+            groups[g] = vs
     if parts == ["apis"]:
         return {"kind": "APIGroupList", "apiVersion": "v1",
-                "groups": [_group(g, vs) for g, vs in registry.groups() if g]}
+                "groups": [_group(g, vs) for g, vs in groups.items()]}
     if len(parts) in (2, 3) and parts[0] == "apis":
-        groups = dict(registry.groups())
         vs = groups.get(parts[1])
         if not parts[1] or vs is None:
             raise NOT_FOUND

@@ -103,7 +103,7 @@ def default_pod_spec(spec):
 
 def qos_class(spec):
     reqs, lims, all_guaranteed = False, False, True
-    for c in spec.get("containers") or []:
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
         r = (c.get("resources") or {})
         req, lim = r.get("requests") or {}, r.get("limits") or {}
         reqs = reqs or bool(req)

@@ -192,19 +192,23 @@ class Api:
             return []
         return schema.validate(res.schema, obj) or []
 
-    def prune(self, res, obj):
-        if not res.builtin and res.schema and schema is not None:
-            f = getattr(schema, "prune", None)
-            if f:
-                r = f(res.schema, obj)
-                if isinstance(r, dict):
-                    obj = r
-            f = getattr(schema, "default", None)
-            if f:
-                r = f(res.schema, obj)
-                if isinstance(r, dict):
-                    obj = r
-        return obj
+    def prune(self, req, res, obj):
+        """Drop fields the CRD schema does not declare (reporting them per
+        fieldValidation: Strict 400, Warn warning, Ignore nothing), then
+        apply the schema's defaults."""
+        if res.builtin or not res.schema or schema is None:
+            return obj
+        unknown = []
+        obj = schema.prune(res.schema, obj, unknown)
+        mode = req.q("fieldValidation") or "Warn"
+        if unknown and mode == "Strict":
+            raise bad_request("strict decoding error: " + ", ".join(
+                'unknown field "%s"' % u for u in unknown))
+        if mode == "Warn":
+            req.warnings.extend('unknown field "%s"' % u for u in unknown
+                                if 'unknown field "%s"' % u not in req.warnings)
+        f = getattr(schema, "apply_defaults", None)
+        return f(res.schema, obj) if f else obj
 
     # ---- read
 
@@ -328,7 +332,7 @@ class Api:
         with self.store.cond:
             self.require_namespace(res, ns)
         res.hooks.decode(obj)
-        obj = self.prune(res, obj)
+        obj = self.prune(req, res, obj)
         res.hooks.default(obj)
         if hasattr(res.hooks, "admit_plugins"):
             res.hooks.admit_plugins(obj)
@@ -336,7 +340,7 @@ class Api:
             obj["metadata"]["creationTimestamp"] = None   # what the webhooks see
         obj = self.admit(req, res, "CREATE", "", ns, md.get("name", ""), obj, None)
         obj["kind"], obj["apiVersion"] = res.kind, res.api_version
-        obj = self.prune(res, obj)
+        obj = self.prune(req, res, obj)
         res.hooks.default(obj)
         md = obj.setdefault("metadata", {})
         if res.namespaced:
@@ -518,7 +522,7 @@ class Api:
             else:
                 md.pop(f, None)
         md.pop("managedFields", None)
-        new = self.prune(res, new)
+        new = self.prune(req, res, new)
         res.hooks.decode(new)
         res.hooks.default(new)
         if not res.builtin and res.has_status():

@@ -167,7 +167,10 @@ class Handler(BaseHTTPRequestHandler):
             code = self.serve_api(method, path, query, body, user)
         except ApiError as e:
             code = e.code
-            self.send_body(e.code, dumps(e.status()), e.headers)
+            headers = dict(e.headers)
+            if getattr(e, "warnings", None):
+                headers["Warning"] = ['299 - "%s"' % w.replace('"', '\\"') for w in e.warnings]
+            self.send_body(e.code, dumps(e.status()), headers)
         except (BrokenPipeError, ConnectionError):
             self.close_connection = True
         except Exception as e:   # a bug in the emulator: still answer a Status
