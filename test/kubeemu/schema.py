@@ -151,6 +151,7 @@ def _check(s, v, path, out):
         if types and not s.get("nullable"):
             out.append(_cause("Invalid value", path, "null", "%s in body must be of type %s: %s"
                               % (path, ",".join(types), go_quote("null"))))
+            out[-1]["reason"] = "FieldValueTypeInvalid"
         _check_enum(s, v, path, out)
         return
     if types and not _type_ok(types, v):
