@@ -690,7 +690,7 @@ static void test_latency_and_free_in_flight(void) {
     res_free(&r[i]);
   }
   uint64_t took = uv_now(loop) - t0;
-  CHECK(took >= 300 && took < 2500);
+  CHECK(took >= 300 && took < 2900); /* serial would be >= 3000 */
   CHECK(ticks - ticks0 >= 4); /* the 50 ms ticker ran meanwhile */
 
   /* a short client deadline turns into a transport error */
