@@ -57,11 +57,12 @@ class Emulator:
         self.proc = subprocess.Popen(args)
         ready = os.path.join(d, "ready")
         deadline = time.time() + 20
-        while not (os.path.exists(ready) and open(ready).read().endswith("\n")):
+        while not os.path.exists(ready):   # written atomically (rename)
             if self.proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError("emulator did not start")
             time.sleep(0.05)
-        self.port = int(open(ready).read())
+        with open(ready) as f:
+            self.port = int(f.read())
         self.ctx = ssl.create_default_context(cafile=self.ca)
 
     def conn(self, timeout=30, ctx=None):

@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""Behaviour of kubeemu that the captured fixtures do not cover: auth,
+generateName, pod defaults and deletion, selectors on watches, consistent
+pagination under concurrent writes, dropped/injected watch streams, the
+fail/latency/seed/compact control endpoints."""
+
+import http.client
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "kubeemu"))
+from testclient import Emulator, read_events  # noqa: E402
+
+POD = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+
+
+def pod(name=None, labels=None, image="busybox", **spec):
+    p = json.loads(json.dumps(POD))
+    if name:
+        p["metadata"]["name"] = name
+    if labels:
+        p["metadata"]["labels"] = labels
+    p["spec"]["containers"][0]["image"] = image
+    p["spec"].update(spec)
+    return p
+
+
+class EmulatorTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator(bookmark_interval=60, client_ca=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.emu.stop()
+
+    def setUp(self):
+        self.emu.control("fail", {"count": 0})
+        self.emu.control("latency", {"ms": 0})
+
+    def req(self, *a, **kw):
+        return self.emu.request(*a, **kw)
+
+    def ns(self, name):
+        st, doc, _ = self.req("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+        self.assertEqual(st, 201, doc)
+        return name
+
+    def rv(self):
+        return self.emu.control("stats", method="GET")["resourceVersion"]
+
+    # ---- auth
+
+    def test_auth_token_required_and_rotated(self):
+        st, doc, _ = self.req("GET", "/api/v1/pods", token="")
+        self.assertEqual((st, doc["reason"], doc["code"]), (401, "Unauthorized", 401))
+        st, _, _ = self.req("GET", "/api/v1/pods", token="wrong")
+        self.assertEqual(st, 401)
+        with open(self.emu.tokens_file, "w") as f:
+            f.write("rotated\n")
+        try:
+            self.assertEqual(self.req("GET", "/api/v1/pods", token="rotated")[0], 200)
+            self.assertEqual(self.req("GET", "/api/v1/pods")[0], 401)
+        finally:
+            with open(self.emu.tokens_file, "w") as f:
+                f.write(self.emu.token + "\n")
+        self.assertEqual(self.req("GET", "/api/v1/pods")[0], 200)
+
+    def test_client_certificate_accepted(self):
+        d = self.emu.dir
+        run = lambda *a: subprocess.run(["openssl"] + list(a), cwd=d, check=True,  # noqa: E731
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/O=system:masters/CN=tester",
+            "-keyout", "client.key", "-out", "client.csr")
+        run("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-out", "client.pem")
+        ctx = ssl.create_default_context(cafile=self.emu.ca)
+        ctx.load_cert_chain(os.path.join(d, "client.pem"), os.path.join(d, "client.key"))
+        c = self.emu.conn(ctx=ctx)
+        st, _, _ = self.req("GET", "/api/v1/namespaces", token="", conn=c)
+        self.assertEqual(st, 200)
+
+    # ---- create semantics
+
+    def test_generate_name_and_defaults(self):
+        ns = self.ns("gen")
+        p = pod(image="grycap/imagemagick:1.2")
+        del p["metadata"]["name"]
+        p["metadata"]["generateName"] = "job-"
+        names = set()
+        for _ in range(2):
+            st, doc, _ = self.req("POST", "/api/v1/namespaces/%s/pods" % ns, p)
+            self.assertEqual(st, 201, doc)
+            self.assertRegex(doc["metadata"]["name"], r"^job-[bcdfghjklmnpqrstvwxz2456789]{5}$")
+            names.add(doc["metadata"]["name"])
+            self.assertEqual(doc["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent")
+            self.assertEqual(doc["status"]["phase"], "Pending")
+            self.assertEqual(doc["spec"]["restartPolicy"], "Always")
+            self.assertNotIn("generation", doc["metadata"])
+        self.assertEqual(len(names), 2)
+        st, doc, _ = self.req("POST", "/api/v1/namespaces/%s/pods" % ns, pod("latest"))
+        self.assertEqual(doc["spec"]["containers"][0]["imagePullPolicy"], "Always")
+
+    def test_missing_namespace_404(self):
+        st, doc, _ = self.req("POST", "/api/v1/namespaces/nope/pods", pod("x"))
+        self.assertEqual(st, 404)
+        self.assertEqual(doc["message"], 'namespaces "nope" not found')
+
+    def test_dry_run_not_persisted(self):
+        ns = self.ns("dry")
+        st, doc, _ = self.req("POST", "/api/v1/namespaces/%s/pods?dryRun=All" % ns, pod("d"))
+        self.assertEqual(st, 201)
+        self.assertEqual(self.req("GET", "/api/v1/namespaces/%s/pods/d" % ns)[0], 404)
+
+    def test_dockerconfigjson_requires_key(self):
+        st, doc, _ = self.req("POST", "/api/v1/namespaces/default/secrets", {
+            "metadata": {"name": "pull"}, "type": "kubernetes.io/dockerconfigjson",
+            "data": {"other": "e30="}})
+        self.assertEqual(st, 422)
+        self.assertEqual(doc["details"]["causes"][0]["field"], "data[.dockerconfigjson]")
+
+    def test_ephemeral_containers_subresource(self):
+        ns = self.ns("eph")
+        self.req("POST", "/api/v1/namespaces/%s/pods" % ns, pod("e", labels={"a": "1"}))
+        st, doc, _ = self.req(
+            "PATCH", "/api/v1/namespaces/%s/pods/e/ephemeralcontainers" % ns,
+            {"metadata": {"labels": {"a": "2"}}, "spec": {"ephemeralContainers": [
+                {"name": "dbg", "image": "busybox:1.36"}]}},
+            ctype="application/strategic-merge-patch+json")
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc["spec"]["ephemeralContainers"][0]["imagePullPolicy"], "IfNotPresent")
+        self.assertEqual(doc["metadata"]["labels"], {"a": "1"})   # only ephemerals change
+
+    # ---- delete semantics
+
+    def test_pod_delete_graceful_and_immediate(self):
+        ns = self.ns("del")
+        self.req("POST", "/api/v1/namespaces/%s/pods" % ns, pod("unbound"))
+        st, doc, _ = self.req("DELETE", "/api/v1/namespaces/%s/pods/unbound" % ns)
+        self.assertEqual((st, doc["kind"]), (200, "Pod"))
+        self.assertEqual(self.req("GET", "/api/v1/namespaces/%s/pods/unbound" % ns)[0], 404)
+        self.req("POST", "/api/v1/namespaces/%s/pods" % ns, pod("bound", nodeName="n1"))
+        st, doc, _ = self.req("DELETE", "/api/v1/namespaces/%s/pods/bound" % ns)
+        self.assertEqual(st, 200)
+        self.assertIn("deletionTimestamp", doc["metadata"])
+        self.assertEqual(doc["metadata"]["deletionGracePeriodSeconds"], 30)
+        self.assertEqual(self.req("GET", "/api/v1/namespaces/%s/pods/bound" % ns)[0], 200)
+        st, doc, _ = self.req("DELETE", "/api/v1/namespaces/%s/pods/bound" % ns,
+                              {"kind": "DeleteOptions", "apiVersion": "v1",
+                               "gracePeriodSeconds": 0})
+        self.assertEqual(st, 200)
+        self.assertEqual(self.req("GET", "/api/v1/namespaces/%s/pods/bound" % ns)[0], 404)
+
+    def test_namespace_delete_cascades(self):
+        ns = self.ns("casc")
+        for i in range(3):
+            self.req("POST", "/api/v1/namespaces/%s/pods" % ns, pod("p%d" % i))
+        resp, conn = self.emu.watch("/api/v1/namespaces/%s/pods?watch=1&resourceVersion=%d"
+                                    "&timeoutSeconds=2" % (ns, self.rv()))
+        st, doc, _ = self.req("DELETE", "/api/v1/namespaces/" + ns)
+        self.assertEqual((st, doc["kind"]), (200, "Namespace"))
+        events = read_events(resp)
+        conn.close()
+        self.assertEqual([e["type"] for e in events], ["DELETED"] * 3)
+        self.assertEqual(self.req("GET", "/api/v1/namespaces/%s/pods" % ns)[1]["items"], [])
+        self.assertEqual(self.req("GET", "/api/v1/namespaces/" + ns)[0], 404)
+
+    def test_crd_delete_removes_objects_and_endpoints(self):
+        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "gizmos.test.io"},
+               "spec": {"group": "test.io", "scope": "Namespaced",
+                        "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+                        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                            "openAPIV3Schema": {"type": "object",
+                                                "x-kubernetes-preserve-unknown-fields": True}}}]}}
+        st, doc, _ = self.req("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        self.assertEqual(st, 201, doc)
+        st, doc, _ = self.req("POST", "/apis/test.io/v1/namespaces/default/gizmos",
+                              {"metadata": {"name": "g"}, "spec": {"x": 1}})
+        self.assertEqual(st, 201, doc)
+        self.assertEqual(self.req("GET", "/apis/test.io/v1")[0], 200)
+        self.req("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gizmos.test.io")
+        self.assertEqual(self.req("GET", "/apis/test.io/v1")[0], 404)
+        self.assertEqual(self.req("GET", "/apis/test.io/v1/namespaces/default/gizmos")[0], 404)
+        groups = [g["name"] for g in self.req("GET", "/apis")[1]["groups"]]
+        self.assertNotIn("test.io", groups)
+
+    # ---- watch
+
+    def test_watch_selector_transitions(self):
+        ns = self.ns("wsel")
+        base = "/api/v1/namespaces/%s/pods" % ns
+        resp, conn = self.emu.watch(base + "?watch=true&labelSelector=app%%3Da&resourceVersion=%d"
+                                    "&timeoutSeconds=3" % self.rv())
+        self.req("POST", base, pod("w", labels={"app": "a"}))
+        self.req("POST", base, pod("other", labels={"app": "z"}))
+        mp = "application/merge-patch+json"
+        self.req("PATCH", base + "/w", {"metadata": {"labels": {"app": "b"}}}, ctype=mp)
+        self.req("PATCH", base + "/w", {"metadata": {"labels": {"app": "a"}}}, ctype=mp)
+        self.req("DELETE", base + "/w")
+        events = read_events(resp)
+        conn.close()
+        self.assertEqual([e["type"] for e in events], ["ADDED", "DELETED", "ADDED", "DELETED"])
+        self.assertTrue(all(e["object"]["metadata"]["name"] == "w" for e in events))
+        rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+        self.assertEqual(rvs, sorted(rvs))
+        self.assertEqual(events[1]["object"]["metadata"]["labels"], {"app": "a"})
+
+    def test_watch_from_zero_lists_then_streams(self):
+        ns = self.ns("wzero")
+        self.req("POST", "/api/v1/namespaces/%s/pods" % ns, pod("a"))
+        resp, conn = self.emu.watch("/api/v1/namespaces/%s/pods?watch=1&timeoutSeconds=1" % ns)
+        self.assertEqual(resp.getheader("Transfer-Encoding"), "chunked")
+        events = read_events(resp)
+        conn.close()
+        self.assertEqual([(e["type"], e["object"]["metadata"]["name"]) for e in events],
+                         [("ADDED", "a")])
+
+    def test_bookmark_before_deadline(self):
+        resp, conn = self.emu.watch("/api/v1/pods?watch=1&resourceVersion=%d"
+                                    "&allowWatchBookmarks=true&timeoutSeconds=3" % self.rv())
+        t0 = time.time()
+        events = read_events(resp)
+        conn.close()
+        self.assertEqual([e["type"] for e in events], ["BOOKMARK"])
+        self.assertEqual(set(events[0]["object"]), {"kind", "apiVersion", "metadata"})
+        self.assertEqual(set(events[0]["object"]["metadata"]), {"resourceVersion"})
+        self.assertGreaterEqual(time.time() - t0, 2.5)
+
+    def raw_watch(self, path):
+        """The raw bytes of a watch response until the server closes."""
+        sock = self.emu.ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.emu.port)),
+                                        server_hostname="127.0.0.1")
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                      "Connection: close\r\n\r\n" % (path, self.emu.token)).encode())
+        return sock
+
+    def read_all(self, sock):
+        data = b""
+        try:
+            while True:
+                b = sock.recv(65536)
+                if not b:
+                    break
+                data += b
+        except (ConnectionError, ssl.SSLError):
+            pass
+        sock.close()
+        return data
+
+    def test_dropped_watch_ends_without_final_chunk(self):
+        sock = self.raw_watch("/api/v1/pods?watch=1&resourceVersion=%d" % self.rv())
+        time.sleep(0.3)
+        self.assertGreaterEqual(self.emu.control("drop-watches")["dropped"], 1)
+        data = self.read_all(sock)
+        self.assertIn(b"Transfer-Encoding: chunked", data)
+        self.assertFalse(data.endswith(b"0\r\n\r\n"), data[-40:])
+        # a normal end (timeout) does send the terminating chunk
+        sock = self.raw_watch("/api/v1/pods?watch=1&resourceVersion=%d&timeoutSeconds=1" % self.rv())
+        self.assertTrue(self.read_all(sock).endswith(b"0\r\n\r\n"))
+
+    def test_watch_inject_raw(self):
+        resp, conn = self.emu.watch("/api/v1/pods?watch=1&resourceVersion=%d" % self.rv())
+        time.sleep(0.2)
+        n = self.emu.control("watch-inject", {"raw": "{garbage\n", "resource": "pods",
+                                              "close": True})["streams"]
+        self.assertGreaterEqual(n, 1)
+        self.assertEqual(resp.readline(), b"{garbage\n")
+        conn.close()
+
+    def test_compact_then_old_watch_gets_410(self):
+        old = self.rv()
+        self.ns("compact-%d" % old)
+        self.emu.control("compact")
+        resp, conn = self.emu.watch("/api/v1/namespaces?watch=1&resourceVersion=%d" % old)
+        self.assertEqual(resp.status, 200)
+        events = read_events(resp)
+        conn.close()
+        self.assertEqual(len(events), 1)
+        self.assertEqual((events[0]["type"], events[0]["object"]["code"]), ("ERROR", 410))
+        self.assertRegex(events[0]["object"]["message"], r"^too old resource version: \d+ \(\d+\)$")
+
+    # ---- lists
+
+    def test_pagination_is_a_snapshot_under_concurrent_writes(self):
+        out = self.emu.control("seed", {"resource": "pods", "namespace": "page", "count": 1000,
+                                        "namePrefix": "s-"})
+        self.assertEqual(out["created"], 1000)
+        base = "/api/v1/namespaces/page/pods"
+        st, first, _ = self.req("GET", base + "?limit=100")
+        self.assertEqual(first["metadata"]["remainingItemCount"], 900)
+        stop = threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                self.req("POST", base, pod("new-%d" % i))
+                self.req("DELETE", base + "/s-%06d" % (999 - i))
+                i += 1
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            names = [p["metadata"]["name"] for p in first["items"]]
+            cont = first["metadata"]["continue"]
+            while cont:
+                st, page, _ = self.req("GET", base + "?limit=100&continue=" + cont)
+                self.assertEqual(st, 200, page)
+                self.assertEqual(page["metadata"]["resourceVersion"],
+                                 first["metadata"]["resourceVersion"])
+                names += [p["metadata"]["name"] for p in page["items"]]
+                cont = page["metadata"].get("continue")
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(names, ["s-%06d" % i for i in range(1000)])
+        st, now, _ = self.req("GET", base)
+        self.assertNotEqual(len(now["items"]), 0)
+        self.assertTrue(any(p["metadata"]["name"].startswith("new-") for p in now["items"]))
+
+    def test_label_and_field_selectors(self):
+        self.emu.control("seed", {"resource": "pods", "namespace": "sel", "count": 3,
+                                  "namePrefix": "x-",
+                                  "template": {"metadata": {"labels": {"tier": "gold"}}}})
+        base = "/api/v1/namespaces/sel/pods"
+        for q, n in (("labelSelector=tier%3Dgold", 3), ("labelSelector=tier+in+(silver)", 0),
+                     ("labelSelector=!tier", 0), ("labelSelector=tier", 3),
+                     ("fieldSelector=metadata.name%3Dx-000001", 1),
+                     ("fieldSelector=status.phase%21%3DPending", 0)):
+            st, doc, _ = self.req("GET", base + "?" + q)
+            self.assertEqual((q, st, len(doc["items"])), (q, 200, n))
+        st, doc, _ = self.req("GET", base + "?fieldSelector=spec.image%3Dx")
+        self.assertEqual((st, doc["message"]), (400, "field label not supported: spec.image"))
+
+    # ---- control
+
+    def test_fail_injection(self):
+        self.emu.control("fail", {"count": 2, "code": 429, "retryAfter": 3,
+                                  "pathPrefix": "/api/v1/pods", "methods": ["GET"]})
+        self.assertEqual(self.req("GET", "/api/v1/namespaces")[0], 200)   # not matching
+        for _ in range(2):
+            st, doc, r = self.req("GET", "/api/v1/pods")
+            self.assertEqual((st, doc["reason"], doc["details"]["retryAfterSeconds"]),
+                             (429, "TooManyRequests", 3))
+            self.assertEqual(r.getheader("Retry-After"), "3")
+        self.assertEqual(self.req("GET", "/api/v1/pods")[0], 200)
+        self.emu.control("fail", {"count": 1, "code": 503})
+        self.emu.control("stats", method="GET")        # control is never failed
+        st, doc, _ = self.req("GET", "/api/v1/pods")
+        self.assertEqual((st, doc["reason"]), (503, "ServiceUnavailable"))
+
+    def test_latency(self):
+        self.emu.control("latency", {"ms": 300})
+        t0 = time.time()
+        self.req("GET", "/api/v1/namespaces")
+        self.assertGreaterEqual(time.time() - t0, 0.3)
+        t0 = time.time()
+        self.emu.control("stats", method="GET")
+        self.assertLess(time.time() - t0, 0.3)
+        self.emu.control("latency", {"ms": 0})
+        t0 = time.time()
+        self.req("GET", "/api/v1/namespaces")
+        self.assertLess(time.time() - t0, 0.3)
+
+    def test_stats_counts(self):
+        self.emu.control("seed", {"resource": "pods", "namespace": "stats", "count": 5,
+                                  "namePrefix": "s-"})
+        st = self.emu.control("stats", method="GET")
+        self.assertGreaterEqual(st["objects"]["pods"], 5)
+        self.assertGreater(st["requests"], 0)
+        self.assertIsInstance(st["resourceVersion"], int)
+
+    def test_stale_update_conflict_and_noop_keeps_rv(self):
+        ns = self.ns("upd")
+        st, p, _ = self.req("POST", "/api/v1/namespaces/%s/pods" % ns, pod("u"))
+        st, same, _ = self.req("PUT", "/api/v1/namespaces/%s/pods/u" % ns, p)
+        self.assertEqual((st, same["metadata"]["resourceVersion"]),
+                         (200, p["metadata"]["resourceVersion"]))
+        p2 = json.loads(json.dumps(p))
+        p2["metadata"]["labels"] = {"x": "y"}
+        st, upd, _ = self.req("PUT", "/api/v1/namespaces/%s/pods/u" % ns, p2)
+        self.assertEqual(st, 200)
+        self.assertNotEqual(upd["metadata"]["resourceVersion"], p["metadata"]["resourceVersion"])
+        st, doc, _ = self.req("PUT", "/api/v1/namespaces/%s/pods/u" % ns, p2)
+        self.assertEqual((st, doc["reason"]), (409, "Conflict"))
+        self.assertTrue(re.match(r'^Operation cannot be fulfilled on pods "u"', doc["message"]))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
