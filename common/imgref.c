@@ -351,6 +351,8 @@ int thaw_imgref_format(const thaw_imgref_t *r, char *buf, size_t cap) {
 }
 
 int thaw_imgref_is_rewritten(const char *s, const char *cache_host) {
+  if (!s || !cache_host)
+    return 0;
   size_t n = strnlen(cache_host, THAW_IMGREF_NAME_MAX + 1);
   if (n == 0 || n > THAW_IMGREF_NAME_MAX)
     return 0;
@@ -467,7 +469,9 @@ static size_t decode_host(const char *c, size_t n, char *host, size_t cap) {
 int thaw_imgref_unrewrite(const char *s, size_t len, const char *cache_host,
                           thaw_imgref_t *out) {
   ref_reset(out);
-  if (!s || !cache_host || len > THAW_IMGREF_INPUT_MAX)
+  if (!s || !cache_host)
+    return ref_fail(out, "empty image reference");
+  if (len > THAW_IMGREF_INPUT_MAX)
     return ref_fail(out, "image reference longer than 1024 characters");
   size_t cn = strnlen(cache_host, THAW_IMGREF_NAME_MAX + 1);
   if (cn == 0 || cn > THAW_IMGREF_NAME_MAX || len <= cn || s[cn] != '/' ||
