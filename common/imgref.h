@@ -11,6 +11,15 @@
  *   index.docker.io/x          -> docker.io/library/x:latest
  *   My.Reg:5000/a/b:V1@sha256:<64 hex> -> my.reg:5000/a/b:V1@sha256:<64 hex>
  *
+ * Where thaw differs from the Go package, on purpose:
+ *   - the host is lower-cased before the Docker Hub rules apply, so
+ *     "Docker.IO/nginx" is docker.io/library/nginx:latest;
+ *   - "registry-1.docker.io" is a Docker Hub alias, like "index.docker.io";
+ *   - a host that is a host only because of upper case ("Foo/bar") is
+ *     refused: lower-cased it would name the Hub repository foo/bar;
+ *   - IPv6 hosts use the newer grammar "[" [0-9a-fA-F:]+ "]" (":" port)?;
+ *   - digests are sha256/sha384/sha512 only.
+ *
  * Nothing here allocates except thaw_cachedimage_name() (OpenSSL's digest
  * context); a parsed reference lives in a caller-owned thaw_imgref_t with an
  * inline buffer, so parsing on the admission path costs one pass and no heap.
