@@ -562,6 +562,9 @@ int thaw_http_start(thaw_http_t *h, const thaw_http_opts_t *o,
     return THAW_EINVAL;
   if (o->body && o->read_cb)
     return THAW_EINVAL;
+  if (strncasecmp(o->url, "http://", 7) != 0 &&
+      strncasecmp(o->url, "https://", 8) != 0)
+    return THAW_EINVAL;
   thaw_http_req_t *r = calloc(1, sizeof *r);
   if (!r)
     return THAW_ENOMEM;
