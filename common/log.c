@@ -69,12 +69,11 @@ void thaw_log(enum thaw_log_level level, const char *msg, ...) {
   size_t off = 0;
   struct timeval tv;
   struct tm tm;
-  char ts[40];
+  char ts[48], date[32];
   gettimeofday(&tv, NULL);
   gmtime_r(&tv.tv_sec, &tm);
-  snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-           tm.tm_sec, (long)(tv.tv_usec / 1000));
+  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(ts, sizeof ts, "%s.%03dZ", date, (int)(tv.tv_usec / 1000) % 1000);
   put_raw(buf, sizeof buf, &off, "{\"ts\":\"");
   put_raw(buf, sizeof buf, &off, ts);
   put_raw(buf, sizeof buf, &off, "\",\"level\":\"");
