@@ -72,6 +72,9 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         self.server.log(fmt % args)
 
+    def log_request(self, code="-", size="-"):
+        pass    # dispatch() logs every request once, with its duration
+
     def do_GET(self):
         self.dispatch("GET")
 
