@@ -111,6 +111,9 @@ class Api:
     def __init__(self, store, registry):
         self.store = store
         self.registry = registry
+        with store.cond:    # every built-in watch cache starts with the server
+            for r in list(registry.by_gvr.values()):
+                store.table(r)
 
     # ---- helpers
 
