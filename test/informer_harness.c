@@ -242,7 +242,8 @@ cJSON *list_all(harness_t *h, const thaw_kube_resource_t *r, const char *ns,
     sync_t s = {0};
     thaw_kube_opts_t o = {.namespace = ns, .limit = 1000,
                           .continue_token = cont};
-    int rc = finish(h, thaw_kube_list(h->kube, r, &o, on_sync, &s), &s, NULL);
+    int rc = finish(h, thaw_kube_list(h->kube, r, &o, on_sync, &s), &s,
+                    &s.body);
     (void)rc;
     free(cont);
     cont = NULL;
@@ -254,6 +255,13 @@ cJSON *list_all(harness_t *h, const thaw_kube_resource_t *r, const char *ns,
       continue;
     }
     cJSON *items = cJSON_GetObjectItem(s.body, "items"), *it;
+    if (!cJSON_IsArray(items)) {
+      char *txt = cJSON_PrintUnformatted(s.body);
+      fprintf(stderr, "harness: list without items: %.300s\n", txt ? txt : "(no body)");
+      free(txt);
+      cJSON_Delete(s.body);
+      continue;
+    }
     while ((it = cJSON_DetachItemFromArray(items, 0)) != NULL)
       cJSON_AddItemToArray(all, it);
     cJSON *meta = cJSON_GetObjectItem(s.body, "metadata");

@@ -115,6 +115,16 @@ static int bookmark_past(void *arg) {
          thaw_store_rv(thaw_informer_resource_version(b->inf)) >= b->rv;
 }
 
+typedef struct {
+  const uint64_t *counter;
+  uint64_t want;
+} count_wait_t;
+
+static int count_reached(void *arg) {
+  count_wait_t *c = arg;
+  return *c->counter >= c->want;
+}
+
 static thaw_informer_t *new_informer(recorder_t *r, long page, long timeout,
                                      const char *ns, const char *lsel) {
   thaw_informer_config_t cfg = {
@@ -257,37 +267,78 @@ int main(void) {
   CHECK(r.n - mark == 7);
   printf("relist after 410: %zu events\n", r.n - mark);
 
-  /* 6. The server fails the next requests: the re-watch backs off
-   * (0.1-0.2 + 0.2-0.4 + 0.4-0.8 + 0.8-1.6 s) and recovers. */
-  uint64_t errs = thaw_informer_stats(inf)->watch_errors;
+  /* 6. The server fails the informer's next requests: the re-watch backs
+   * off (0.1-0.2 + 0.2-0.4 + 0.4-0.8 + 0.8-1.6 s at least) and recovers. */
+  const thaw_informer_stats_t *st = thaw_informer_stats(inf);
+  uint64_t errs = st->watch_errors + st->list_errors;
   CHECK(emu_post(&d, "/_emulator/drop-watches", NULL, NULL) == 200);
-  CHECK(emu_post(&d, "/_emulator/fail", "{\"count\":4,\"code\":500}", NULL) ==
-        200);
+  CHECK(emu_post(&d, "/_emulator/fail",
+                 "{\"count\":4,\"code\":500,\"pathPrefix\":\"/api/v1/pods\","
+                 "\"methods\":[\"GET\"]}",
+                 NULL) == 200);
   uv_update_time(&h.loop);
   uint64_t t0 = uv_now(&h.loop);
-  run_until(&h, NULL, NULL, 4000);
+  count_wait_t cw = {&st->watch_errors, errs + 5}; /* the drop, 4 failures */
+  CHECK(run_until(&h, count_reached, &cw, 30000));
   create_pod("inf-a", "p-after", img1, NULL);
   hw = (hist_wait_t){&r, "inf-a/p-after", "A", r.n};
   CHECK(run_until(&h, has_history, &hw, 35000));
   uint64_t took = uv_now(&h.loop) - t0;
-  CHECK(thaw_informer_stats(inf)->watch_errors >= errs + 4);
   CHECK(took >= 1500);
+  CHECK(st->lists == lists + 1); /* resumed: no re-list */
   printf("recovered from 4 failures in %llu ms\n", (unsigned long long)took);
 
-  /* 7. A failing list is retried too (a 410 forces it). */
-  lists = thaw_informer_stats(inf)->lists;
-  CHECK(emu_post(&d, "/_emulator/drop-watches", NULL, NULL) == 200);
+  /* 7. An ERROR 410 event forces a re-list whose pages fail (503, 503,
+   * then 410 as for an expired continue token): retried until it
+   * completes, then the watch resumes. */
+  lists = st->lists;
+  uint64_t list_errs = st->list_errors;
   label_pod("inf-a", "p-09", "3");
-  CHECK(emu_post(&d, "/_emulator/compact", NULL, NULL) == 200);
-  CHECK(emu_post(&d, "/_emulator/fail", "{\"count\":3,\"code\":503}", NULL) ==
-        200);
-  run_until(&h, NULL, NULL, 4000); /* the driver must not eat the failures */
+  CHECK(emu_post(&d, "/_emulator/fail",
+                 "{\"count\":2,\"code\":503,\"pathPrefix\":\"/api/v1/pods\","
+                 "\"methods\":[\"GET\"]}",
+                 NULL) == 200);
+  CHECK(emu_post(&d, "/_emulator/fail",
+                 "{\"count\":1,\"code\":410,\"pathPrefix\":\"/api/v1/pods\","
+                 "\"methods\":[\"GET\"]}",
+                 NULL) == 200);
+  CHECK(emu_post(&d, "/_emulator/watch-inject",
+                 "{\"resource\":\"pods\",\"raw\":\"{\\\"type\\\":\\\"ERROR\\\","
+                 "\\\"object\\\":{\\\"kind\\\":\\\"Status\\\",\\\"apiVersion\\\":"
+                 "\\\"v1\\\",\\\"status\\\":\\\"Failure\\\",\\\"reason\\\":"
+                 "\\\"Expired\\\",\\\"code\\\":410}}\\n\"}",
+                 NULL) == 200);
+  cw = (count_wait_t){&st->lists, lists + 1};
+  CHECK(run_until(&h, count_reached, &cw, 30000));
+  CHECK(st->list_errors == list_errs + 3);
   CHECK(wait_match(inf, &r, 30000));
-  CHECK(thaw_informer_stats(inf)->lists == lists + 1);
-  CHECK(thaw_informer_stats(inf)->list_errors +
-            thaw_informer_stats(inf)->watch_errors >= errs + 7);
   CHECK(r.n > 0 && strcmp(r.log[r.n - 1].key, "inf-a/p-09") == 0 &&
         r.log[r.n - 1].type == 'U');
+
+  /* 8. A real expired continue token: page 1 arrives, the server is slow
+   * on page 2 (latency), history moves and is compacted meanwhile; the
+   * informer restarts the list and syncs once. */
+  CHECK(emu_post(&d, "/_emulator/latency", "{\"ms\":1000}", NULL) == 200);
+  recorder_t r3;
+  recorder_init(&r3, intern, 1);
+  thaw_informer_t *paged = new_informer(&r3, 5, 0, "inf-a", NULL);
+  const thaw_informer_stats_t *s3 = thaw_informer_stats(paged);
+  cw = (count_wait_t){&s3->list_pages, 1};
+  CHECK(run_until(&h, count_reached, &cw, 10000));
+  CHECK(emu_post(&d, "/_emulator/seed",
+                 "{\"resource\":\"pods\",\"namespace\":\"inf-c\",\"count\":1,"
+                 "\"namePrefix\":\"moved-\"}",
+                 NULL) == 200);
+  CHECK(emu_post(&d, "/_emulator/compact", NULL, NULL) == 200);
+  CHECK(emu_post(&d, "/_emulator/latency", "{\"ms\":0}", NULL) == 200);
+  CHECK(run_until(&h, is_synced, &r3, 30000));
+  CHECK(s3->list_errors >= 1 && s3->lists == 1);
+  cJSON *items = list_all(&d, &thaw_kube_pods, "inf-a", NULL);
+  CHECK(compare_state(items, paged, &r3, intern, 1) == 0);
+  CHECK((int)r3.adds == cJSON_GetArraySize(items) && r3.dup_adds == 0);
+  cJSON_Delete(items);
+  print_stats("paged", paged);
+  thaw_informer_free(paged);
 
   /* The end: the store is the server's list; the log never doubled up. */
   CHECK(wait_match(inf, &r, 10000));
@@ -299,6 +350,7 @@ int main(void) {
   thaw_informer_free(NULL);
   recorder_free(&r);
   recorder_free(&r2);
+  recorder_free(&r3);
   harness_close(&h);
   harness_close(&d);
   CHECK(thaw_intern_count(intern) == 0);
