@@ -4,7 +4,9 @@
  * (timer_cb); uv tells curl when a socket is ready (on_poll) or the timer
  * fired (on_timeout). Requests are removed from the multi handle only when
  * no curl call is on the stack (`depth` == 0): curl forbids removing a
- * handle from inside its own callbacks, and users cancel from callbacks. */
+ * handle from inside its own callbacks, and users cancel from callbacks.
+ * For the same reason a request started from a callback (an informer handler
+ * that creates an object, say) is attached to the multi handle only then. */
 #include "http.h"
 
 #include <curl/curl.h>
@@ -49,6 +51,7 @@ struct thaw_http_req {
   void *data;
   long status;
   int responded, canceled, abort_err;
+  int unattached; /* started under a curl callback: added by leave() */
   size_t max_body, total;
   char *body;
   size_t body_len, body_cap;
@@ -211,6 +214,22 @@ static void leave(thaw_http_t *h) {
     next = r->next;
     if (r->canceled)
       req_unlink_free(r);
+  }
+  /* on_done below may start more requests (at the head): rescan until none */
+  for (int again = 1; again && !h->freeing;) {
+    again = 0;
+    for (r = h->reqs; r; r = r->next) {
+      if (!r->unattached)
+        continue;
+      r->unattached = 0;
+      if (curl_multi_add_handle(h->multi, r->easy) != CURLM_OK) {
+        thaw_http_result_t res = {.err = THAW_ENOMEM, .message = "out of memory"};
+        r->canceled = 1;
+        r->on_done(r, &res, r->data); /* reaped by a later leave() */
+        again = 1;
+        break;
+      }
+    }
   }
   if (h->freeing && h->multi)
     teardown(h);
@@ -599,7 +618,9 @@ int thaw_http_start(thaw_http_t *h, const thaw_http_opts_t *o,
   rc = configure(r, o);
   if (rc)
     goto fail;
-  if (curl_multi_add_handle(h->multi, r->easy) != CURLM_OK) {
+  if (h->depth > 0)
+    r->unattached = 1;
+  else if (curl_multi_add_handle(h->multi, r->easy) != CURLM_OK) {
     rc = THAW_ENOMEM;
     goto fail;
   }

@@ -36,7 +36,7 @@ typedef struct {
   uv_timer_t tick;
   const char *ns;
   int jobs, created, create_errors, deleted, pods_seen, pods_gone;
-  int recorded, already, invalid, synced;
+  int attempts, recorded, already, invalid, synced;
   int done;
 } showcase_t;
 
@@ -99,9 +99,12 @@ static void record_image(showcase_t *s, const char *image) {
   cJSON_AddStringToObject(cJSON_AddObjectToObject(ci, "spec"), "image",
                           ref.str);
   thaw_kube_opts_t o = {0};
-  if (thaw_kube_create(s->kube, &thaw_kube_cachedimages, &o, ci, on_recorded,
-                       s) != 0)
-    thaw_warn("record cachedimage", "image", ref.str);
+  int rc = thaw_kube_create(s->kube, &thaw_kube_cachedimages, &o, ci,
+                            on_recorded, s);
+  s->attempts++;
+  if (rc != 0)
+    thaw_warn("record cachedimage", "image", ref.str, "error",
+              thaw_strerror(rc));
   cJSON_Delete(ci);
 }
 
@@ -313,7 +316,11 @@ int main(int argc, char **argv) {
          (unsigned long long)st->lists, (unsigned long long)st->watches,
          (unsigned long long)st->gone, (unsigned long long)st->events,
          (unsigned long long)st->bookmarks);
-  int ok = s.done && s.pods_seen == s.created && s.pods_gone == s.created;
+  /* Every pod seen and gone, every valid image recorded: the demo doubles as
+   * a test of requests started from informer handlers. */
+  int ok = s.done && s.pods_seen == s.created && s.pods_gone == s.created &&
+           s.create_errors == 0 && s.recorded + s.already == s.attempts &&
+           s.recorded > 0;
 
   uv_close((uv_handle_t *)&s.tick, NULL);
   thaw_informer_free(s.pods);
