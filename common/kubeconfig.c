@@ -40,6 +40,7 @@
 #define KUBECONFIG_MAX (1024 * 1024) /* larger files are refused */
 #define NAMESPACE_MAX 1024           /* bytes read of the namespace file */
 #define QUOTE_MAX 96                 /* bytes of a name quoted in errors */
+#define FLOW_DEPTH_MAX 256           /* libyaml is quadratic in [[[[ depth */
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
 typedef struct {
@@ -434,6 +435,19 @@ static int load_file(ctx_t *c, thaw_kube_config_t *cfg, const char *path) {
     snprintf(c->dir, sizeof(c->dir), "%.*s", (int)(slash - path), path);
   else if (slash)
     rc = fail(c, THAW_ECONFIG, "path too long");
+
+  /* A 1 MiB "[[[[..." takes libyaml many minutes. Brackets are counted
+   * even inside scalars: a real kubeconfig never nests 256 of them. */
+  int depth = 0;
+  for (size_t i = 0; i < len && rc == 0; i++) {
+    if (text[i] == '[' || text[i] == '{') {
+      if (++depth > FLOW_DEPTH_MAX)
+        rc = fail(c, THAW_ECONFIG, "nested deeper than %d levels",
+                  FLOW_DEPTH_MAX);
+    } else if ((text[i] == ']' || text[i] == '}') && depth > 0) {
+      depth--;
+    }
+  }
 
   yaml_parser_t parser;
   yaml_document_t doc;

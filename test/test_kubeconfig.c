@@ -85,6 +85,10 @@ static const kc_case_t cases[] = {
      SIMPLE("    server: https://k:443\n    insecure-skip-tls-verify: true\n",
             "    token: " TOKEN "\n"),
      0, NULL, .server = "https://k:443", .token = TOKEN, .insecure = 1},
+    {"IPv6 literal server",
+     SIMPLE("    server: https://[fd00::1]:6443/\n    insecure-skip-tls-verify: yes\n",
+            "    token: " TOKEN "\n"),
+     0, NULL, .server = "https://[fd00::1]:6443", .token = TOKEN, .insecure = 1},
     {"insecure false is not insecure",
      SIMPLE("    server: https://k:443\n    insecure-skip-tls-verify: false\n",
             "    token: " TOKEN "\n"),
@@ -357,6 +361,32 @@ static void test_special_inputs(void) {
   k = (kc_case_t){"oversized", NULL, THAW_ECONFIG, "larger than"};
   load_case(&k, text, big);
   free(text);
+
+  /* Deep flow nesting is refused before libyaml (quadratic in depth). */
+  size_t deep = 200000;
+  text = malloc(2 * deep + 8);
+  memcpy(text, "a: ", 3);
+  memset(text + 3, '[', deep);
+  memset(text + 3 + deep, ']', deep);
+  text[3 + 2 * deep] = '\n';
+  k = (kc_case_t){"deep nesting", NULL, THAW_ECONFIG, "nested deeper than"};
+  load_case(&k, text, 4 + 2 * deep);
+  free(text);
+
+  /* Aliases are shared nodes, not expanded copies ("billion laughs"). */
+  static const char laughs[] =
+      "current-context: c\n"
+      "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+      "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+      "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+      "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+      "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+      "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n"
+      "h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+      "contexts: *h\n";
+  k = (kc_case_t){"alias bomb", NULL, THAW_ECONFIG, "context \"c\" not found"};
+  load_case(&k, laughs, strlen(laughs));
 
   k = (kc_case_t){"missing file", NULL, THAW_ECONFIG,
                   "kubeconfig @D@/nope/config: cannot read: No such file"};
