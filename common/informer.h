@@ -15,8 +15,12 @@
  * ("namespace/name", or "name" when cluster-scoped) and its resourceVersion.
  *
  * Handlers run on the loop and must only record or enqueue; records passed
- * to them are owned by the informer and valid during the call only. All
- * functions run on the loop's thread. */
+ * to them are owned by the informer and valid during the call only. While a
+ * handler runs, the store already holds the new state (thaw_informer_get()
+ * returns the new record and its resourceVersion). During a re-list both
+ * the old and the new store are alive, so memory peaks at twice the store.
+ * All functions run on the loop's thread. Free informers before the
+ * thaw_kube_t they use. */
 #ifndef THAW_INFORMER_H
 #define THAW_INFORMER_H
 
