@@ -340,6 +340,27 @@ int main(void) {
   print_stats("paged", paged);
   thaw_informer_free(paged);
 
+  /* 9. A malformed event and one over 3 MiB: the stream cannot be trusted
+   * past them, so each leads to a re-list (and nothing is delivered twice). */
+  const char *bad[] = {"{\"raw\":\"{\\\"type\\\":\\\"ADDED\\\",\\\"object\\\":{\\n\"}",
+                       NULL};
+  size_t big_len = (3u << 20) + 4096;
+  char *big = malloc(big_len + 64);
+  int off = snprintf(big, 64, "{\"raw\":\"{\\\"type\\\":\\\"ADDED\\\",\\\"x\\\":\\\"");
+  memset(big + off, 'a', big_len - (size_t)off);
+  snprintf(big + big_len, 64, "\\\"}\\n\"}");
+  bad[1] = big;
+  for (int i = 0; i < 2; i++) {
+    lists = st->lists;
+    usleep(1100000); /* a healthy watch: no backoff carried over */
+    run_until(&h, NULL, NULL, 100);
+    CHECK(emu_post(&d, "/_emulator/watch-inject", bad[i], NULL) == 200);
+    cw = (count_wait_t){&st->lists, lists + 1};
+    CHECK(run_until(&h, count_reached, &cw, 15000));
+  }
+  free(big);
+  CHECK(wait_match(inf, &r, 10000));
+
   /* The end: the store is the server's list; the log never doubled up. */
   CHECK(wait_match(inf, &r, 10000));
   CHECK(r.dup_adds == 0 && r.orphan_updates == 0 && r.orphan_deletes == 0 &&
