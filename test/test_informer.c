@@ -13,15 +13,7 @@
 #include "log.h"
 #include "podinfo.h"
 
-static int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+#include "check.h"
 
 static harness_t h; /* the informers' loop */
 static harness_t d; /* the driver's loop: runs only while h is paused */

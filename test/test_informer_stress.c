@@ -17,18 +17,10 @@
 #include "informer_harness.h"
 #include "podinfo.h"
 
+#include "check.h"
+
 #define NAMESPACES 4
 #define INFLIGHT 32
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
 
 static harness_t h;
 static thaw_intern_t *intern;

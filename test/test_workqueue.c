@@ -12,15 +12,7 @@
 #include "error.h"
 #include "workqueue.h"
 
-static int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+#include "check.h"
 
 #define CHECK_EQ_U(a, b)                                                       \
   do {                                                                         \
