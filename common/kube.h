@@ -56,7 +56,8 @@ typedef struct {
  * THAW_EALREADYEXISTS / THAW_ECONFLICT (409 by Status reason), THAW_EGONE
  * (410), THAW_EINVALID (422), THAW_ETOOMANY (429), THAW_ESERVER (5xx),
  * THAW_EBADREQUEST (400), THAW_EFORBIDDEN (401/403), THAW_EHTTP (other),
- * THAW_EPARSE (2xx with a body that is not JSON), THAW_ECANCELED. */
+ * THAW_EPARSE (2xx with a body that is not JSON), THAW_E2BIG (a body over
+ * 128 MiB), THAW_ECANCELED. A client-side timeout is THAW_ETRANSPORT. */
 typedef struct {
   int err;
   long http_status;    /* 0 when no response arrived */
@@ -68,7 +69,7 @@ typedef struct {
 
 typedef void (*thaw_kube_cb)(const thaw_kube_result_t *res, void *data);
 
-/* Called after every request with the verb ("get", "list", "create",
+/* Called after every request that was not canceled, with the verb ("get", "list", "create",
  * "update", "patch", "delete", "watch") and the HTTP status (0 on transport
  * failure); for metrics such as thaw_kube_requests_total{verb,code}. */
 typedef void (*thaw_kube_observe_cb)(const char *verb, long http_status,
@@ -102,10 +103,12 @@ int thaw_kube_update(thaw_kube_t *k, const thaw_kube_resource_t *r,
                      const thaw_kube_opts_t *o, const cJSON *obj,
                      thaw_kube_cb cb, void *data);
 /* PATCH with application/merge-patch+json (custom resources refuse
- * strategic merge patch). */
+ * strategic merge patch). o->name is required. */
 int thaw_kube_merge_patch(thaw_kube_t *k, const thaw_kube_resource_t *r,
                           const thaw_kube_opts_t *o, const cJSON *patch,
                           thaw_kube_cb cb, void *data);
+/* With o->resource_version, DeleteOptions carry it as a precondition (409
+ * Conflict when the object changed). */
 int thaw_kube_delete(thaw_kube_t *k, const thaw_kube_resource_t *r,
                      const thaw_kube_opts_t *o, thaw_kube_cb cb, void *data);
 
