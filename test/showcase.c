@@ -303,7 +303,7 @@ int main(int argc, char **argv) {
   printf("thaw-showcase: %d OSCAR job pods in namespace %s\n", s.jobs, s.ns);
   uv_timer_init(&loop, &s.tick);
   s.tick.data = &s;
-  uv_timer_start(&s.tick, on_tick, 50, 50);
+  uv_timer_start(&s.tick, on_tick, 200, 200); /* ~OSCAR upload pace */
   uv_run(&loop, UV_RUN_DEFAULT);
 
   const thaw_informer_stats_t *st = thaw_informer_stats(s.pods);
