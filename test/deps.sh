@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential meson ninja-build pkg-config
-  libuv1-dev libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev
+  libuv1-dev libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev libh2o-dev
   clang libclang-rt-14-dev valgrind
   openssl curl ca-certificates python3 python3-yaml procps
 )

@@ -1,0 +1,44 @@
+/* record.h - creates a CachedImage for every cold image, off the request
+ * path (DESIGN.md, decision 6).
+ *
+ * thaw_recorder_record() only enqueues. A work queue (common/workqueue)
+ * de-duplicates concurrent admissions of the same image and runs at most a
+ * few creates at once; a failed create is retried with per-key exponential
+ * backoff; "AlreadyExists" counts as success. A reference already indexed
+ * (thaw_index_image_state() != ABSENT), queued, in flight, or created within
+ * the last minutes is not created again. The object is named with
+ * thaw_cachedimage_name() and labelled app.kubernetes.io/managed-by=thaw. */
+#ifndef THAW_WEBHOOK_RECORD_H
+#define THAW_WEBHOOK_RECORD_H
+
+#include <uv.h>
+
+#include "index.h"
+#include "kube.h"
+
+typedef struct thaw_recorder thaw_recorder_t;
+
+/* Outcome of one record, the label of thaw_webhook_records_total{result}:
+ * "created", "exists" (AlreadyExists), "retry" (a failed attempt that will
+ * be retried), "failed" (gave up after the retry limit), "dropped" (the
+ * queue was full). */
+typedef void (*thaw_recorder_result_cb)(const char *result, void *data);
+
+/* `ix` may be NULL (no index-based de-duplication). Both must outlive the
+ * recorder. Returns 0 or THAW_ENOMEM. */
+int thaw_recorder_new(uv_loop_t *loop, thaw_kube_t *kube,
+                      thaw_index_t *ix, thaw_recorder_t **out);
+void thaw_recorder_set_observer(thaw_recorder_t *r, thaw_recorder_result_cb cb,
+                                void *data);
+/* Enqueues `normalized` for creation; returns at once and never fails (a
+ * full queue drops, reported as "dropped"). */
+void thaw_recorder_record(thaw_recorder_t *r, const char *normalized);
+/* The index saw a CachedImage for `normalized`: stop retrying it. */
+void thaw_recorder_forget(thaw_recorder_t *r, const char *normalized);
+/* Pending + in-flight references. */
+size_t thaw_recorder_pending(const thaw_recorder_t *r);
+/* Cancels queued work; memory goes once requests have called back (run the
+ * loop). Free it before its thaw_kube_t. NULL does nothing. */
+void thaw_recorder_free(thaw_recorder_t *r);
+
+#endif
