@@ -35,6 +35,9 @@ void thaw_recorder_set_observer(thaw_recorder_t *r, thaw_recorder_result_cb cb,
 void thaw_recorder_record(thaw_recorder_t *r, const char *normalized);
 /* The index saw a CachedImage for `normalized`: stop retrying it. */
 void thaw_recorder_forget(thaw_recorder_t *r, const char *normalized);
+/* thaw_recorder_forget() as a thaw_index_image_cb (data: the recorder), for
+ * thaw_index_set_observer(ix, thaw_recorder_index_observer, r). */
+void thaw_recorder_index_observer(const char *normalized, void *recorder);
 /* Pending + in-flight references. */
 size_t thaw_recorder_pending(const thaw_recorder_t *r);
 /* Cancels queued work; memory goes once requests have called back (run the
