@@ -1,0 +1,225 @@
+#!/bin/bash
+# gen-webhook-certs.sh: a private CA and a serving certificate for
+# thaw-webhook, plus a kustomization that installs thaw with them.
+# Run with --help for the options. Never prints a private key.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+manifests=$(cd "$here/../manifests" && pwd)
+
+out=$here/out
+namespace=thaw-system
+service=thaw-webhook
+days=365
+ca_days=3650
+force=0
+renew_before_days=30
+webhook_config=thaw-webhook
+webhook_name=mutate.thaw.dev
+
+usage() {
+  cat <<USAGE
+Usage: $0 [options]
+
+Makes, with openssl, an EC P-256 CA and a serving certificate (serverAuth)
+for the webhook Service's DNS names and 127.0.0.1, and writes into the
+output directory:
+  ca.key ca.crt          the CA (ca.key stays here; it is not installed)
+  tls.key tls.crt        the serving key and certificate
+  cabundle-patch.yaml    sets the webhook configuration's caBundle
+  kustomization.yaml     manifests/ + Secret thaw-webhook-tls + that patch
+
+Install with:  kubectl apply -k OUT
+
+Idempotent: an existing CA is kept while it outlives the new certificate;
+an existing serving certificate is kept while it is signed by that CA, has
+exactly the wanted names and is valid for more than $renew_before_days days
+(a third of --days when that is shorter).
+
+Options:
+  --out DIR          output directory (default: certs/out, git-ignored)
+  --namespace NS     the webhook Service's namespace (default: thaw-system);
+                     the kustomization moves the install there
+  --service NAME     the webhook Service's name (default: thaw-webhook);
+                     the kustomization renames the Service
+  --days N           serving certificate validity in days (default: 365)
+  --ca-days N        CA validity in days (default: 3650)
+  --force            make a new CA and certificate even if the old are fine
+  -h, --help         this text
+USAGE
+}
+
+die() { echo "gen-webhook-certs: $*" >&2; exit 2; }
+
+need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    --out) need_arg "$@"; out=$2; shift 2 ;;
+    --out=*) out=${1#*=}; shift ;;
+    --namespace) need_arg "$@"; namespace=$2; shift 2 ;;
+    --namespace=*) namespace=${1#*=}; shift ;;
+    --service) need_arg "$@"; service=$2; shift 2 ;;
+    --service=*) service=${1#*=}; shift ;;
+    --days) need_arg "$@"; days=$2; shift 2 ;;
+    --days=*) days=${1#*=}; shift ;;
+    --ca-days) need_arg "$@"; ca_days=$2; shift 2 ;;
+    --ca-days=*) ca_days=${1#*=}; shift ;;
+    --force) force=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option: $1" ;;
+  esac
+done
+
+dns1123='^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
+[[ $namespace =~ $dns1123 && ${#namespace} -le 63 ]] || die "bad --namespace: $namespace"
+[[ $service =~ $dns1123 && ${#service} -le 63 ]] || die "bad --service: $service"
+[[ $days =~ ^[1-9][0-9]{0,4}$ ]] || die "bad --days: $days"
+[[ $ca_days =~ ^[1-9][0-9]{0,4}$ ]] || die "bad --ca-days: $ca_days"
+[ "$ca_days" -ge "$days" ] || die "--ca-days ($ca_days) is shorter than --days ($days)"
+# A short-lived certificate (a test's --days 3) renews in its last third, so
+# that a re-run right after issuing keeps it.
+[ $((days / 3)) -ge "$renew_before_days" ] || renew_before_days=$((days / 3))
+command -v openssl >/dev/null || die "openssl not found"
+
+# Keys are created readable by the owner only.
+umask 077
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d "$out/.work.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+sans="DNS:$service, DNS:$service.$namespace, DNS:$service.$namespace.svc"
+sans="$sans, DNS:$service.$namespace.svc.cluster.local, IP Address:127.0.0.1"
+
+# Our own config, so the system openssl.cnf adds no extensions of its own.
+cat >"$work/openssl.cnf" <<CNF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca_ext]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[leaf_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = DNS:$service, DNS:$service.$namespace, DNS:$service.$namespace.svc, DNS:$service.$namespace.svc.cluster.local, IP:127.0.0.1
+CNF
+
+newkey() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+serial() { echo "0x$(openssl rand -hex 16)"; }
+valid_for() { openssl x509 -in "$1" -noout -checkend $(($2 * 86400)) >/dev/null 2>&1; }
+sans_of() { openssl x509 -in "$1" -noout -ext subjectAltName 2>/dev/null | sed -n '2s/^ *//p'; }
+same_key() {
+  [ "$(openssl x509 -in "$1" -noout -pubkey 2>/dev/null)" = \
+    "$(openssl pkey -in "$2" -pubout 2>/dev/null)" ]
+}
+
+# CA: kept if present, matching its key, and valid beyond the serving cert.
+new_ca=0
+if [ $force = 1 ] || [ ! -s "$out/ca.key" ] || [ ! -s "$out/ca.crt" ] ||
+   ! same_key "$out/ca.crt" "$out/ca.key" || ! valid_for "$out/ca.crt" "$days"; then
+  newkey "$work/ca.key"
+  openssl req -x509 -new -config "$work/openssl.cnf" -extensions ca_ext \
+    -key "$work/ca.key" -sha256 -days "$ca_days" -set_serial "$(serial)" \
+    -subj "/CN=thaw-webhook-ca" -out "$work/ca.crt" 2>/dev/null
+  mv -f "$work/ca.key" "$out/ca.key"
+  mv -f "$work/ca.crt" "$out/ca.crt"
+  new_ca=1
+fi
+
+# Serving certificate: re-issued when the CA changed, the names differ, or
+# it expires within $renew_before_days days.
+if [ $new_ca = 1 ] || [ ! -s "$out/tls.key" ] || [ ! -s "$out/tls.crt" ] ||
+   ! same_key "$out/tls.crt" "$out/tls.key" ||
+   ! openssl verify -CAfile "$out/ca.crt" "$out/tls.crt" >/dev/null 2>&1 ||
+   [ "$(sans_of "$out/tls.crt")" != "$sans" ] ||
+   ! valid_for "$out/tls.crt" "$renew_before_days"; then
+  newkey "$work/tls.key"
+  openssl req -new -config "$work/openssl.cnf" -key "$work/tls.key" \
+    -subj "/CN=$service.$namespace.svc" -out "$work/tls.csr" 2>/dev/null
+  openssl x509 -req -in "$work/tls.csr" -CA "$out/ca.crt" -CAkey "$out/ca.key" \
+    -set_serial "$(serial)" -days "$days" -sha256 \
+    -extfile "$work/openssl.cnf" -extensions leaf_ext -out "$work/tls.crt" 2>/dev/null
+  openssl verify -CAfile "$out/ca.crt" "$work/tls.crt" >/dev/null ||
+    die "the new certificate does not verify against the CA"
+  mv -f "$work/tls.key" "$out/tls.key"
+  mv -f "$work/tls.crt" "$out/tls.crt"
+  issued=yes
+else
+  issued="no (still valid)"
+fi
+
+# Certificates are public; 0644 so that kubectl in another account reads them.
+chmod 600 "$out/ca.key" "$out/tls.key"
+chmod 644 "$out/ca.crt" "$out/tls.crt"
+
+cabundle=$(base64 -w0 <"$out/ca.crt")
+rel=$(realpath --relative-to="$out" "$manifests")
+
+cat >"$work/cabundle-patch.yaml" <<YAML
+# Generated by certs/gen-webhook-certs.sh: the CA that signed tls.crt.
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: $webhook_config
+webhooks:
+  - name: $webhook_name
+    clientConfig:
+      caBundle: $cabundle
+YAML
+
+{
+  echo "# Generated by certs/gen-webhook-certs.sh; apply with: kubectl apply -k $out"
+  echo "# (Re-run the script rather than editing this file.)"
+  echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+  echo "kind: Kustomization"
+  echo "resources:"
+  echo "  - $rel"
+  if [ "$namespace" != thaw-system ]; then
+    echo "namespace: $namespace"
+  fi
+  echo "secretGenerator:"
+  echo "  - name: thaw-webhook-tls"
+  echo "    namespace: $namespace"
+  echo "    type: kubernetes.io/tls"
+  echo "    files: [tls.crt, tls.key, ca.crt]"
+  echo "    options:"
+  echo "      # A fixed name: the Deployment mounts it, and the webhook reloads"
+  echo "      # the files when a re-run of the script updates it."
+  echo "      disableNameSuffixHash: true"
+  echo "patches:"
+  echo "  - path: cabundle-patch.yaml"
+  if [ "$namespace" != thaw-system ]; then
+    echo "  # Exclude the new system namespace (by name) instead of thaw-system."
+    echo "  - target: {kind: MutatingWebhookConfiguration, name: $webhook_config}"
+    echo "    patch: |-"
+    echo "      - op: replace"
+    echo "        path: /webhooks/0/namespaceSelector/matchExpressions/1/values"
+    echo "        value: [kube-system, $namespace]"
+  fi
+  if [ "$service" != thaw-webhook ]; then
+    echo "  # The certificate names Service $service; kustomize renames it and"
+    echo "  # updates the webhook's clientConfig to match."
+    echo "  - target: {kind: Service, name: thaw-webhook}"
+    echo "    patch: |-"
+    echo "      - op: replace"
+    echo "        path: /metadata/name"
+    echo "        value: $service"
+  fi
+} >"$work/kustomization.yaml"
+chmod 644 "$work/cabundle-patch.yaml" "$work/kustomization.yaml"
+mv -f "$work/cabundle-patch.yaml" "$out/cabundle-patch.yaml"
+mv -f "$work/kustomization.yaml" "$out/kustomization.yaml"
+
+echo "gen-webhook-certs: $out"
+echo "  CA:          ca.crt ($(openssl x509 -in "$out/ca.crt" -noout -enddate | sed 's/notAfter=/until /'))"
+echo "  certificate: tls.crt, issued now: $issued ($(openssl x509 -in "$out/tls.crt" -noout -enddate | sed 's/notAfter=/until /'))"
+echo "  names:       $(sans_of "$out/tls.crt")"
+echo "  install:     kubectl apply -k $out"
