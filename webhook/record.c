@@ -28,6 +28,7 @@
 #include "store.h"
 #include "workqueue.h"
 
+/* Defaults of thaw_recorder_opts_t. */
 #define CONCURRENCY 4
 #define BACKOFF_BASE_MS 200
 #define BACKOFF_MAX_MS 60000
@@ -35,8 +36,8 @@
 #define BURST 50
 #define MAX_ATTEMPTS 10
 #define MAX_PENDING 10000
-#define MAX_RECENT 10000
 #define RECENT_MS (5 * 60 * 1000)
+#define MAX_RECENT 10000 /* DONE entries kept; the oldest go first */
 #define DROP_LOG_MS 10000 /* at most one "dropped" line per interval */
 
 enum { PENDING = 1, DONE = 2 };
@@ -60,6 +61,7 @@ struct thaw_recorder {
   size_t recent;         /* entries DONE */
   entry_t *head, *tail;  /* DONE, oldest first */
   size_t inflight;       /* create requests not yet called back */
+  thaw_recorder_opts_t o;
   thaw_recorder_result_cb cb;
   void *cb_data;
   uint64_t drop_logged_at, drops_unlogged;
@@ -115,7 +117,7 @@ static void mark_done(thaw_recorder_t *r, entry_t *e) {
   }
   r->pending--;
   e->state = DONE;
-  e->expires = uv_now(r->loop) + RECENT_MS;
+  e->expires = uv_now(r->loop) + r->o.recent_ms;
   e->prev = r->tail;
   e->next = NULL;
   if (r->tail != NULL)
@@ -174,7 +176,7 @@ static void finish(thaw_recorder_t *r, thaw_workqueue_token_t *tok, int err,
   if (err == 0 || err == THAW_EALREADYEXISTS) {
     result = err == 0 ? "created" : "exists";
     thaw_info("cachedimage recorded", "image", key, "result", result);
-  } else if (permanent(err) || e == NULL || e->attempts + 1 >= MAX_ATTEMPTS) {
+  } else if (permanent(err) || e == NULL || e->attempts + 1u >= r->o.max_attempts) {
     result = "failed";
     thaw_warn("cachedimage not recorded", "image", key, "result", result,
               "error", why);
@@ -183,9 +185,9 @@ static void finish(thaw_recorder_t *r, thaw_workqueue_token_t *tok, int err,
     e->attempts++;
     if (err == THAW_ETOOMANY && retry_after > 0) {
       wq = THAW_WQ_RETRY_AFTER;
-      after = retry_after * 1000 < BACKOFF_MAX_MS
-                  ? (uint64_t)retry_after * 1000
-                  : BACKOFF_MAX_MS;
+      after = (uint64_t)retry_after * 1000;
+      if (after > r->o.backoff_max_ms)
+        after = r->o.backoff_max_ms;
     } else {
       wq = THAW_WQ_RETRY;
     }
@@ -266,6 +268,12 @@ static void process(thaw_workqueue_t *q, const char *key,
 
 int thaw_recorder_new(uv_loop_t *loop, thaw_kube_t *kube, thaw_index_t *ix,
                       thaw_recorder_t **out) {
+  return thaw_recorder_new_opts(loop, kube, ix, NULL, out);
+}
+
+int thaw_recorder_new_opts(uv_loop_t *loop, thaw_kube_t *kube,
+                           thaw_index_t *ix, const thaw_recorder_opts_t *opts,
+                           thaw_recorder_t **out) {
   *out = NULL;
   thaw_recorder_t *r = calloc(1, sizeof(*r));
   if (r == NULL)
@@ -273,12 +281,33 @@ int thaw_recorder_new(uv_loop_t *loop, thaw_kube_t *kube, thaw_index_t *ix,
   r->loop = loop;
   r->kube = kube;
   r->ix = ix;
+  if (opts != NULL)
+    r->o = *opts;
+  thaw_recorder_opts_t *ro = &r->o;
+  if (ro->concurrency == 0)
+    ro->concurrency = CONCURRENCY;
+  if (ro->backoff_base_ms == 0)
+    ro->backoff_base_ms = BACKOFF_BASE_MS;
+  if (ro->backoff_max_ms == 0)
+    ro->backoff_max_ms = BACKOFF_MAX_MS;
+  if (ro->qps == 0)
+    ro->qps = QPS;
+  if (ro->burst == 0)
+    ro->burst = BURST;
+  if (ro->max_attempts == 0)
+    ro->max_attempts = MAX_ATTEMPTS;
+  if (ro->max_attempts > UINT8_MAX)
+    ro->max_attempts = UINT8_MAX; /* entry_t.attempts */
+  if (ro->max_pending == 0)
+    ro->max_pending = MAX_PENDING;
+  if (ro->recent_ms == 0)
+    ro->recent_ms = RECENT_MS;
   r->entries = thaw_store_new(entry_free, NULL);
-  thaw_workqueue_opts_t o = {.concurrency = CONCURRENCY,
-                             .backoff_base_ms = BACKOFF_BASE_MS,
-                             .backoff_max_ms = BACKOFF_MAX_MS,
-                             .qps = QPS,
-                             .burst = BURST};
+  thaw_workqueue_opts_t o = {.concurrency = ro->concurrency,
+                             .backoff_base_ms = ro->backoff_base_ms,
+                             .backoff_max_ms = ro->backoff_max_ms,
+                             .qps = ro->qps,
+                             .burst = ro->burst};
   if (r->entries == NULL ||
       thaw_workqueue_new(&r->q, loop, &o, process, r) != 0) {
     thaw_store_free(r->entries);
@@ -326,7 +355,7 @@ void thaw_recorder_record(thaw_recorder_t *r, const char *normalized) {
     report(r, "failed");
     return;
   }
-  if (r->pending >= MAX_PENDING) {
+  if (r->pending >= r->o.max_pending) {
     dropped(r, normalized, now);
     return;
   }

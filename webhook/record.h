@@ -11,6 +11,8 @@
 #ifndef THAW_WEBHOOK_RECORD_H
 #define THAW_WEBHOOK_RECORD_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "index.h"
@@ -28,6 +30,22 @@ typedef void (*thaw_recorder_result_cb)(const char *result, void *data);
  * recorder. Returns 0 or THAW_ENOMEM. */
 int thaw_recorder_new(uv_loop_t *loop, thaw_kube_t *kube,
                       thaw_index_t *ix, thaw_recorder_t **out);
+/* Tuning; zero fields take the defaults in brackets. */
+typedef struct {
+  unsigned concurrency;     /* creates at once [4] */
+  uint64_t backoff_base_ms; /* per-key retry delay, doubling [200] */
+  uint64_t backoff_max_ms;  /* its cap [60000] */
+  double qps;               /* global create rate [20] */
+  unsigned burst;           /* [50] */
+  unsigned max_attempts;    /* creates per record before "failed" [10] */
+  size_t max_pending;       /* queued + in flight, beyond: "dropped" [10000] */
+  uint64_t recent_ms;       /* a finished reference is ignored this long [300000] */
+} thaw_recorder_opts_t;
+
+/* thaw_recorder_new() with `opts` (NULL: defaults). */
+int thaw_recorder_new_opts(uv_loop_t *loop, thaw_kube_t *kube,
+                           thaw_index_t *ix, const thaw_recorder_opts_t *opts,
+                           thaw_recorder_t **out);
 void thaw_recorder_set_observer(thaw_recorder_t *r, thaw_recorder_result_cb cb,
                                 void *data);
 /* Enqueues `normalized` for creation; returns at once and never fails (a
