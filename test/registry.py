@@ -1,0 +1,133 @@
+"""A real CNCF distribution registry (Debian's docker-registry) for tests.
+
+    reg = Registry()            # temp dir, free loopback port, started
+    reg.url                     # http://127.0.0.1:PORT
+    reg.stop(); reg.start()     # same port, same storage (stopped by PID)
+    reg.close()                 # stop and remove the temp dir
+
+Its own config: filesystem storage in the temp dir, deletes enabled, no auth,
+logs to registry.log in the temp dir. Run as a script, it serves until
+killed and prints "URL http://127.0.0.1:PORT".
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+BINARY = os.environ.get("THAW_REGISTRY_BIN", "docker-registry")
+
+
+def free_port():
+    """A loopback port nobody listens on right now."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def http_status(url, timeout=1.0):
+    """HTTP status of GET url, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, ValueError):
+        return None
+
+
+class Registry:
+    def __init__(self, port=None):
+        self.dir = tempfile.mkdtemp(prefix="thaw-registry.")
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.config = os.path.join(self.dir, "config.yml")
+        self.log_path = os.path.join(self.dir, "registry.log")
+        os.makedirs(os.path.join(self.dir, "storage"))
+        with open(self.config, "w") as f:
+            f.write("version: 0.1\n"
+                    "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+                    "storage:\n"
+                    "  filesystem:\n    rootdirectory: %s\n"
+                    "  delete:\n    enabled: true\n"
+                    "http:\n  addr: 127.0.0.1:%d\n"
+                    % (os.path.join(self.dir, "storage"), self.port))
+        self.proc = None
+        self._log = None
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout=15):
+        assert self.proc is None, "registry already running"
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([BINARY, "serve", self.config],
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while http_status(self.url + "/v2/", 0.5) != 200:
+            if self.proc.poll() is not None:
+                raise RuntimeError("docker-registry exited with %s; log:\n%s"
+                                   % (self.proc.returncode, self.log_tail()))
+            if time.time() > deadline:
+                raise RuntimeError("docker-registry not answering %s/v2/ after %d s; log:\n%s"
+                                   % (self.url, timeout, self.log_tail()))
+            time.sleep(0.05)
+
+    def stop(self):
+        """SIGTERM by PID, SIGKILL after 5 s; waits until the port is closed."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, n=20):
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+if __name__ == "__main__":
+    reg = Registry()
+    try:
+        print("URL %s" % reg.url, flush=True)
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+        reg.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reg.close()

@@ -1,0 +1,594 @@
+"""thaw-webhook end to end: the emulator's real admission chain calls the real
+thaw-webhook over TLS, which probes a real docker-registry.
+
+    test/with-emulator.sh python3 test/test_webhook_e2e.py BUILD/webhook/thaw-webhook
+
+(run without THAW_EMU_URL it re-runs itself under test/with-emulator.sh).
+Pods are created through the API with generateName, as OSCAR's Job controller
+does, and the stored (or dry-run) object is what is checked. Every server runs
+on a free loopback port and is stopped by PID; temp dirs are removed.
+Bounds: the DESIGN's health gate (down within 10 s; up again after one
+success, probes every 2 s) and 10 s for an informer to see a change.
+"""
+
+import base64
+import copy
+import hashlib
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(HERE, "kubeemu"), HERE]
+
+if not os.environ.get("THAW_EMU_URL") and __name__ == "__main__":
+    os.execvp("sh", ["sh", os.path.join(HERE, "with-emulator.sh"), sys.executable,
+                     os.path.abspath(__file__)] + sys.argv[1:])
+
+import registry  # noqa: E402
+import testclient  # noqa: E402
+import webhook_stub  # noqa: E402
+
+BINARY = None                      # argv[1]
+CACHE_HOST = "localhost:7439"
+SYSTEM_NS = "thaw-system"
+NS = "oscar-svc"                   # OSCAR's services namespace
+NS_OPTOUT = "oscar-optout"         # labelled thaw.dev/caching=disabled
+CI_PATH = "/apis/thaw.dev/v1alpha1/cachedimages"
+ANNOTATION = "thaw.dev/original-images"
+GATE_DOWN_S = 10                   # DESIGN: a dead registry stops rewriting within 10 s
+GATE_UP_S = 8                      # one success, probes every 2 s (+1 s timeout, + slack)
+SEEN_S = 10                        # an informer sees a change
+
+
+def ci_name(normalised):
+    """DESIGN's CachedImage name, computed independently of the C code."""
+    s = re.sub(r"[^a-z0-9]+", "-", normalised.lower()).strip("-")[:52].strip("-")
+    return s + "-" + hashlib.sha256(normalised.encode()).hexdigest()[:10]
+
+
+class Api(testclient.Emulator):
+    """testclient's HTTPS client, attached to the emulator that
+    with-emulator.sh started (THAW_EMU_URL, THAW_EMU_CA, THAW_EMU_TOKEN)."""
+
+    def __init__(self):
+        url = os.environ["THAW_EMU_URL"]
+        self.port = int(url.rsplit(":", 1)[1])
+        self.ca = os.environ["THAW_EMU_CA"]
+        self.token = os.environ["THAW_EMU_TOKEN"]
+        self.ctx = ssl.create_default_context(cafile=self.ca)
+        self.proc = None
+        self.dir = None
+
+    def stop(self):
+        pass        # with-emulator.sh owns the emulator
+
+    def ok(self, method, path, body=None, ctype="application/json", want=(200, 201)):
+        st, doc, _ = self.request(method, path, body, ctype=ctype)
+        if st not in want:
+            raise AssertionError("%s %s -> %s %s" % (method, path, st, doc))
+        return doc
+
+
+class Webhook:
+    """thaw-webhook on fixed free ports (kept across restarts, since the
+    MutatingWebhookConfiguration names its URL), stopped by PID."""
+
+    def __init__(self, binary, certs, registry_url, workdir):
+        self.binary = binary
+        self.certs = certs
+        self.registry_url = registry_url
+        self.port = registry.free_port()
+        self.metrics_port = registry.free_port()
+        self.url = "https://127.0.0.1:%d/mutate" % self.port
+        self.metrics_url = "http://127.0.0.1:%d" % self.metrics_port
+        self.log_path = os.path.join(workdir, "thaw-webhook.log")
+        self.proc = None
+        self._log = None
+        self.ctx = ssl.create_default_context(cafile=certs["ca"])
+
+    def start(self, timeout=20):
+        assert self.proc is None
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "--kubeconfig", os.environ["KUBECONFIG"],
+             "--namespace", SYSTEM_NS, "--registry-url", self.registry_url,
+             "--cache-host", CACHE_HOST,
+             "--bind-address", "127.0.0.1:%d" % self.port,
+             "--metrics-bind-address", "127.0.0.1:%d" % self.metrics_port,
+             "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]],
+            stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while registry.http_status(self.metrics_url + "/readyz", 0.5) != 200:
+            if self.proc.poll() is not None:
+                raise AssertionError("thaw-webhook exited with %s before /readyz; log:\n%s"
+                                     % (self.proc.returncode, self.log_tail()))
+            if time.time() > deadline:
+                raise AssertionError("thaw-webhook /readyz not 200 after %d s (healthz %s); "
+                                     "log:\n%s" % (timeout, registry.http_status(
+                                         self.metrics_url + "/healthz"), self.log_tail()))
+            time.sleep(0.05)
+
+    def stop(self, timeout=10):
+        """SIGTERM by PID; returns (exit status, seconds), or kills after timeout."""
+        if self.proc is None:
+            return None, 0
+        t0 = time.time()
+        rc = self.proc.poll()
+        if rc is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                rc = "killed after %d s" % timeout
+        self.proc = None
+        self._log.close()
+        return rc, time.time() - t0
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def metrics(self):
+        with urllib.request.urlopen(self.metrics_url + "/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def review(self, review):
+        """POST an AdmissionReview directly (not through the chain)."""
+        req = urllib.request.Request(self.url, data=json.dumps(review).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=self.ctx, timeout=5) as r:
+            return json.load(r)
+
+
+def metric(text, name, labels=None):
+    """Value of one sample, or None. labels: dict that must all match."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)', line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if all(got.get(k) == v for k, v in (labels or {}).items()):
+            return float(m.group(4))
+    return None
+
+
+def metric_sum(text, name):
+    """Sum of every sample of name (any labels)."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)', line)
+        if m and m.group(1) == name:
+            total += float(m.group(3))
+    return total
+
+
+def load_job_pod():
+    """test/data/oscar-job-pod.json (the recorded OSCAR job pod) as a Job
+    controller would send it: generateName, no name, no managedFields."""
+    with open(os.path.join(HERE, "data", "oscar-job-pod.json")) as f:
+        pod = json.load(f)
+    md = pod["metadata"]
+    md.pop("managedFields", None)
+    md["generateName"] = md.pop("name").rsplit("-", 1)[0] + "-"
+    return pod
+
+
+JOB_POD = load_job_pod()
+
+
+def job_pod(image, ns=NS, labels=None, init_image=None):
+    pod = copy.deepcopy(JOB_POD)
+    pod["metadata"]["namespace"] = ns
+    pod["metadata"]["labels"].update(labels or {})
+    pod["spec"]["containers"][0]["image"] = image
+    if init_image:
+        pod["spec"]["initContainers"] = [{
+            "name": "rclone-container", "image": init_image,
+            "command": ["/bin/sh", "-c", "true"],
+            "securityContext": {"privileged": True}}]
+    return pod
+
+
+def image_of(pod, kind="containers", idx=0):
+    return pod["spec"][kind][idx]["image"]
+
+
+def annotations(pod):
+    return (pod["metadata"].get("annotations") or {})
+
+
+class WebhookE2E(unittest.TestCase):
+    # Images (as written in the pod) and their normalised references.
+    COLD = ("grycap/imagemagick", "docker.io/grycap/imagemagick:latest")
+    RCLONE = ("rclone/rclone", "docker.io/rclone/rclone:latest")
+    BUSYBOX = ("busybox:1.36", "docker.io/library/busybox:1.36")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="thaw-e2e.")
+        cls.addClassCleanup(lambda: __import__("shutil").rmtree(cls.tmp, ignore_errors=True))
+        cls.api = Api()
+        cls.certs = webhook_stub.make_certs(cls.tmp)
+        cls.reg = registry.Registry()
+        cls.addClassCleanup(cls.reg.close)
+        # Namespaces exist before thaw-webhook starts: its Namespace informer
+        # has them once /readyz is 200.
+        for ns, labels in ((NS, {"team": "oscar"}),
+                           (NS_OPTOUT, {"thaw.dev/caching": "disabled"}),
+                           (SYSTEM_NS, {})):
+            cls.api.ok("POST", "/api/v1/namespaces", {
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "labels": labels}}, want=(201, 409))
+        cls.hook = Webhook(BINARY, cls.certs, cls.reg.url, cls.tmp)
+        cls.addClassCleanup(cls._stop_hook)
+        cls.hook.start()
+        cls.api.ok("POST", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "thaw-webhook"},
+            "webhooks": [{
+                "name": "thaw.thaw.dev",
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": {"url": cls.hook.url, "caBundle": cls.certs["ca_bundle"]},
+                "rules": [
+                    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                     "resources": ["pods"], "scope": "Namespaced"},
+                    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
+                     "resources": ["pods/ephemeralcontainers"], "scope": "Namespaced"}],
+                "failurePolicy": "Ignore",
+                "sideEffects": "NoneOnDryRun",
+                "reinvocationPolicy": "IfNeeded",
+                "timeoutSeconds": 5,
+                "namespaceSelector": {"matchExpressions": [
+                    {"key": "thaw.dev/caching", "operator": "NotIn", "values": ["disabled"]},
+                    {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                     "values": [SYSTEM_NS, "kube-system"]}]},
+                "objectSelector": {"matchExpressions": [
+                    {"key": "thaw.dev/caching", "operator": "NotIn", "values": ["disabled"]}]},
+            }]}, want=(201,))
+
+    @classmethod
+    def _stop_hook(cls):
+        cls.hook.stop()
+        if os.environ.get("THAW_E2E_VERBOSE"):
+            sys.stderr.write("thaw-webhook log tail:\n%s\n" % cls.hook.log_tail(60))
+
+    # ---- helpers
+
+    def create(self, pod, dry_run=False):
+        ns = pod["metadata"]["namespace"]
+        path = "/api/v1/namespaces/%s/pods" % ns + ("?dryRun=All" if dry_run else "")
+        return self.api.ok("POST", path, pod, want=(201,))
+
+    def get_ci(self, normalised):
+        st, doc, _ = self.api.request("GET", CI_PATH + "/" + ci_name(normalised))
+        if st == 404:
+            return None
+        self.assertEqual(st, 200, doc)
+        return doc
+
+    def wait_ci(self, normalised, timeout=SEEN_S):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ci = self.get_ci(normalised)
+            if ci is not None:
+                return ci
+            time.sleep(0.1)
+        names = [o["metadata"]["name"] + " (" + o["spec"].get("image", "") + ")"
+                 for o in self.api.ok("GET", CI_PATH)["items"]]
+        self.fail("no CachedImage %s for %s after %d s; CachedImages: %s\nlog:\n%s"
+                  % (ci_name(normalised), normalised, timeout, names, self.hook.log_tail()))
+
+    def barrier(self, tag):
+        """Records are asynchronous: create a pod with a fresh cold image and
+        wait for its CachedImage, so that earlier records had their chance."""
+        img = "thaw-e2e/barrier-%s:%d" % (tag, int(time.time() * 1000))
+        self.create(job_pod(img))
+        self.wait_ci("docker.io/" + img)
+        time.sleep(0.3)
+
+    def make_ready(self, normalised):
+        """Create the CachedImage if absent (as the webhook or controller
+        would, with DESIGN's name) and set status Ready with a digest."""
+        name = ci_name(normalised)
+        if self.get_ci(normalised) is None:
+            self.api.ok("POST", CI_PATH, {
+                "apiVersion": "thaw.dev/v1alpha1", "kind": "CachedImage",
+                "metadata": {"name": name}, "spec": {"image": normalised}},
+                want=(201, 409))
+        digest = "sha256:" + hashlib.sha256(normalised.encode()).hexdigest()
+        ci = self.api.ok("PATCH", CI_PATH + "/" + name + "/status",
+                         {"status": {"phase": "Ready", "digest": digest,
+                                     "upstreamDigest": digest, "sizeBytes": 1234}},
+                         ctype="application/merge-patch+json")
+        self.assertEqual(ci["status"]["phase"], "Ready")
+
+    def poll_create(self, pod, want_rewritten, timeout, dry_run=False):
+        """Create pods until the first container's rewrite state is as
+        wanted; returns (pod, seconds). Fails after timeout."""
+        t0 = time.time()
+        seen = []
+        while True:
+            got = self.create(pod, dry_run=dry_run)
+            img = image_of(got)
+            if img.startswith(CACHE_HOST + "/") == want_rewritten:
+                return got, time.time() - t0
+            seen.append(img)
+            if time.time() - t0 > timeout:
+                self.fail("after %.1f s (%d pods) the image is still %r (want %s); "
+                          "registry_up=%s\nlog:\n%s"
+                          % (time.time() - t0, len(seen), img,
+                             "rewritten" if want_rewritten else "unchanged",
+                             self.registry_up(), self.hook.log_tail()))
+            time.sleep(0.2)
+
+    def registry_up(self):
+        try:
+            return metric(self.hook.metrics(), "thaw_cache_registry_up")
+        except OSError as e:
+            return "metrics unreachable: %s" % e
+
+    def ensure_rewriting(self):
+        """Precondition of the Ready-image tests: COLD is Ready and rewritten."""
+        self.make_ready(self.COLD[1])
+        self.poll_create(job_pod(self.COLD[0]), True, SEEN_S, dry_run=True)
+
+    # ---- tests, in order
+
+    def test_00_name_rule(self):
+        # DESIGN's worked example, so the python rule is the DESIGN's rule.
+        n = ci_name("docker.io/grycap/imagemagick:latest")
+        self.assertRegex(n, r"^docker-io-grycap-imagemagick-latest-[0-9a-f]{10}$")
+        long_ref = "registry.example.com:5000/" + "a/" * 40 + "x:V1"
+        n = ci_name(long_ref)
+        self.assertLessEqual(len(n), 63)
+        self.assertFalse(n.split("-")[0] == "" or "--" in n[:-11], n)
+        self.assertTrue(n.endswith(hashlib.sha256(long_ref.encode()).hexdigest()[:10]))
+
+    def test_01_cold_image_unchanged_and_recorded(self):
+        img, norm = self.COLD
+        pod = self.create(job_pod(img))
+        self.assertTrue(pod["metadata"]["name"].startswith(JOB_POD["metadata"]["generateName"]))
+        stored = self.api.ok("GET", "/api/v1/namespaces/%s/pods/%s"
+                             % (NS, pod["metadata"]["name"]))
+        self.assertEqual(image_of(stored), img)
+        self.assertNotIn(ANNOTATION, annotations(stored))
+        ci = self.wait_ci(norm)
+        self.assertEqual(ci["spec"]["image"], norm)
+        self.assertNotEqual((ci.get("status") or {}).get("phase"), "Ready")
+        # an already-rewritten image is left alone and not recorded again
+        already = CACHE_HOST + "/docker.io/grycap/imagemagick:latest"
+        got = self.create(job_pod(already))
+        self.assertEqual(image_of(got), already)
+        self.barrier("already")
+        for o in self.api.ok("GET", CI_PATH)["items"]:
+            self.assertFalse(o["spec"]["image"].startswith(CACHE_HOST), o["spec"]["image"])
+
+    def test_02_ready_image_rewritten(self):
+        img, norm = self.COLD
+        self.make_ready(norm)
+        # rclone: Ready too, created by this test with DESIGN's name
+        self.make_ready(self.RCLONE[1])
+        got, secs = self.poll_create(job_pod(img, init_image=self.RCLONE[0]), True, SEEN_S)
+        stored = self.api.ok("GET", "/api/v1/namespaces/%s/pods/%s"
+                             % (NS, got["metadata"]["name"]))
+        self.assertEqual(image_of(stored), CACHE_HOST + "/docker.io/grycap/imagemagick:latest")
+        self.assertEqual(image_of(stored, "initContainers"),
+                         CACHE_HOST + "/docker.io/rclone/rclone:latest")
+        self.assertIn(ANNOTATION, annotations(stored))
+        self.assertEqual(json.loads(annotations(stored)[ANNOTATION]),
+                         {"container/oscar-container": img,
+                          "init/rclone-container": self.RCLONE[0]})
+        # the rest of the pod is untouched
+        want = copy.deepcopy(job_pod(img, init_image=self.RCLONE[0])["spec"]["containers"][0])
+        have = copy.deepcopy(stored["spec"]["containers"][0])
+        for c in (want, have):
+            c.pop("image")
+        for k, v in want.items():
+            self.assertEqual(have.get(k), v, k)
+        # a Warming image is not rewritten
+        warm = "docker.io/grycap/warming:1"
+        self.api.ok("POST", CI_PATH, {"apiVersion": "thaw.dev/v1alpha1", "kind": "CachedImage",
+                                      "metadata": {"name": ci_name(warm)},
+                                      "spec": {"image": warm}})
+        self.api.ok("PATCH", CI_PATH + "/" + ci_name(warm) + "/status",
+                    {"status": {"phase": "Warming"}}, ctype="application/merge-patch+json")
+        time.sleep(1)
+        self.assertEqual(image_of(self.create(job_pod("grycap/warming:1"))), "grycap/warming:1")
+
+    def test_03_opted_out_namespace_and_pod(self):
+        self.ensure_rewriting()
+        before = len(self.api.ok("GET", CI_PATH)["items"])
+        # Ready image: never rewritten when opted out
+        got = self.create(job_pod(self.COLD[0], ns=NS_OPTOUT))
+        self.assertEqual(image_of(got), self.COLD[0])
+        self.assertNotIn(ANNOTATION, annotations(got))
+        got = self.create(job_pod(self.COLD[0], labels={"thaw.dev/caching": "disabled"}))
+        self.assertEqual(image_of(got), self.COLD[0])
+        self.assertNotIn(ANNOTATION, annotations(got))
+        # cold images: never recorded
+        ns_img, pod_img = "grycap/optout-ns:1", "grycap/optout-pod:1"
+        self.create(job_pod(ns_img, ns=NS_OPTOUT))
+        self.create(job_pod(pod_img, labels={"thaw.dev/caching": "disabled"}))
+        # The same, straight to thaw-webhook (not filtered by the selectors):
+        # its own opt-out checks must hold too.
+        direct_ns, direct_pod = "grycap/optout-direct-ns:1", "grycap/optout-direct-pod:1"
+        for ns, labels, img in ((NS_OPTOUT, {}, direct_ns),
+                                (NS_OPTOUT, {}, self.COLD[0]),
+                                (NS, {"thaw.dev/caching": "disabled"}, direct_pod),
+                                (NS, {"thaw.dev/caching": "disabled"}, self.COLD[0]),
+                                (SYSTEM_NS, {}, self.COLD[0]),
+                                ("kube-system", {}, self.COLD[0])):
+            pod = job_pod(img, ns=ns, labels=labels)
+            uid = "e2e-%d" % int(time.time() * 1e6)
+            out = self.hook.review({
+                "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {"uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                            "resource": {"group": "", "version": "v1", "resource": "pods"},
+                            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+                            "requestResource": {"group": "", "version": "v1",
+                                                "resource": "pods"},
+                            "namespace": ns, "operation": "CREATE",
+                            "userInfo": {"username": "system:serviceaccount:kube-system:"
+                                                     "job-controller"},
+                            "object": pod, "oldObject": None, "dryRun": False,
+                            "options": {"kind": "CreateOptions",
+                                        "apiVersion": "meta.k8s.io/v1"}}})
+            resp = out["response"]
+            self.assertEqual(resp["uid"], uid)
+            self.assertTrue(resp["allowed"])
+            patch = json.loads(base64.b64decode(resp["patch"])) if resp.get("patch") else []
+            self.assertEqual(patch, [], "%s %s %s: %s" % (ns, labels, img, patch))
+        self.barrier("optout")
+        for img in (ns_img, pod_img, direct_ns, direct_pod):
+            self.assertIsNone(self.get_ci("docker.io/" + img), img)
+        # only the barrier's CachedImage is new
+        self.assertEqual(len(self.api.ok("GET", CI_PATH)["items"]), before + 1)
+
+    def test_04_dry_run(self):
+        self.ensure_rewriting()
+        img = "grycap/dry-run-only:2"
+        pods_before = {p["metadata"]["name"] for p in
+                       self.api.ok("GET", "/api/v1/namespaces/%s/pods" % NS)["items"]}
+        got = self.create(job_pod(img), dry_run=True)
+        self.assertEqual(image_of(got), img)
+        self.assertNotIn(ANNOTATION, annotations(got))
+        st, _, _ = self.api.request("GET", "/api/v1/namespaces/%s/pods/%s"
+                                    % (NS, got["metadata"].get("name", "-")))
+        self.assertEqual(st, 404, "a dry-run pod was stored")
+        # a Ready image is still rewritten in the dry-run answer
+        got = self.create(job_pod(self.COLD[0]), dry_run=True)
+        self.assertEqual(image_of(got), CACHE_HOST + "/docker.io/grycap/imagemagick:latest")
+        self.barrier("dryrun")
+        self.assertIsNone(self.get_ci("docker.io/" + img), "dry run recorded a CachedImage")
+        pods_after = {p["metadata"]["name"] for p in
+                      self.api.ok("GET", "/api/v1/namespaces/%s/pods" % NS)["items"]}
+        self.assertEqual(len(pods_after - pods_before), 1, "only the barrier pod is new")
+
+    def test_05_webhook_down_failure_policy_ignore(self):
+        self.ensure_rewriting()
+        rc, secs = self.hook.stop()
+        try:
+            self.assertIsInstance(rc, int, "thaw-webhook did not exit on SIGTERM")
+            self.assertLess(secs, 10)
+            for _ in range(3):
+                got = self.create(job_pod(self.COLD[0]))
+                self.assertEqual(image_of(got), self.COLD[0])
+                self.assertNotIn(ANNOTATION, annotations(got))
+        finally:
+            self.hook.start()
+        # the probe starts down: rewriting resumes once it has succeeded
+        self.poll_create(job_pod(self.COLD[0]), True, GATE_UP_S + SEEN_S)
+
+    def test_06_registry_gate(self):
+        self.ensure_rewriting()
+        deadline = time.time() + GATE_UP_S
+        while self.registry_up() != 1 and time.time() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(self.registry_up(), 1)
+        self.reg.stop()
+        try:
+            got, secs = self.poll_create(job_pod(self.COLD[0]), False, GATE_DOWN_S)
+            sys.stderr.write("gate closed %.1f s after the registry stopped\n" % secs)
+            self.assertNotIn(ANNOTATION, annotations(got))
+            # and it stays closed
+            for _ in range(3):
+                self.assertEqual(image_of(self.create(job_pod(self.COLD[0]))), self.COLD[0])
+            self.assertEqual(self.registry_up(), 0)
+        finally:
+            self.reg.start()
+        got, secs = self.poll_create(job_pod(self.COLD[0]), True, GATE_UP_S)
+        sys.stderr.write("gate open %.1f s after the registry restarted\n" % secs)
+        self.assertEqual(self.registry_up(), 1)
+
+    def test_07_ephemeral_container(self):
+        self.ensure_rewriting()
+        self.make_ready(self.BUSYBOX[1])
+        self.poll_create(job_pod(self.BUSYBOX[0]), True, SEEN_S, dry_run=True)
+        pod = self.create(job_pod(self.COLD[0]))
+        self.assertTrue(image_of(pod).startswith(CACHE_HOST + "/"))
+        ann = annotations(pod).get(ANNOTATION)
+        name = pod["metadata"]["name"]
+        # what `kubectl debug -it POD --image=busybox:1.36 -c debugger` sends
+        out = self.api.ok(
+            "PATCH", "/api/v1/namespaces/%s/pods/%s/ephemeralcontainers" % (NS, name),
+            {"spec": {"ephemeralContainers": [{
+                "name": "debugger", "image": self.BUSYBOX[0], "stdin": True, "tty": True,
+                "targetContainerName": "oscar-container",
+                "terminationMessagePolicy": "File"}]}},
+            ctype="application/strategic-merge-patch+json")
+        stored = self.api.ok("GET", "/api/v1/namespaces/%s/pods/%s" % (NS, name))
+        for p in (out, stored):
+            self.assertEqual(image_of(p, "ephemeralContainers"),
+                             CACHE_HOST + "/docker.io/library/busybox:1.36")
+            self.assertEqual(image_of(p), image_of(pod))
+            self.assertEqual(annotations(p).get(ANNOTATION), ann)
+        # a cold ephemeral image stays as it is, and is recorded
+        cold = "busybox:1.37-e2e"
+        self.api.ok(
+            "PATCH", "/api/v1/namespaces/%s/pods/%s/ephemeralcontainers" % (NS, name),
+            {"spec": {"ephemeralContainers": [
+                {"name": "debugger", "image": self.BUSYBOX[0], "stdin": True, "tty": True,
+                 "targetContainerName": "oscar-container", "terminationMessagePolicy": "File"},
+                {"name": "debugger2", "image": cold,
+                 "terminationMessagePolicy": "File"}]}},
+            ctype="application/strategic-merge-patch+json")
+        stored = self.api.ok("GET", "/api/v1/namespaces/%s/pods/%s" % (NS, name))
+        ecs = {c["name"]: c["image"] for c in stored["spec"]["ephemeralContainers"]}
+        self.assertEqual(ecs, {"debugger": CACHE_HOST + "/docker.io/library/busybox:1.36",
+                               "debugger2": cold})
+        self.wait_ci("docker.io/library/" + cold)
+
+    def test_08_metrics(self):
+        self.ensure_rewriting()
+        self.barrier("metrics")
+        text = self.hook.metrics()
+        rewritten = metric(text, "thaw_webhook_images_total", {"decision": "rewritten"})
+        self.assertIsNotNone(rewritten, "no thaw_webhook_images_total{decision=\"rewritten\"}")
+        self.assertGreater(rewritten, 0)
+        self.assertEqual(metric(text, "thaw_cache_registry_up"), 1)
+        for name in ("thaw_webhook_requests_total",
+                     "thaw_webhook_admission_duration_seconds_bucket",
+                     "thaw_webhook_admission_duration_seconds_count",
+                     "thaw_webhook_records_total", "thaw_build_info",
+                     "process_resident_memory_bytes", "process_cpu_seconds_total",
+                     "process_start_time_seconds"):
+            self.assertIsNotNone(metric(text, name), name + " missing")
+        self.assertGreater(metric(text, "thaw_webhook_admission_duration_seconds_count"), 0)
+        self.assertGreater(metric_sum(text, "thaw_webhook_records_total"), 0,
+                           "thaw_webhook_records_total is 0 after several records")
+        p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.assertEqual(p.returncode, 0, "promtool check metrics: %s\n%s"
+                         % (p.returncode, p.stdout.decode()))
+
+
+def main():
+    global BINARY
+    if len(sys.argv) < 2:
+        sys.exit("usage: test_webhook_e2e.py PATH/thaw-webhook [unittest args]")
+    BINARY = os.path.abspath(sys.argv.pop(1))
+    if not os.access(BINARY, os.X_OK):
+        sys.exit("test_webhook_e2e: %s is not an executable" % BINARY)
+    unittest.main(verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
