@@ -490,6 +490,25 @@ class GenCerts(unittest.TestCase):
         openssl("verify", "-CAfile", os.path.join(self.out, "ca.crt"),
                 os.path.join(self.out, "tls.crt"))
 
+    def cabundle(self):
+        patch = load_all(os.path.join(self.out, "cabundle-patch.yaml"))[0]
+        return base64.b64decode(patch["webhooks"][0]["clientConfig"]["caBundle"]).decode()
+
+    def test_expiring_ca_stays_trusted_until_it_expires(self):
+        # A CA that does not outlive a new serving certificate is renewed.
+        self.gen("--out", self.out, "--days", "3", "--ca-days", "3")
+        old = self.file("ca.crt")
+        self.gen("--out", self.out, "--days", "3", "--ca-days", "30")
+        self.assertNotEqual(self.file("ca.crt"), old)
+        self.assertEqual(self.file("ca-previous.crt"), old)
+        self.assertEqual(self.cabundle(), self.file("ca.crt") + old)
+        openssl("verify", "-CAfile", os.path.join(self.out, "ca.crt"),
+                os.path.join(self.out, "tls.crt"))
+        # --force (a leaked key) trusts only the new CA.
+        self.gen("--out", self.out, "--force")
+        self.assertFalse(os.path.exists(os.path.join(self.out, "ca-previous.crt")))
+        self.assertEqual(self.cabundle(), self.file("ca.crt"))
+
     def test_kustomization_installs_secret_and_cabundle(self):
         self.gen("--out", self.out)
         objs = kubectl_kustomize(self.out)
