@@ -26,6 +26,12 @@ void thaw_probe_set_timing(thaw_probe_t *p, unsigned interval_ms,
                            unsigned timeout_ms);
 void thaw_probe_set_observer(thaw_probe_t *p, thaw_probe_change_cb cb,
                              void *data);
+/* Called after every finished probe, after any change callback: ok is 1
+ * for a success, status the HTTP status (0 when none arrived). Not called
+ * for a probe cancelled by thaw_probe_free(). For tests and metrics. */
+typedef void (*thaw_probe_result_cb)(int ok, long status, void *data);
+void thaw_probe_set_result_hook(thaw_probe_t *p, thaw_probe_result_cb cb,
+                                void *data);
 /* Starts probing at once. Returns 0 or THAW_EINVAL when already started. */
 int thaw_probe_start(thaw_probe_t *p);
 /* 1 when the gate is up. */
