@@ -273,6 +273,16 @@ class Webhook(unittest.TestCase):
         for a in self.ctr["args"]:
             self.assertIn(a.split("=", 1)[0], flags)
 
+    def test_args_are_webhook_options(self):
+        main = os.path.join(REPO, "webhook", "main.c")
+        if not os.path.isfile(main):
+            self.skipTest("webhook/main.c not written yet")
+        with open(main) as f:
+            src = f.read()
+        for a in self.ctr["args"]:
+            name = a.split("=", 1)[0][2:]
+            self.assertIn('{"%s", required_argument' % name, src)
+
     def test_service_reaches_the_container(self):
         ports = {p["name"]: p["containerPort"] for p in self.ctr["ports"]}
         self.assertEqual(ports["https"], int(self.args()["bind-address"].rsplit(":", 1)[1]))
