@@ -459,6 +459,12 @@ class GenCerts(unittest.TestCase):
             self.assertEqual(mode, 0o600, key)
         crt, ca = os.path.join(self.out, "tls.crt"), os.path.join(self.out, "ca.crt")
         openssl("verify", "-CAfile", ca, crt)
+        # As the apiserver checks it: the Service's DNS name, purpose serverAuth.
+        openssl("verify", "-CAfile", ca, "-purpose", "sslserver",
+                "-verify_hostname", "thaw-webhook.thaw-system.svc", crt)
+        openssl("verify", "-CAfile", ca, "-verify_ip", "127.0.0.1", crt)
+        with self.assertRaises(AssertionError):
+            openssl("verify", "-CAfile", ca, "-verify_hostname", "evil.thaw-system.svc", crt)
         self.assertEqual(self.sans(), {
             "DNS:thaw-webhook", "DNS:thaw-webhook.thaw-system", "DNS:thaw-webhook.thaw-system.svc",
             "DNS:thaw-webhook.thaw-system.svc.cluster.local", "IP Address:127.0.0.1"})
