@@ -485,6 +485,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   uv_loop_t l;
+  int usage = 0;
   loop = &l;
   CHECK(uv_loop_init(loop) == 0);
   CHECK(thaw_http_new(loop, &http) == 0);
@@ -500,11 +501,13 @@ int main(int argc, char **argv) {
     test_registry();
   } else {
     fprintf(stderr, "test_probe: bad arguments\n");
-    return 2;
+    usage = 1;
   }
   thaw_http_free(http);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(loop) == 0); /* nothing left open */
+  if (usage)
+    return 2;
   if (failures)
     fprintf(stderr, "test_probe %s: %d failure(s)\n", argv[1], failures);
   return failures != 0;
