@@ -540,13 +540,12 @@ class WebhookE2E(unittest.TestCase):
                              CACHE_HOST + "/docker.io/library/busybox:1.36")
             self.assertEqual(image_of(p), image_of(pod))
             self.assertEqual(annotations(p).get(ANNOTATION), ann)
-        # a cold ephemeral image stays as it is, and is recorded
+        # a cold ephemeral image stays as it is, and is recorded; kubectl
+        # sends the existing ephemeral containers as stored, plus the new one
         cold = "busybox:1.37-e2e"
         self.api.ok(
             "PATCH", "/api/v1/namespaces/%s/pods/%s/ephemeralcontainers" % (NS, name),
-            {"spec": {"ephemeralContainers": [
-                {"name": "debugger", "image": self.BUSYBOX[0], "stdin": True, "tty": True,
-                 "targetContainerName": "oscar-container", "terminationMessagePolicy": "File"},
+            {"spec": {"ephemeralContainers": stored["spec"]["ephemeralContainers"] + [
                 {"name": "debugger2", "image": cold,
                  "terminationMessagePolicy": "File"}]}},
             ctype="application/strategic-merge-patch+json")
