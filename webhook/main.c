@@ -1,0 +1,234 @@
+/* main.c - thaw-webhook: flags, signals and the loop; webhook.c wires. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "error.h"
+#include "kubeconfig.h"
+#include "log.h"
+#include "webhook.h"
+
+#define PROG "thaw-webhook"
+#define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+#define NS_MAX 63         /* a namespace is a DNS label */
+#define CACHE_HOST_MAX 255
+
+static void usage(FILE *f) {
+  fprintf(f,
+"usage: " PROG " --tls-cert-file PATH --tls-key-file PATH [options]\n"
+"  --kubeconfig PATH            kubeconfig to use (default: $KUBECONFIG;\n"
+"                               in-cluster config when neither is set)\n"
+"  --namespace NS               the system's namespace, never mutated\n"
+"                               (default: the service account's namespace,\n"
+"                               else thaw-system)\n"
+"  --registry-url URL           cache registry base URL, probed with GET\n"
+"                               /v2/ every 2 s; without it the gate stays\n"
+"                               down: images are recorded, never rewritten\n"
+"  --cache-host HOST[:PORT]     host in rewritten references\n"
+"                               (default localhost:7439)\n"
+"  --bind-address HOST:PORT     TLS listener for /mutate (default :9443)\n"
+"  --tls-cert-file PATH         serving certificate chain, PEM (required;\n"
+"                               reloaded when it changes)\n"
+"  --tls-key-file PATH          its private key, PEM (required)\n"
+"  --metrics-bind-address HOST:PORT\n"
+"                               plain HTTP for /metrics, /healthz, /readyz\n"
+"                               (default :8080)\n"
+"  --log-level LEVEL            debug, info, warn or error (default info,\n"
+"                               or $THAW_LOG_LEVEL)\n"
+"  --help                       this text\n"
+"SIGTERM or SIGINT stops gracefully: no new connections, requests in\n"
+"flight finish (at most 25 s), exit 0.\n");
+}
+
+/* One line on stderr and exit status 2: the contract for bad input. */
+static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, PROG ": ");
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return 2;
+}
+
+static int valid_namespace(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > NS_MAX || s[0] == '-' || s[n - 1] == '-')
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+          s[i] == '-'))
+      return 0;
+  return 1;
+}
+
+static int valid_cache_host(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > CACHE_HOST_MAX)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (s[i] <= ' ' || s[i] == '/' || s[i] == '@' || (unsigned char)s[i] > 126)
+      return 0;
+  return 1;
+}
+
+/* The service account's namespace into buf, or "" when there is none. */
+static void sa_namespace(char *buf, size_t len) {
+  const char *dir = getenv("THAW_SERVICEACCOUNT_DIR");
+  char path[4096];
+  buf[0] = '\0';
+  snprintf(path, sizeof path, "%s/namespace", dir && *dir ? dir : SA_DIR);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return;
+  size_t n = fread(buf, 1, len - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ' ||
+                   buf[n - 1] == '\r' || buf[n - 1] == '\t'))
+    buf[--n] = '\0';
+}
+
+typedef struct {
+  uv_loop_t *loop;
+  thaw_webhook_t *wh;
+  uv_signal_t sigterm, sigint;
+  int stopping, clean;
+} app_t;
+
+static void on_stopped(int clean, void *data) {
+  app_t *a = data;
+  a->clean = clean;
+  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  uv_close((uv_handle_t *)&a->sigint, NULL);
+  if (!clean)
+    uv_stop(a->loop); /* connections still hold handles: leave them */
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  app_t *a = h->data;
+  if (a->stopping) {
+    thaw_warn("second signal: exiting now", "signal", strsignal(signum));
+    exit(1);
+  }
+  a->stopping = 1;
+  thaw_info("signal: stopping", "signal", strsignal(signum));
+  thaw_webhook_stop(a->wh, on_stopped, a);
+}
+
+int main(int argc, char **argv) {
+  enum { O_KUBECONFIG = 256, O_NAMESPACE, O_REGISTRY, O_CACHE_HOST, O_BIND,
+         O_CERT, O_KEY, O_METRICS, O_LOG_LEVEL };
+  static const struct option opts[] = {
+      {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
+      {"namespace", required_argument, NULL, O_NAMESPACE},
+      {"registry-url", required_argument, NULL, O_REGISTRY},
+      {"cache-host", required_argument, NULL, O_CACHE_HOST},
+      {"bind-address", required_argument, NULL, O_BIND},
+      {"tls-cert-file", required_argument, NULL, O_CERT},
+      {"tls-key-file", required_argument, NULL, O_KEY},
+      {"metrics-bind-address", required_argument, NULL, O_METRICS},
+      {"log-level", required_argument, NULL, O_LOG_LEVEL},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  const char *kubeconfig = NULL, *ns = NULL;
+  thaw_webhook_config_t cfg = {
+      .cache_host = "localhost:7439",
+      .bind_address = ":9443",
+      .metrics_bind_address = ":8080",
+  };
+  opterr = 0; /* our own one-line messages */
+  int c;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    switch (c) {
+    case O_KUBECONFIG: kubeconfig = optarg; break;
+    case O_NAMESPACE: ns = optarg; break;
+    case O_REGISTRY: cfg.registry_url = optarg; break;
+    case O_CACHE_HOST: cfg.cache_host = optarg; break;
+    case O_BIND: cfg.bind_address = optarg; break;
+    case O_CERT: cfg.tls_cert_file = optarg; break;
+    case O_KEY: cfg.tls_key_file = optarg; break;
+    case O_METRICS: cfg.metrics_bind_address = optarg; break;
+    case O_LOG_LEVEL: {
+      static const char *const names[] = {"debug", "info", "warn", "error"};
+      int lv = -1;
+      for (int i = 0; i < 4; i++)
+        if (strcmp(optarg, names[i]) == 0)
+          lv = i;
+      if (lv < 0)
+        return bad("--log-level %s: want debug, info, warn or error", optarg);
+      thaw_log_set_level((enum thaw_log_level)lv);
+      break;
+    }
+    case 'h':
+      usage(stdout);
+      return 0;
+    case ':':
+      return bad("%s needs a value (see --help)", argv[optind - 1]);
+    default:
+      return bad("unknown option %s (see --help)", argv[optind - 1]);
+    }
+  }
+  if (optind < argc)
+    return bad("unexpected argument %s (see --help)", argv[optind]);
+  if (cfg.tls_cert_file == NULL || cfg.tls_key_file == NULL)
+    return bad("--tls-cert-file and --tls-key-file are required");
+  if (!valid_cache_host(cfg.cache_host))
+    return bad("--cache-host %s: want HOST[:PORT]", cfg.cache_host);
+  char sa_ns[NS_MAX + 2];
+  if (ns == NULL) {
+    sa_namespace(sa_ns, sizeof sa_ns);
+    ns = valid_namespace(sa_ns) ? sa_ns : "thaw-system";
+  }
+  if (!valid_namespace(ns))
+    return bad("--namespace %s: not a namespace name", ns);
+
+  /* As kubectl: the flag, else $KUBECONFIG, else in-cluster. */
+  if (kubeconfig == NULL && getenv("KUBECONFIG") && *getenv("KUBECONFIG"))
+    kubeconfig = getenv("KUBECONFIG");
+  thaw_kube_config_t kc;
+  char err[600];
+  if (thaw_kube_config_load(&kc, kubeconfig, err, sizeof err) != 0)
+    return bad("%s", err);
+  cfg.kube = &kc;
+  cfg.namespace = ns;
+
+  signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code */
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  app_t a = {.loop = &loop};
+  int rc = thaw_webhook_new(&loop, &cfg, &a.wh, err, sizeof err);
+  thaw_kube_config_free(&kc);
+  if (rc != 0) {
+    uv_run(&loop, UV_RUN_DEFAULT); /* let half-made parts close */
+    uv_loop_close(&loop);
+    bad("%s", err);
+    return rc == THAW_ENOMEM ? 1 : 2;
+  }
+  uv_signal_init(&loop, &a.sigterm);
+  uv_signal_init(&loop, &a.sigint);
+  a.sigterm.data = a.sigint.data = &a;
+  uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&a.sigint, on_signal, SIGINT);
+
+  int status = 0;
+  if (thaw_webhook_start(a.wh, err, sizeof err) != 0) {
+    thaw_error("cannot start", "error", err);
+    status = 1;
+    a.stopping = 1;
+    thaw_webhook_stop(a.wh, on_stopped, &a);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (!a.clean)
+    return status; /* drain deadline: the OS reclaims the rest */
+  thaw_webhook_free(a.wh);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&loop) != 0)
+    thaw_warn("loop closed with handles open");
+  return status;
+}
