@@ -233,7 +233,7 @@ static void warn_image(review_t *r, const char *image, const char *name,
   wput(&w, p1, sizeof(p1) - 1);
   wput(&w, image, imgn);
   wput(&w, p2, sizeof(p2) - 1);
-  wput(&w, name, namen == 16 ? 16 : namen);
+  wput(&w, name, namen);
   wput(&w, p3, sizeof(p3) - 1);
   wput(&w, why, whyn);
   warn_text(r, w.s);
@@ -552,6 +552,11 @@ static void fail_reason(char *err, size_t errlen, const char *why) {
 /* Parses the whole body as one JSON value; NULL with a reason otherwise. */
 static cJSON *parse_body(const char *body, size_t len, char *err,
                          size_t errlen) {
+  /* A raw NUL is never valid JSON, and C strings would cut it short. */
+  if (body && memchr(body, '\0', len)) {
+    fail_reason(err, errlen, "NUL byte in the request body");
+    return NULL;
+  }
   const char *end = NULL;
   cJSON *root = body ? cJSON_ParseWithLengthOpts(body, len, &end, 0) : NULL;
   if (!root) {

@@ -1,0 +1,693 @@
+"""Golden and behaviour tests of the webhook's decision (webhook/admit.c).
+
+Usage: test_admit.py ADMIT_DUMP [--update]
+
+Every AdmissionReview fixture in $THAW_FIXTURES/admission (default:
+../shared/fixtures beside the clone) runs through admit_dump under several
+cluster states (env variants). For each run:
+  - the reply must match test/golden/admission/<fixture>.json exactly (uid,
+    allowed, decoded patch ops in order, warnings, recorded refs, decisions);
+  - independently of the golden file, the patch is applied with
+    kubeemu/jsonpatch.py (the apiserver's RFC 6902 semantics) and the
+    resulting pod is checked against a small model of DESIGN.md's decision
+    written here, with the normalised forms of the fixture images typed in
+    by hand;
+  - the patched pod, sent again (reinvocation), must give no patch.
+Then own cases built from the fixtures, and bad input that must give
+THAW_EPARSE (exit 2) or a pass-through, never a crash.
+--update rewrites the golden files (review the diff before committing).
+Prints one line per failure; exit 1 if any."""
+
+import base64
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "kubeemu"))
+import jsonpatch  # noqa: E402  (the emulator's RFC 6902, as the apiserver)
+
+FIXTURES = os.path.join(os.environ.get("THAW_FIXTURES") or os.path.normpath(
+    os.path.join(HERE, "..", "..", "shared", "fixtures")), "admission")
+GOLDEN = os.path.join(HERE, "golden", "admission")
+CACHE = "localhost:7439"
+ANN = "thaw.dev/original-images"
+D = "sha256:194318eaf5c205c21de69e3f05904c8436845ba512cee64743604d29bac1757f"
+KD = "sha256:edbbfcb55e847cd2ba07b8ccecedcc455d52e529ed9760307bf23f71c291418f"
+QD = "sha256:87188007450e8840a3ac8c822de3d7b02b669f0bdc9682e184a4d5054af59f84"
+
+# image as written -> (normalised, rewritten under CACHE), worked out by hand
+# from DESIGN.md "Image references".
+IMAGES = {
+    "grycap/imagemagick": ("docker.io/grycap/imagemagick:latest",
+                           CACHE + "/docker.io/grycap/imagemagick:latest"),
+    "busybox": ("docker.io/library/busybox:latest",
+                CACHE + "/docker.io/library/busybox:latest"),
+    "busybox:1.36": ("docker.io/library/busybox:1.36",
+                     CACHE + "/docker.io/library/busybox:1.36"),
+    "localhost:5000/team/app:1.2": ("localhost:5000/team/app:1.2",
+                                    CACHE + "/localhost__5000/team/app:1.2"),
+    "my.registry.example:5443/a/b/c:v1@" + D: (
+        "my.registry.example:5443/a/b/c:v1@" + D,
+        CACHE + "/my.registry.example__5443/a/b/c:v1@" + D),
+    "quay.io/prometheus/node-exporter:v1.7.0": (
+        "quay.io/prometheus/node-exporter:v1.7.0",
+        CACHE + "/quay.io/prometheus/node-exporter:v1.7.0"),
+    "registry.k8s.io/pause:3.9": ("registry.k8s.io/pause:3.9",
+                                  CACHE + "/registry.k8s.io/pause:3.9"),
+    "docker.io/library/nginx": ("docker.io/library/nginx:latest",
+                                CACHE + "/docker.io/library/nginx:latest"),
+    "index.docker.io/grycap/imagemagick@" + KD: (
+        "docker.io/grycap/imagemagick@" + KD,
+        CACHE + "/docker.io/grycap/imagemagick@" + KD),
+    "gcr.io/knative-releases/knative.dev/serving/cmd/queue@" + QD: (
+        "gcr.io/knative-releases/knative.dev/serving/cmd/queue@" + QD,
+        CACHE + "/gcr.io/knative-releases/knative.dev/serving/cmd/queue@" + QD),
+    "ghcr.io/grycap/oscar-theano-plants:latest": (
+        "ghcr.io/grycap/oscar-theano-plants:latest",
+        CACHE + "/ghcr.io/grycap/oscar-theano-plants:latest"),
+    "rclone/rclone": ("docker.io/rclone/rclone:latest",
+                      CACHE + "/docker.io/rclone/rclone:latest"),
+    CACHE + "/docker.io/grycap/imagemagick:latest": (
+        CACHE + "/docker.io/grycap/imagemagick:latest", None),
+}
+
+# Cluster states. "private_ns" gives every namespace cache-private.
+VARIANTS = {
+    "ready": {"default_image": "ready", "registry_up": True},
+    "cold": {"default_image": "absent", "registry_up": True},
+    "present": {"default_image": "present", "registry_up": True},
+    "down": {"default_image": "ready", "registry_up": False},
+    "private": {"default_image": "ready_private", "registry_up": True},
+    "private_ns": {"default_image": "ready_private", "registry_up": True,
+                   "cache_private_all": True},
+}
+
+failures = []
+
+
+def fail(what):
+    failures.append(what)
+    print("FAIL: " + what)
+
+
+def check(cond, what):
+    if not cond:
+        fail(what)
+    return cond
+
+
+class Dump:
+    def __init__(self, exe):
+        self.exe = exe
+
+    def run(self, body, env):
+        """Runs admit_dump; returns (exit code, parsed output or None)."""
+        env = dict(env)
+        if env.pop("cache_private_all", False):
+            ns = set()
+            try:
+                req = json.loads(body)["request"]
+                ns.add(req.get("namespace") or "")
+            except Exception:
+                pass
+            env.setdefault("namespaces", {})
+            for n in ns:
+                env["namespaces"].setdefault(n, []).append("cache_private")
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(env, f)
+            envpath = f.name
+        try:
+            data = body if isinstance(body, bytes) else body.encode()
+            p = subprocess.run([self.exe, envpath, "-"], input=data,
+                               capture_output=True, timeout=120)
+        finally:
+            os.unlink(envpath)
+        out = None
+        if p.stdout.strip():
+            try:
+                out = json.loads(p.stdout)
+            except ValueError:
+                out = None
+        return p.returncode, out, p.stderr.decode(errors="replace")
+
+
+def decode(out):
+    """The reply as a comparable dict: patch decoded, raw text parsed."""
+    resp = json.loads(out["response"])
+    r = resp["response"]
+    got = {"apiVersion": resp.get("apiVersion"), "kind": resp.get("kind"),
+           "uid": r.get("uid"), "allowed": r.get("allowed"),
+           "patchType": r.get("patchType"), "warnings": r.get("warnings"),
+           "patch": None}
+    extra = set(r) - {"uid", "allowed", "patchType", "patch", "warnings"}
+    got["extra_fields"] = sorted(extra)
+    if "patch" in r:
+        got["patch"] = json.loads(base64.b64decode(r["patch"], validate=True))
+    return {"response": got, "recorded": out["recorded"],
+            "decisions": out["decisions"], "patched": out["patched"],
+            "dry_run": out["dry_run"]}
+
+
+# --- the model of DESIGN.md's decision ------------------------------------
+
+def model(req, env):
+    """Expected (images by (list, index), annotation dict or None,
+    recorded list, decisions dict) for a request under env."""
+    images, recorded, decisions = {}, [], {}
+    ann_add = {}
+    op, sub = req.get("operation"), req.get("subResource") or ""
+    kind = req.get("kind", {})
+    obj = req.get("object")
+    if kind.get("kind") != "Pod" or kind.get("group") != "" or \
+            not isinstance(obj, dict):
+        return images, None, recorded, decisions
+    if op == "CREATE" and not sub:
+        lists = ["initContainers", "containers"]
+    elif op == "UPDATE" and sub == "ephemeralcontainers":
+        lists = ["ephemeralContainers"]
+    else:
+        return images, None, recorded, decisions
+    meta = obj.get("metadata") or {}
+    ns = req.get("namespace") or meta.get("namespace") or ""
+    flags = set(env.get("namespaces", {}).get(ns, []))
+    if env.get("cache_private_all"):
+        flags.add("cache_private")
+    out = ("opted_out" in flags or ns in ("kube-system", "thaw-system") or
+           (meta.get("labels") or {}).get("thaw.dev/caching") == "disabled" or
+           "kubernetes.io/config.mirror" in (meta.get("annotations") or {}))
+    old_names = set()
+    if lists == ["ephemeralContainers"]:
+        old = ((req.get("oldObject") or {}).get("spec") or {})
+        old_names = {c.get("name") for c in old.get("ephemeralContainers", [])}
+    dry = req.get("dryRun") is True
+
+    def bump(d):
+        decisions[d] = decisions.get(d, 0) + 1
+
+    for lst in lists:
+        for i, c in enumerate((obj.get("spec") or {}).get(lst) or []):
+            img = c.get("image")
+            if not isinstance(img, str) or c.get("name") in old_names:
+                continue
+            if out:
+                bump("opted_out")
+                continue
+            norm, rw = IMAGES[img]
+            if img.startswith(CACHE + "/"):
+                bump("already")
+                continue
+            if c.get("imagePullPolicy") == "Never":
+                bump("pull_never")
+                continue
+            state = env["default_image"]
+            if state in ("ready", "ready_private"):
+                if state == "ready_private" and "cache_private" not in flags:
+                    bump("private")
+                elif not env["registry_up"]:
+                    bump("registry_down")
+                else:
+                    bump("rewritten")
+                    images[(lst, i)] = rw
+                    if lst != "ephemeralContainers":
+                        key = ("init/" if lst == "initContainers"
+                               else "container/") + c["name"]
+                        ann_add.setdefault(key, img)
+                continue
+            bump("cold")
+            if state == "absent" and not dry and norm not in recorded:
+                recorded.append(norm)
+    return images, ann_add, recorded, decisions
+
+
+def annotation(pod):
+    meta = pod.get("metadata")
+    anns = meta.get("annotations") if isinstance(meta, dict) else None
+    return anns.get(ANN) if isinstance(anns, dict) else None
+
+
+def check_model(name, req, env, got):
+    """Applies the patch to the object and compares it with the model."""
+    images, ann_add, recorded, decisions = model(req, env)
+    check(got["recorded"] == recorded,
+          f"{name}: recorded {got['recorded']} want {recorded}")
+    check(got["decisions"] == decisions,
+          f"{name}: decisions {got['decisions']} want {decisions}")
+    r = got["response"]
+    check(r["uid"] == req["uid"] and r["allowed"] is True and
+          r["apiVersion"] == "admission.k8s.io/v1" and
+          r["kind"] == "AdmissionReview" and not r["extra_fields"],
+          f"{name}: envelope {r}")
+    check(got["dry_run"] == (1 if req.get("dryRun") is True and
+                             decisions else 0) or not decisions,
+          f"{name}: dry_run stat {got['dry_run']}")
+    patch = r["patch"]
+    if not images:
+        check(patch is None and r["patchType"] is None and
+              got["patched"] == 0, f"{name}: unexpected patch {patch}")
+        return None
+    if not check(patch and r["patchType"] == "JSONPatch" and
+                 got["patched"] == 1, f"{name}: no patch"):
+        return None
+    try:
+        pod = jsonpatch.apply(req["object"], patch, strict=True)
+    except jsonpatch.JSONPatchError as e:
+        fail(f"{name}: patch does not apply: {e.message}")
+        return None
+    before = req["object"]
+    for lst in ("initContainers", "containers", "ephemeralContainers"):
+        for i, c in enumerate(before.get("spec", {}).get(lst) or []):
+            want = images.get((lst, i), c.get("image"))
+            check(pod["spec"][lst][i].get("image") == want,
+                  f"{name}: {lst}[{i}] = {pod['spec'][lst][i].get('image')}"
+                  f" want {want}")
+    # Nothing but images and the annotation changed.
+    a, b = copy.deepcopy(pod), copy.deepcopy(before)
+    for x in (a, b):
+        meta = x.get("metadata")
+        if isinstance(meta, dict):
+            if isinstance(meta.get("annotations"), dict):
+                meta["annotations"].pop(ANN, None)
+            if meta.get("annotations") in ({}, None):
+                meta.pop("annotations", None)
+        for lst in ("initContainers", "containers", "ephemeralContainers"):
+            for c in x.get("spec", {}).get(lst) or []:
+                c.pop("image", None)
+    check(a == b, f"{name}: patch changed more than images and annotation")
+    old_ann = annotation(before)
+    new_ann = annotation(pod)
+    if "ephemeralContainers" in [k[0] for k in images]:
+        check(new_ann == old_ann, f"{name}: annotation written on ephemeral")
+    else:
+        want = json.loads(old_ann) if old_ann else {}
+        for k, v in ann_add.items():
+            want.setdefault(k, v)
+        check(new_ann is not None and json.loads(new_ann) == want,
+              f"{name}: annotation {new_ann} want {want}")
+    # Every op applies as the apiserver applies it (non-strict too).
+    check(jsonpatch.apply(req["object"], patch) == pod,
+          f"{name}: strict and lenient application differ")
+    return pod
+
+
+# --- fixtures --------------------------------------------------------------
+
+def fixture_requests():
+    out = []
+    for fn in sorted(os.listdir(FIXTURES)):
+        if not fn.endswith(".json"):
+            continue
+        with open(os.path.join(FIXTURES, fn)) as f:
+            doc = json.load(f)
+        if doc.get("kind") == "AdmissionReview":
+            out.append((fn[:-5], doc))
+    return out
+
+
+def run_fixtures(dump, update):
+    fixtures = fixture_requests()
+    check(len(fixtures) >= 10, f"only {len(fixtures)} fixtures in {FIXTURES}")
+    os.makedirs(GOLDEN, exist_ok=True)
+    for name, doc in fixtures:
+        body = json.dumps(doc)
+        golden = {}
+        for vname, env in VARIANTS.items():
+            label = f"{name}/{vname}"
+            rc, out, err = dump.run(body, env)
+            if not check(rc == 0 and out and out["rc"] == 0,
+                         f"{label}: exit {rc} {err.strip()}"):
+                continue
+            got = decode(out)
+            golden[vname] = got
+            pod = check_model(label, doc["request"], env, got)
+            if pod is not None:
+                # Reinvocation: the webhook sees its own output again.
+                again = copy.deepcopy(doc)
+                again["request"]["object"] = pod
+                rc2, out2, _ = dump.run(json.dumps(again), env)
+                if check(rc2 == 0 and out2, f"{label}: reinvocation failed"):
+                    r2 = decode(out2)
+                    check(r2["response"]["patch"] is None and
+                          r2["recorded"] == [],
+                          f"{label}: reinvocation patched "
+                          f"{r2['response']['patch']}")
+        path = os.path.join(GOLDEN, name + ".json")
+        if update:
+            with open(path, "w") as f:
+                json.dump(golden, f, indent=1, sort_keys=True)
+                f.write("\n")
+            continue
+        try:
+            with open(path) as f:
+                want = json.load(f)
+        except OSError:
+            fail(f"{name}: no golden file {path}")
+            continue
+        for vname in VARIANTS:
+            check(golden.get(vname) == want.get(vname),
+                  f"{name}/{vname}: differs from golden:\n got "
+                  f"{json.dumps(golden.get(vname), sort_keys=True)}\n want "
+                  f"{json.dumps(want.get(vname), sort_keys=True)}")
+    return dict(fixtures)
+
+
+# --- own cases --------------------------------------------------------------
+
+READY = VARIANTS["ready"]
+
+
+def run_case(dump, name, doc, env=READY):
+    rc, out, err = dump.run(json.dumps(doc), env)
+    if not check(rc == 0 and out and out["rc"] == 0,
+                 f"{name}: exit {rc} {err.strip()}"):
+        return None, None
+    got = decode(out)
+    pod = check_model(name, doc["request"], env, got)
+    return got, pod
+
+
+def own_cases(dump, fx):
+    job = fx["oscar-job-pod"]
+    mount = fx["oscar-mount-pod"]
+
+    # 30 containers and 5 initContainers: exact indexes, one key each.
+    d = copy.deepcopy(job)
+    spec = d["request"]["object"]["spec"]
+    tmpl = spec["containers"][0]
+    imgs = [k for k, v in IMAGES.items() if v[1]]
+    spec["containers"] = []
+    for i in range(30):
+        c = copy.deepcopy(tmpl)
+        c["name"], c["image"] = f"c{i}", imgs[i % len(imgs)]
+        spec["containers"].append(c)
+    spec["initContainers"] = []
+    for i in range(5):
+        c = copy.deepcopy(tmpl)
+        c["name"], c["image"] = f"i{i}", imgs[(i + 3) % len(imgs)]
+        spec["initContainers"].append(c)
+    got, pod = run_case(dump, "30-containers", d)
+    if got:
+        ops = got["response"]["patch"]
+        check(len(ops) == 36 and ops[0]["path"] == "/metadata/annotations",
+              f"30-containers: {len(ops)} ops")
+        check([o["path"] for o in ops[1:6]] ==
+              [f"/spec/initContainers/{i}/image" for i in range(5)] and
+              [o["path"] for o in ops[6:]] ==
+              [f"/spec/containers/{i}/image" for i in range(30)],
+              "30-containers: op order/indexes")
+        rc, out, _ = dump.run(json.dumps(d), VARIANTS["cold"])
+        check(out and out["recorded"] == list(dict.fromkeys(
+            IMAGES[c["image"]][0] for c in spec["initContainers"] +
+            spec["containers"])), "30-containers: cold records once each")
+
+    # A name needing escaping, with existing annotations (add the key).
+    d = copy.deepcopy(job)
+    o = d["request"]["object"]
+    o["spec"]["containers"][0]["name"] = 'a/b~c"\\'
+    o["metadata"]["annotations"] = {"other": "x"}
+    got, pod = run_case(dump, "escaping", d)
+    if got:
+        ops = got["response"]["patch"]
+        check(ops[0] == {"op": "add",
+                         "path": "/metadata/annotations/thaw.dev~1original-images",
+                         "value": json.dumps({'container/a/b~c"\\':
+                                              "grycap/imagemagick"},
+                                             separators=(",", ":"))},
+              f"escaping: {ops[0]}")
+        check(pod["metadata"]["annotations"]["other"] == "x",
+              "escaping: other annotation lost")
+
+    # annotations: null -> add /metadata/annotations replaces it.
+    d = copy.deepcopy(job)
+    d["request"]["object"]["metadata"]["annotations"] = None
+    got, pod = run_case(dump, "annotations-null", d)
+    check(got and got["response"]["patch"][0]["path"] == "/metadata/annotations",
+          "annotations-null: first op")
+
+    # Existing annotation: merged, the first original kept.
+    d = copy.deepcopy(mount)
+    first = json.dumps({"container/oscar-container": "first/original:1",
+                        "unrelated": 7})
+    d["request"]["object"]["metadata"]["annotations"] = {ANN: first}
+    got, pod = run_case(dump, "merge", d)
+    if got and pod:
+        ops = got["response"]["patch"]
+        check(ops[0]["op"] == "replace" and
+              ops[0]["path"] == "/metadata/annotations/thaw.dev~1original-images",
+              f"merge: {ops[0]}")
+        check(json.loads(pod["metadata"]["annotations"][ANN]) ==
+              {"container/oscar-container": "first/original:1", "unrelated": 7,
+               "init/rclone-container": "rclone/rclone"},
+              f"merge: {pod['metadata']['annotations'][ANN]}")
+        check(pod["spec"]["containers"][0]["image"] ==
+              IMAGES["grycap/imagemagick"][1], "merge: image not rewritten")
+
+    # Existing annotation that is not a JSON object: left alone, warned once.
+    for bad in ("not json", "[1]", '{"a":1} x'):
+        d = copy.deepcopy(mount)
+        d["request"]["object"]["metadata"]["annotations"] = {ANN: bad}
+        rc, out, _ = dump.run(json.dumps(d), READY)
+        if check(rc == 0 and out, "bad-annotation: exit"):
+            got = decode(out)
+            ops = got["response"]["patch"] or []
+            check([o["path"] for o in ops] ==
+                  ["/spec/initContainers/0/image", "/spec/containers/0/image"],
+                  f"bad-annotation {bad!r}: ops {ops}")
+            w = got["response"]["warnings"] or []
+            check(len(w) == 1 and ANN in w[0] and len(w[0]) <= 120,
+                  f"bad-annotation {bad!r}: warnings {w}")
+
+    # Ephemeral container already in oldObject: not touched; a new one is.
+    eph = fx["ephemeral-update"]
+    d = copy.deepcopy(eph)
+    d["request"]["oldObject"]["spec"]["ephemeralContainers"] = copy.deepcopy(
+        d["request"]["object"]["spec"]["ephemeralContainers"])
+    got, _ = run_case(dump, "ephemeral-existing", d)
+    check(got and got["response"]["patch"] is None,
+          "ephemeral-existing: patched")
+    newc = copy.deepcopy(d["request"]["object"]["spec"]["ephemeralContainers"][0])
+    newc["name"], newc["image"] = "debugger2", "rclone/rclone"
+    d["request"]["object"]["spec"]["ephemeralContainers"].append(newc)
+    got, pod = run_case(dump, "ephemeral-second", d)
+    check(got and got["response"]["patch"] ==
+          [{"op": "replace", "path": "/spec/ephemeralContainers/1/image",
+            "value": IMAGES["rclone/rclone"][1]}],
+          f"ephemeral-second: {got and got['response']['patch']}")
+
+    # dryRun: rewritten, nothing recorded; the stat says dry run.
+    dry = fx["dryrun-create"]
+    got, pod = run_case(dump, "dryrun-ready", dry)
+    check(got and got["response"]["patch"] and got["dry_run"] == 1,
+          "dryrun: no rewrite")
+    got, _ = run_case(dump, "dryrun-cold", dry, VARIANTS["cold"])
+    check(got and got["recorded"] == [] and got["decisions"] == {"cold": 1},
+          "dryrun: recorded")
+
+    # Opt-outs: pod label, namespace flag, system namespaces, mirror pod.
+    outs = []
+    d = copy.deepcopy(mount)
+    d["request"]["object"]["metadata"]["labels"]["thaw.dev/caching"] = "disabled"
+    outs.append(("optout-pod", d, READY))
+    outs.append(("optout-ns", mount, dict(READY, namespaces={
+        "oscar-svc": ["opted_out", "cache_private"]})))
+    for ns in ("kube-system", "thaw-system"):
+        d = copy.deepcopy(mount)
+        d["request"]["namespace"] = ns
+        d["request"]["object"]["metadata"]["namespace"] = ns
+        outs.append(("system-" + ns, d, READY))
+    d = copy.deepcopy(mount)
+    d["request"]["object"]["metadata"]["annotations"] = {
+        "kubernetes.io/config.mirror": "abc"}
+    outs.append(("mirror", d, READY))
+    d = copy.deepcopy(mount)
+    d["request"]["object"]["metadata"]["labels"]["thaw.dev/caching"] = "enabled"
+    for name, doc, env in outs:
+        for e in (env, dict(env, default_image="absent")):
+            got, _ = run_case(dump, name, doc, e)
+            check(got and got["response"]["patch"] is None and
+                  got["recorded"] == [] and
+                  got["decisions"] == {"opted_out": 2},
+                  f"{name}: {got and got['decisions']}")
+    got, _ = run_case(dump, "caching-enabled-label", d)
+    check(got and got["decisions"] == {"rewritten": 2}, "caching=enabled")
+
+    # Invalid images: unchanged, a warning of at most 120 characters each,
+    # the valid image beside them still rewritten.
+    d = copy.deepcopy(mount)
+    cs = d["request"]["object"]["spec"]["containers"]
+    bads = ["Grycap/ImageMagick", "x" * 2000, "a" * 300 + ":\u00e9\x01",
+            "busybox@sha256:short", "", "localhost:7439/UPPER/x"]
+    for i, img in enumerate(bads):
+        c = copy.deepcopy(cs[0])
+        c["name"], c["image"] = f"bad-{i}-" + "n" * 60, img
+        cs.append(c)
+    rc, out, _ = dump.run(json.dumps(d), READY)
+    if check(rc == 0 and out, "invalid: exit"):
+        got = decode(out)
+        w = got["response"]["warnings"] or []
+        check(len(w) == len(bads), f"invalid: {len(w)} warnings")
+        for x in w:
+            check(len(x) <= 120 and x.startswith('thaw: image "') and
+                  '" of container "bad-' in x and " not cached: " in x and
+                  all(0x20 <= ord(ch) < 0x7f for ch in x),
+                  f"invalid: warning {x!r} ({len(x)})")
+            # the reason is kept whole; the name is clipped to 16
+            why = x.split(" not cached: ", 1)[-1]
+            check(len(why) >= 10 and not why.endswith("...") and
+                  len(x.split('of container "')[1].split('"')[0]) <= 16,
+                  f"invalid: reason or name clipped in {x!r}")
+        check(any(x.endswith("longer than 1024 characters") for x in w),
+              f"invalid: no whole reason for the long image in {w}")
+        check(got["decisions"] == {"invalid": len(bads), "rewritten": 2},
+              f"invalid: {got['decisions']}")
+        ops = got["response"]["patch"]
+        check([o["path"] for o in ops][1:] ==
+              ["/spec/initContainers/0/image", "/spec/containers/0/image"],
+              f"invalid: ops {ops}")
+    # Many invalid images: at most 10 warnings.
+    d = copy.deepcopy(job)
+    cs = d["request"]["object"]["spec"]["containers"]
+    cs[:] = [dict(cs[0], name=f"u{i}", image="UP/x") for i in range(40)]
+    rc, out, _ = dump.run(json.dumps(d), READY)
+    check(out and len(decode(out)["response"]["warnings"]) == 10,
+          "invalid: warnings capped")
+
+    # Same image twice (two spellings): recorded once.
+    d = copy.deepcopy(mount)
+    cs = d["request"]["object"]["spec"]["containers"]
+    cs.append(dict(cs[0], name="again", image="docker.io/grycap/imagemagick"))
+    rc, out, _ = dump.run(json.dumps(d), VARIANTS["cold"])
+    check(out and out["recorded"] == ["docker.io/rclone/rclone:latest",
+                                      "docker.io/grycap/imagemagick:latest"],
+          f"dedup records: {out and out['recorded']}")
+
+    # Requests that pass through untouched.
+    passes = []
+    d = copy.deepcopy(job)
+    d["request"]["kind"]["kind"] = "Deployment"
+    passes.append(("non-pod-kind", d))
+    d = copy.deepcopy(job)
+    d["request"]["kind"]["group"] = "apps"
+    passes.append(("pod-other-group", d))
+    d = copy.deepcopy(job)
+    d["request"]["operation"] = "DELETE"
+    d["request"]["oldObject"], d["request"]["object"] = \
+        d["request"]["object"], None
+    passes.append(("delete", d))
+    d = copy.deepcopy(job)
+    d["request"]["subResource"] = "status"
+    passes.append(("create-subresource", d))
+    passes.append(("plain-update", fx["pod-update-label"]))
+    d = copy.deepcopy(eph)
+    d["request"]["operation"] = "CREATE"
+    passes.append(("create-with-ephemeral-subresource", d))
+    d = copy.deepcopy(job)
+    d["request"]["object"] = None
+    passes.append(("object-null", d))
+    d = copy.deepcopy(job)
+    d["request"]["object"] = [1, 2]
+    passes.append(("object-array", d))
+    d = copy.deepcopy(job)
+    c = d["request"]["object"]["spec"]["containers"][0]
+    del c["image"]
+    passes.append(("no-image", d))
+    for img in (None, 7, ["x"], {"a": 1}, True):
+        d = copy.deepcopy(job)
+        d["request"]["object"]["spec"]["containers"][0]["image"] = img
+        passes.append((f"image-{type(img).__name__}", d))
+    d = copy.deepcopy(job)
+    d["request"]["object"]["spec"]["containers"] = {"a": 1}
+    passes.append(("containers-object", d))
+    d = copy.deepcopy(job)
+    d["request"]["object"]["spec"]["containers"] = [1, "x", None]
+    passes.append(("containers-scalars", d))
+    d = copy.deepcopy(job)
+    d["request"]["object"]["spec"] = None
+    passes.append(("spec-null", d))
+    for name, doc in passes:
+        for env in (READY, VARIANTS["cold"]):
+            rc, out, err = dump.run(json.dumps(doc), env)
+            if check(rc == 0 and out, f"{name}: exit {rc} {err}"):
+                got = decode(out)
+                check(got["response"]["patch"] is None and
+                      got["recorded"] == [] and got["decisions"] == {} and
+                      got["response"]["uid"] == doc["request"]["uid"],
+                      f"{name}: {got}")
+
+    # A non-object metadata: images rewritten, no annotation op.
+    d = copy.deepcopy(job)
+    d["request"]["object"]["metadata"] = "x"
+    rc, out, _ = dump.run(json.dumps(d), READY)
+    check(out and [o["path"] for o in decode(out)["response"]["patch"]] ==
+          ["/spec/containers/0/image"], "metadata-not-object")
+
+    # An odd uid is echoed exactly.
+    d = copy.deepcopy(job)
+    d["request"]["uid"] = 'u"\\\n\u00e9/'
+    rc, out, _ = dump.run(json.dumps(d), READY)
+    check(out and decode(out)["response"]["uid"] == d["request"]["uid"],
+          "uid escaping")
+
+
+def bad_input(dump):
+    """Bodies that must give THAW_EPARSE (exit 2) or pass, never crash."""
+    job = fixture_requests()[0][1]
+    uid = job["request"]["uid"]
+    deep = b"[" * 100000 + b"]" * 100000
+    eparse = {
+        "junk-10MiB": bytes((i * 7919) % 251 for i in range(1 << 16)) * 160,
+        "truncated": json.dumps(job).encode()[:-7],
+        "top-level-array": b"[" + json.dumps(job).encode() + b"]",
+        "nested-100000": deep,
+        "nested-100000-in-object": (b'{"request":{"uid":"x","object":' +
+                                    deep + b"}}"),
+        "empty": b"",
+        "string": b'"AdmissionReview"',
+        "no-request": b'{"kind":"AdmissionReview"}',
+        "request-null": b'{"request":null}',
+        "uid-number": b'{"request":{"uid":5}}',
+        "uid-missing": b'{"request":{"kind":{"kind":"Pod"}}}',
+        "trailing-garbage": json.dumps(job).encode() + b" }",
+        "two-values": json.dumps(job).encode() + json.dumps(job).encode(),
+        "nul-inside": json.dumps(job).encode()[:50] + b"\0" +
+        json.dumps(job).encode()[50:],
+    }
+    for name, body in eparse.items():
+        rc, out, err = dump.run(body, READY)
+        check(rc == 2 and out and out["rc"] != 0 and out["response"] is None
+              and err.strip(), f"bad input {name}: exit {rc} {err[:200]}")
+    passes = {
+        "trailing-whitespace": json.dumps(job).encode() + b" \n\t",
+        "nested-900-in-object": (b'{"request":{"uid":"x","object":' +
+                                 b"[" * 900 + b"]" * 900 + b"}}"),
+        "minimal": b'{"request":{"uid":"x"}}',
+    }
+    for name, body in passes.items():
+        rc, out, err = dump.run(body, READY)
+        if check(rc == 0 and out, f"pass input {name}: exit {rc} {err[:200]}"):
+            r = decode(out)["response"]
+            check(r["patch"] is None and r["uid"] in ("x", uid),
+                  f"pass input {name}: {r}")
+
+
+def main():
+    args = [a for a in sys.argv[1:] if a != "--update"]
+    if len(args) != 1:
+        print(__doc__)
+        return 2
+    if not os.path.isdir(FIXTURES):
+        print(f"no fixtures at {FIXTURES} (set THAW_FIXTURES)")
+        return 1
+    dump = Dump(args[0])
+    fx = run_fixtures(dump, "--update" in sys.argv)
+    own_cases(dump, fx)
+    bad_input(dump)
+    print(f"test_admit: {len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
