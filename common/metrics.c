@@ -22,6 +22,7 @@
 #define MAX_VALUE 4096    /* a label value; longer ones are cut */
 #define MAX_LABELS 16
 #define MAX_BUCKETS 64
+#define MAX_CHILDREN 4096 /* per family: a runaway label cannot eat memory */
 #define PROC_BUF 4096     /* /proc/self/stat fits well within it */
 
 enum kind { K_COUNTER, K_GAUGE, K_HISTOGRAM };
@@ -232,9 +233,12 @@ thaw_metric_child_t *thaw_metric_child(thaw_metric_t *f,
                                        const char *const *values) {
   if (!f || (f->nlabels && !values))
     return NULL;
-  for (thaw_metric_child_t *c = f->children; c; c = c->next)
+  size_t n = 0;
+  for (thaw_metric_child_t *c = f->children; c; c = c->next, n++)
     if (same_values(f, c->values, values))
       return c;
+  if (n >= MAX_CHILDREN)
+    return NULL;
   thaw_metric_child_t *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
@@ -350,12 +354,47 @@ static void sb_put(sbuf_t *s, const char *p, size_t n) {
 
 static void sb_str(sbuf_t *s, const char *p) { sb_put(s, p, strlen(p)); }
 
-/* Escapes `\` and newline, and `"` too when quoted (label values). */
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid:
+ * overlong forms, surrogates and code points over U+10FFFF are invalid. */
+static size_t utf8_len(const unsigned char *p) {
+  if (p[0] < 0x80)
+    return 1;
+  size_t n;
+  unsigned cp;
+  if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+    n = 2;
+    cp = p[0] & 0x1f;
+  } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+    n = 3;
+    cp = p[0] & 0x0f;
+  } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+    n = 4;
+    cp = p[0] & 0x07;
+  } else {
+    return 0;
+  }
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80)
+      return 0; /* also stops at the NUL */
+    cp = (cp << 6) | (p[i] & 0x3f);
+  }
+  if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+      (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+    return 0;
+  return n;
+}
+
+/* Escapes `\` and newline, and `"` too when quoted (label values). Bytes
+ * that are not UTF-8 become U+FFFD: Prometheus refuses the whole scrape
+ * otherwise, and values come from pod specs. */
 static void sb_escaped(sbuf_t *s, const char *p, int quoted) {
   const char *run = p;
-  for (; *p; p++) {
+  while (*p) {
     const char *rep = NULL;
-    if (*p == '\\')
+    size_t n = utf8_len((const unsigned char *)p);
+    if (n == 0)
+      rep = "\xef\xbf\xbd", n = 1;
+    else if (*p == '\\')
       rep = "\\\\";
     else if (*p == '\n')
       rep = "\\n";
@@ -364,8 +403,9 @@ static void sb_escaped(sbuf_t *s, const char *p, int quoted) {
     if (rep) {
       sb_put(s, run, (size_t)(p - run));
       sb_str(s, rep);
-      run = p + 1;
+      run = p + n;
     }
+    p += n;
   }
   sb_put(s, run, (size_t)(p - run));
 }

@@ -38,8 +38,10 @@ thaw_metric_t *thaw_metrics_histogram(thaw_metrics_t *m, const char *name,
 
 /* The child for these label values (as many as the family's label names;
  * NULL when it has none), made on first use. Returns NULL only when out of
- * memory or `metric` is NULL; the operations below accept NULL and do
- * nothing, so a failed registration never crashes a daemon. */
+ * memory, `metric` is NULL, or the family already has 4096 children (a
+ * runaway label); the operations below accept NULL and do nothing, so a
+ * failed registration never crashes a daemon. Label values are cut at 4095
+ * bytes; bytes that are not UTF-8 render as U+FFFD. */
 thaw_metric_child_t *thaw_metric_child(thaw_metric_t *metric,
                                        const char *const *values);
 

@@ -81,6 +81,9 @@ static void b_escaping(thaw_metrics_t *m) {
   thaw_metric_set(g, (const char *const[]){"a\\b\"c\nd"}, 1);
   thaw_metric_set(g, (const char *const[]){""}, 2);
   thaw_metric_set(g, (const char *const[]){NULL}, 3); /* NULL is "" too */
+  /* valid UTF-8 is kept; bad bytes, overlong forms and surrogates become
+   * U+FFFD, one per byte, so the scrape still parses */
+  thaw_metric_set(g, (const char *const[]){"caf\xc3\xa9 \xff|\xc3|\xc0\xaf|\xed\xa0\x80"}, 4);
 }
 
 static const struct {
@@ -143,7 +146,9 @@ static const struct {
      "# HELP thaw_esc Back\\\\slash \"quoted\"\\nnewline.\n"
      "# TYPE thaw_esc gauge\n"
      "thaw_esc{path=\"a\\\\b\\\"c\\nd\"} 1\n"
-     "thaw_esc{path=\"\"} 3\n"},
+     "thaw_esc{path=\"\"} 3\n"
+     "thaw_esc{path=\"caf\xc3\xa9 \xef\xbf\xbd|\xef\xbf\xbd|"
+     "\xef\xbf\xbd\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"} 4\n"},
 };
 
 static void test_render(void) {
@@ -286,6 +291,15 @@ static void test_children(void) {
     thaw_metric_inc(c, (const char *const[]){v});
   }
   CHECK(thaw_metric_child_value(thaw_metric_child(c, (const char *const[]){"7"})) == 4);
+  /* a family holds at most 4096 children; older ones keep working */
+  int made = 0;
+  for (int i = 0; i < 5000; i++) {
+    char v[16];
+    snprintf(v, sizeof v, "x%d", i);
+    made += thaw_metric_child(c, (const char *const[]){v}) != NULL;
+  }
+  CHECK(made == 4096 - 50 - 2);
+  CHECK(thaw_metric_child(c, (const char *const[]){"200"}) == a);
 
   /* NULL everywhere does nothing */
   CHECK(!thaw_metrics_counter(NULL, "x", "h", 0, NULL));
@@ -448,6 +462,7 @@ static int print_sample(void) {
   thaw_metric_set(f, NULL, 0);
   f = thaw_metrics_gauge(m, "thaw_escape_test_info", "Label escaping.", 1, code);
   thaw_metric_set(f, (const char *const[]){"a\\b\"c\nd"}, 1);
+  thaw_metric_set(f, (const char *const[]){"bad \xff utf8 \xc3"}, 1);
   f = thaw_metrics_gauge(m, "thaw_special_values", "Special floats.", 1, code);
   thaw_metric_set(f, (const char *const[]){"inf"}, INFINITY);
   thaw_metric_set(f, (const char *const[]){"ninf"}, -INFINITY);
