@@ -1,7 +1,12 @@
 /* test_patch.c - webhook/patch: JSON string escaping, RFC 6901 token
  * escaping, JSON Patch ops, base64 (RFC 4648 test vectors), the size limit
- * and sticky errors; plus thaw_admit_review() on a minimal review, so the
- * decision runs under valgrind too (the golden tests run it from python). */
+ * and sticky errors; plus thaw_admit_review() on a minimal review, on every
+ * fixture request (ready and cold) and on hostile bodies, so the decision
+ * runs under valgrind and ASan too (test_admit.py checks the replies
+ * exactly, from python).
+ *
+ *   test_patch [FIXTURES_ADMISSION_DIR]   ($THAW_FIXTURES/admission wins) */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,12 +152,118 @@ static void test_review(void) {
   CHECK(strcmp(thaw_decision_name(THAW_DECISION_COUNT), "unknown") == 0);
 }
 
-int main(void) {
+static enum thaw_image_state all_cold(const char *ref, void *data) {
+  (void)ref;
+  (void)data;
+  return THAW_IMAGE_ABSENT;
+}
+
+static unsigned nrecords;
+static void count_record(const char *ref, void *data) {
+  (void)data;
+  CHECK(ref[0] != '\0');
+  nrecords++;
+}
+
+/* Runs one body; returns rc. On 0 the reply must echo `uid` if given. */
+static int run(const char *body, size_t len, int cold, const char *uid) {
+  thaw_admit_env_t env = {.cache_host = "localhost:7439",
+                          .system_namespace = "thaw-system",
+                          .registry_up = 1,
+                          .image_state = cold ? all_cold : all_ready,
+                          .record = count_record};
+  char *out = NULL, err[128] = "";
+  size_t n = 0;
+  int rc = thaw_admit_review(body, len, &env, &out, &n, NULL, err, sizeof(err));
+  CHECK(rc == 0 || (rc == THAW_EPARSE && !out && err[0]));
+  if (rc == 0) {
+    CHECK(out && strlen(out) == n && strstr(out, "\"allowed\":true"));
+    if (uid && out)
+      CHECK(strstr(out, uid) != NULL);
+  }
+  free(out);
+  return rc;
+}
+
+static void test_fixtures(const char *dir) {
+  DIR *d = dir ? opendir(dir) : NULL;
+  if (!d) {
+    fprintf(stderr, "test_patch: no fixtures at %s; skipped\n",
+            dir ? dir : "(none)");
+    return;
+  }
+  int reviews = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    size_t nl = strlen(e->d_name);
+    if (nl < 6 || strcmp(e->d_name + nl - 5, ".json") != 0)
+      continue;
+    char path[8192];
+    int pn = snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+    if (pn < 0 || (size_t)pn >= sizeof(path))
+      continue;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+      continue;
+    static char buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    if (!strstr(buf, "\"AdmissionReview\"") || !strstr(buf, "\"request\""))
+      continue;
+    reviews++;
+    CHECK(run(buf, len, 0, NULL) == 0);
+    CHECK(run(buf, len, 1, NULL) == 0);
+    CHECK(run(buf, len - 2, 0, NULL) == THAW_EPARSE); /* truncated */
+  }
+  closedir(d);
+  CHECK(reviews >= 10);
+}
+
+static void test_hostile(void) {
+  size_t n = 10u << 20;
+  char *junk = malloc(n);
+  CHECK(junk != NULL);
+  if (!junk)
+    return;
+  for (size_t i = 0; i < n; i++)
+    junk[i] = (char)(1 + (i * 7919) % 250);
+  CHECK(run(junk, n, 0, NULL) == THAW_EPARSE);
+  /* 100,000 nested arrays, bare and inside a request object */
+  size_t depth = 100000, off = 0;
+  off += (size_t)snprintf(junk, 64, "{\"request\":{\"uid\":\"u\",\"object\":");
+  memset(junk + off, '[', depth);
+  memset(junk + off + depth, ']', depth);
+  memcpy(junk + off + 2 * depth, "}}", 2);
+  CHECK(run(junk, off + 2 * depth + 2, 0, NULL) == THAW_EPARSE);
+  CHECK(run(junk + off, 2 * depth, 0, NULL) == THAW_EPARSE);
+  static const char *const pass[] = {
+      "{\"request\":{\"uid\":\"u\",\"kind\":{\"group\":\"\",\"kind\":"
+      "\"Pod\"},\"resource\":{\"group\":\"\",\"resource\":\"pods\"},"
+      "\"operation\":\"CREATE\",\"object\":null}}",
+      "{\"request\":{\"uid\":\"u\",\"kind\":{\"group\":\"\",\"kind\":"
+      "\"Pod\"},\"resource\":{\"group\":\"\",\"resource\":\"pods\"},"
+      "\"operation\":\"CREATE\",\"object\":{\"spec\":{\"containers\":"
+      "[{\"name\":\"x\"},{\"image\":7},{\"image\":\"UP/x\"},1]}}}}"};
+  for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++)
+    CHECK(run(pass[i], strlen(pass[i]), 0, "\"u\"") == 0);
+  CHECK(run("[{\"request\":{\"uid\":\"u\"}}]", 27, 0, NULL) == THAW_EPARSE);
+  free(junk);
+}
+
+int main(int argc, char **argv) {
   test_escape();
   test_ops();
   test_base64();
   test_limit();
   test_review();
+  test_hostile();
+  const char *fx = getenv("THAW_FIXTURES");
+  char dir[4096];
+  if (fx && *fx && (size_t)snprintf(dir, sizeof(dir), "%s/admission", fx) >=
+                       sizeof(dir))
+    fx = NULL;
+  test_fixtures(fx && *fx ? dir : argc > 1 ? argv[1] : NULL);
   if (!failures)
     printf("test_patch: ok\n");
   return failures != 0;
