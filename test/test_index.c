@@ -118,7 +118,7 @@ static int flags_are(void *arg) {
     if (!run_until(&h, state_is, &w_, 20000)) {                                \
       fprintf(stderr, "state of %s is %d, want %d\n", (img),                   \
               (int)thaw_index_image_state((img), ix), (int)(st));              \
-      CHECK(!"state");                                                         \
+      failures++;                                                         \
     }                                                                          \
   } while (0)
 
@@ -128,7 +128,7 @@ static int flags_are(void *arg) {
     if (!run_until(&h, flags_are, &w_, 20000)) {                               \
       fprintf(stderr, "flags of %s are %d, want %d\n", (ns),                   \
               thaw_index_namespace_flags((ns), ix), (int)(f));                 \
-      CHECK(!"flags");                                                         \
+      failures++;                                                         \
     }                                                                          \
   } while (0)
 

@@ -65,7 +65,7 @@ static void wait_finished(results_t *r, int want, long ms) {
   want_t w = {r, want};
   if (!run_until(&h, finished_reach, &w, ms)) {
     fprintf(stderr, "finished %d, want %d\n", finished(r), want);
-    CHECK(!"finished");
+    failures++;
   }
 }
 
