@@ -176,14 +176,16 @@ static void finish(thaw_recorder_t *r, thaw_workqueue_token_t *tok, int err,
   if (err == 0 || err == THAW_EALREADYEXISTS) {
     result = err == 0 ? "created" : "exists";
     thaw_info("cachedimage recorded", "image", key, "result", result);
-  } else if (permanent(err) || e == NULL || e->attempts + 1u >= r->o.max_attempts) {
+  } else if (permanent(err) || e == NULL ||
+             e->attempts + 1u >= r->o.max_attempts) {
     result = "failed";
     thaw_warn("cachedimage not recorded", "image", key, "result", result,
               "error", why);
   } else {
     result = "retry";
     e->attempts++;
-    if (err == THAW_ETOOMANY && retry_after > 0) {
+    /* the server said when: 429, or a 5xx with Retry-After */
+    if ((err == THAW_ETOOMANY || err == THAW_ESERVER) && retry_after > 0) {
       wq = THAW_WQ_RETRY_AFTER;
       after = (uint64_t)retry_after * 1000;
       if (after > r->o.backoff_max_ms)
