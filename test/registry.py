@@ -24,6 +24,16 @@ import urllib.request
 BINARY = os.environ.get("THAW_REGISTRY_BIN", "docker-registry")
 
 
+def die_with_parent():
+    """preexec_fn: the child gets SIGTERM when the test process dies, even
+    on SIGKILL, so no server outlives a test (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port():
     """A loopback port nobody listens on right now."""
     s = socket.socket()
@@ -77,7 +87,8 @@ class Registry:
         assert self.proc is None, "registry already running"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([BINARY, "serve", self.config],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
         deadline = time.time() + timeout
         while http_status(self.url + "/v2/", 0.5) != 200:
             if self.proc.poll() is not None:

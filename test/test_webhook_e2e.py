@@ -106,7 +106,7 @@ class Webhook:
              "--bind-address", "127.0.0.1:%d" % self.port,
              "--metrics-bind-address", "127.0.0.1:%d" % self.metrics_port,
              "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]],
-            stdout=self._log, stderr=subprocess.STDOUT)
+            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=registry.die_with_parent)
         deadline = time.time() + timeout
         while registry.http_status(self.metrics_url + "/readyz", 0.5) != 200:
             if self.proc.poll() is not None:
@@ -403,15 +403,22 @@ class WebhookE2E(unittest.TestCase):
             c.pop("image")
         for k, v in want.items():
             self.assertEqual(have.get(k), v, k)
-        # a Warming image is not rewritten
+        # a Warming image is not rewritten; a Ready one written after it is
+        # the barrier (watch events arrive in order)
         warm = "docker.io/grycap/warming:1"
         self.api.ok("POST", CI_PATH, {"apiVersion": "thaw.dev/v1alpha1", "kind": "CachedImage",
                                       "metadata": {"name": ci_name(warm)},
                                       "spec": {"image": warm}})
         self.api.ok("PATCH", CI_PATH + "/" + ci_name(warm) + "/status",
                     {"status": {"phase": "Warming"}}, ctype="application/merge-patch+json")
-        time.sleep(1)
+        self.make_ready("docker.io/grycap/after-warming:1")
+        self.poll_create(job_pod("grycap/after-warming:1"), True, SEEN_S, dry_run=True)
         self.assertEqual(image_of(self.create(job_pod("grycap/warming:1"))), "grycap/warming:1")
+        # and a Ready image that turns Failed is no longer rewritten
+        self.api.ok("PATCH", CI_PATH + "/" + ci_name("docker.io/grycap/after-warming:1")
+                    + "/status", {"status": {"phase": "Failed", "message": "e2e"}},
+                    ctype="application/merge-patch+json")
+        self.poll_create(job_pod("grycap/after-warming:1"), False, SEEN_S, dry_run=True)
 
     def test_03_opted_out_namespace_and_pod(self):
         self.ensure_rewriting()
@@ -493,7 +500,16 @@ class WebhookE2E(unittest.TestCase):
                 self.assertEqual(image_of(got), self.COLD[0])
                 self.assertNotIn(ANNOTATION, annotations(got))
         finally:
-            self.hook.start()
+            # /readyz waits for the informers: with every API request delayed
+            # by 1.5 s, it cannot turn 200 sooner than 1.5 s after start
+            self.api.control("latency", {"ms": 1500})
+            t0 = time.time()
+            try:
+                self.hook.start()
+            finally:
+                self.api.control("latency", {"ms": 0})
+        self.assertGreaterEqual(time.time() - t0, 1.5,
+                                "/readyz was 200 before the informers could have listed")
         # the probe starts down: rewriting resumes once it has succeeded
         self.poll_create(job_pod(self.COLD[0]), True, GATE_UP_S + SEEN_S)
 
