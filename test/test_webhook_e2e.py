@@ -595,6 +595,22 @@ class WebhookE2E(unittest.TestCase):
                          % (p.returncode, p.stdout.decode()))
 
 
+    def test_09_clean_shutdown(self):
+        """SIGTERM: exits within 10 s, status 0, and (in a sanitizer build)
+        no sanitizer report in its log over the whole run."""
+        rc, secs = self.hook.stop()
+        try:
+            self.assertEqual(rc, 0, "thaw-webhook exit status after SIGTERM: %s" % rc)
+            self.assertLess(secs, 10)
+            with open(self.hook.log_path, "rb") as f:
+                text = f.read().decode(errors="replace")
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                           "runtime error:", "WARNING: ThreadSanitizer"):
+                self.assertNotIn(marker, text, "thaw-webhook log:\n" + text[-4000:])
+        finally:
+            self.hook.start()
+
+
 def main():
     global BINARY
     if len(sys.argv) < 2:
