@@ -18,8 +18,11 @@
 #define BACKLOG 128
 #define DRAIN_TICK_MS 100
 #define GOAWAY_GRACE_MS 10000 /* HTTP/2: after the final GOAWAY, then close */
+#define SWEEP_MS 1000         /* the stall watchdog's period */
+#define CUT_GRACE_MS 5000     /* after a cut at the drain deadline, give up */
 
 typedef struct thaw_server thaw_server_t;
+typedef struct conn conn_t;
 
 /* One h2o configuration, context and TCP listener. */
 typedef struct {
@@ -33,15 +36,22 @@ typedef struct {
   int ctx_live;   /* h2o_context_init done, not yet disposed */
   int tcp_open;   /* tcp initialised and not closed */
   size_t conns;   /* accepted sockets not yet closed */
+  conn_t *head;   /* ... in a list, for the watchdog */
   char bound[INET6_ADDRSTRLEN + 8];
 } listener_t;
 
 /* An accepted connection; the uv handle comes first so close callbacks can
- * cast back. h2o owns the handle's data field. */
-typedef struct {
+ * cast back. h2o owns the handle's data field; `sock` stays valid until the
+ * handle's close callback, which unlinks the connection. */
+struct conn {
   uv_tcp_t tcp;
   listener_t *l;
-} conn_t;
+  h2o_socket_t *sock;
+  conn_t *prev, *next;
+  size_t seen_read;       /* sock->bytes_read when last looked at */
+  uint64_t pending_since; /* request bytes arrived, none handled since; 0: idle */
+  int cut;                /* shut down by us */
+};
 
 typedef struct {
   h2o_handler_t super;
@@ -54,9 +64,9 @@ struct thaw_server {
   listener_t tls, plain;
   thaw_metric_t *requests, *duration;
   int stopping;
-  uv_timer_t drain;
-  int drain_open;
-  uint64_t stop_at;
+  uv_timer_t drain, sweep;
+  int drain_open, sweep_open;
+  uint64_t stop_at, cut_at;
   thaw_server_stopped_cb stopped_cb;
   void *stopped_data;
 };
@@ -202,6 +212,60 @@ static int is_json(const h2o_req_t *req) {
   return p == e || *p == ';';
 }
 
+/* --- the stall watchdog ---------------------------------------------- */
+
+/* h2o 2.2.5 bounds handshakes, idle connections and a whole HTTP/1.1
+ * request (http1.req_timeout), and closes an HTTP/2 connection whose only
+ * stream waits for a body that never comes (idle_timeout), but not one whose
+ * body trickles in a byte at a time. So: a connection whose request bytes
+ * (sock->bytes_read, which h2o counts on HTTP/2) started arriving more than
+ * THAW_SERVER_TIMEOUT_MS ago without a request reaching a handler since is
+ * shut down (shutdown(2): h2o sees EOF and frees it through its own paths). */
+
+static void cut(conn_t *c) {
+  uv_os_fd_t fd;
+  if (c->cut || uv_is_closing((uv_handle_t *)&c->tcp) ||
+      uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+    return;
+  c->cut = 1;
+  shutdown(fd, SHUT_RDWR);
+}
+
+/* A request on req's connection reached its handler: its clock restarts. */
+static void handled(thaw_server_t *s, h2o_req_t *req) {
+  if (req->conn->callbacks->get_socket == NULL)
+    return;
+  h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+  listener_t *ls[] = {&s->tls, &s->plain};
+  for (int i = 0; i < 2; i++)
+    for (conn_t *c = ls[i]->head; c != NULL; c = c->next)
+      if (c->sock == sock) {
+        c->seen_read = sock->bytes_read;
+        c->pending_since = 0;
+        return;
+      }
+}
+
+static void on_sweep(uv_timer_t *t) {
+  thaw_server_t *s = t->data;
+  uint64_t now = uv_now(s->loop);
+  listener_t *ls[] = {&s->tls, &s->plain};
+  for (int i = 0; i < 2; i++)
+    for (conn_t *c = ls[i]->head; c != NULL; c = c->next) {
+      if (c->sock->bytes_read != c->seen_read) {
+        c->seen_read = c->sock->bytes_read;
+        if (c->pending_since == 0)
+          c->pending_since = now;
+      }
+      if (c->pending_since != 0 &&
+          now - c->pending_since >= THAW_SERVER_TIMEOUT_MS && !c->cut) {
+        thaw_info("request timed out; closing the connection", "listener",
+                  ls[i]->what);
+        cut(c);
+      }
+    }
+}
+
 /* --- /mutate --------------------------------------------------------- */
 
 static void count(thaw_server_t *s, int status, uint64_t t0) {
@@ -255,6 +319,7 @@ static int mutate(thaw_server_t *s, h2o_req_t *req) {
 
 static int on_mutate(h2o_handler_t *self, h2o_req_t *req) {
   thaw_server_t *s = ((handler_t *)self)->srv;
+  handled(s, req);
   if (!path_is(req, "/mutate")) {
     respond_text(req, 404, "Not Found", "not found\n");
     return 0;
@@ -268,6 +333,7 @@ static int on_mutate(h2o_handler_t *self, h2o_req_t *req) {
 
 static int on_ops(h2o_handler_t *self, h2o_req_t *req) {
   thaw_server_t *s = ((handler_t *)self)->srv;
+  handled(s, req);
   int known = path_is(req, "/metrics") || path_is(req, "/healthz") ||
               path_is(req, "/readyz");
   if (!known) {
@@ -364,7 +430,14 @@ int thaw_server_new(uv_loop_t *loop, const thaw_server_opts_t *o,
 
 static void on_conn_closed(uv_handle_t *h) {
   conn_t *c = (conn_t *)h;
-  c->l->conns--;
+  listener_t *l = c->l;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    l->head = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  l->conns--;
   free(c);
 }
 
@@ -377,7 +450,7 @@ static void on_connection(uv_stream_t *ls, int status) {
               uv_strerror(status));
     return;
   }
-  conn_t *c = malloc(sizeof *c);
+  conn_t *c = calloc(1, sizeof *c);
   if (c == NULL)
     return; /* the connection waits in the backlog */
   c->l = l;
@@ -387,12 +460,17 @@ static void on_connection(uv_stream_t *ls, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  c->sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+  c->next = l->head;
+  if (l->head != NULL)
+    l->head->prev = c;
+  l->head = c;
   l->conns++;
-  h2o_socket_t *sock =
-      h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
   if (l == &l->srv->tls)
     l->accept.ssl_ctx = thaw_tls_ctx(l->srv->o.tls); /* the newest cert */
-  h2o_accept(&l->accept, sock);
+  if (l->srv->stopping)
+    cut(c); /* accepted from the backlog after the stop: refuse */
+  h2o_accept(&l->accept, c->sock);
 }
 
 static int listen_on(thaw_server_t *s, listener_t *l, char *err,
@@ -424,6 +502,10 @@ static int listen_on(thaw_server_t *s, listener_t *l, char *err,
 }
 
 int thaw_server_start(thaw_server_t *s, char *err, size_t errlen) {
+  uv_timer_init(s->loop, &s->sweep);
+  s->sweep.data = s;
+  s->sweep_open = 1;
+  uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
   int rc = listen_on(s, &s->plain, err, errlen);
   if (rc == 0)
     rc = listen_on(s, &s->tls, err, errlen);
@@ -451,18 +533,34 @@ static void on_drain_closed(uv_handle_t *h) {
   s->drain_open = 0;
 }
 
+static void on_sweep_closed(uv_handle_t *h) {
+  thaw_server_t *s = h->data;
+  s->sweep_open = 0;
+}
+
 static void on_drain_tick(uv_timer_t *t) {
   thaw_server_t *s = t->data;
+  uint64_t now = uv_now(s->loop);
   int busy = s->tls.conns + s->plain.conns > 0 || s->tls.tcp_open ||
              s->plain.tcp_open;
-  int late = uv_now(s->loop) - s->stop_at >= THAW_SERVER_DRAIN_MS;
+  if (busy && now - s->stop_at >= THAW_SERVER_DRAIN_MS && s->cut_at == 0) {
+    char n[24];
+    snprintf(n, sizeof n, "%zu", s->tls.conns + s->plain.conns);
+    thaw_warn("drain deadline passed; closing connections", "conns", n);
+    s->cut_at = now;
+    listener_t *ls[] = {&s->tls, &s->plain};
+    for (int i = 0; i < 2; i++)
+      for (conn_t *c = ls[i]->head; c != NULL; c = c->next)
+        cut(c);
+  }
+  int late = s->cut_at != 0 && now - s->cut_at >= CUT_GRACE_MS;
   if (busy && !late)
     return;
   uv_close((uv_handle_t *)&s->drain, on_drain_closed);
+  if (s->sweep_open)
+    uv_close((uv_handle_t *)&s->sweep, on_sweep_closed);
   if (busy) {
-    char n[24];
-    snprintf(n, sizeof n, "%zu", s->tls.conns + s->plain.conns);
-    thaw_warn("drain deadline passed with connections open", "conns", n);
+    thaw_warn("connections did not close; leaving them");
   } else {
     /* No connection left: the contexts' timers can go. */
     listener_t *ls[] = {&s->tls, &s->plain};

@@ -14,12 +14,15 @@
  * GET /metrics (Prometheus text 0.0.4), /healthz (200 while the loop runs)
  * and /readyz (200 when the ready callback says so, else 503).
  *
- * Time limits (h2o's): a TLS handshake must finish in 10 s; an HTTP/1.1
- * request (headers and body) must arrive within 10 s of its first byte, and
- * an idle keep-alive connection is closed after 10 s; an HTTP/2 connection
- * with no open stream is closed after 10 s. So a client that sends headers
- * and never the body is cut after 10 s on HTTP/1.1 (see DESIGN notes in the
- * test for HTTP/2).
+ * Time limits: a TLS handshake must finish within 10 s (h2o); an idle
+ * connection is closed after 10 s (h2o: HTTP/1.1 keep-alive, HTTP/2 with no
+ * open stream); and a request must reach its handler within
+ * THAW_SERVER_TIMEOUT_MS of its first bytes (ours: h2o 2.2.5 does not bound
+ * a body that never comes). A connection that breaks the last rule is shut
+ * down, checked every second, so a client that sends headers and never the
+ * body is cut after 10-11 s on HTTP/1.1 and HTTP/2 alike. The clock of a
+ * connection restarts whenever one of its requests is handled, so on HTTP/2
+ * a stalled stream beside busy ones lives until the connection goes idle.
  *
  * Metrics (registered on the given registry): thaw_webhook_requests_total
  * {code} for every answer on /mutate, and
@@ -85,7 +88,9 @@ int thaw_server_address(const thaw_server_t *s, const char *which, char *buf,
                         size_t len);
 /* Graceful stop: closes the listeners, asks HTTP/2 connections to go away
  * (GOAWAY), lets requests in flight finish, and calls `cb` once every
- * connection closed or THAW_SERVER_DRAIN_MS passed. Call once. */
+ * connection closed. Connections still open after THAW_SERVER_DRAIN_MS are
+ * shut down; if even that does not close them within 5 s, `cb` reports
+ * drained = 0. Call once. */
 void thaw_server_stop(thaw_server_t *s, thaw_server_stopped_cb cb, void *data);
 /* Frees the h2o configuration and the server. Call after the stop callback
  * reported drained and the loop ran, or instead of stop when never started.
