@@ -11,7 +11,9 @@
  * miss, the files are also stat()ed every second; a change of (dev, inode,
  * size, mtime) of either resolved file triggers a rebuild. A new context is
  * only taken when the key matches the certificate; otherwise the old one
- * keeps serving and the error is logged once per change. Connections hold a
+ * keeps serving and the error is logged once per change. (The environment
+ * variable THAW_TLS_POLL_ONLY=1 turns the directory watch off, for tests of
+ * the polling path.) Connections hold a
  * reference on the context they were accepted with (SSL_new), so freeing the
  * old context here never cuts a live connection. Everything runs on the
  * loop's thread. */
