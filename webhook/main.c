@@ -41,7 +41,8 @@ static void usage(FILE *f) {
 "                               or $THAW_LOG_LEVEL)\n"
 "  --help                       this text\n"
 "SIGTERM or SIGINT stops gracefully: no new connections, requests in\n"
-"flight finish (at most 25 s), exit 0.\n");
+"flight finish, connections still open after 25 s are closed; exit 0.\n"
+"A second signal exits at once (status 1).\n");
 }
 
 /* One line on stderr and exit status 2: the contract for bad input. */

@@ -468,8 +468,6 @@ static void on_connection(uv_stream_t *ls, int status) {
   l->conns++;
   if (l == &l->srv->tls)
     l->accept.ssl_ctx = thaw_tls_ctx(l->srv->o.tls); /* the newest cert */
-  if (l->srv->stopping)
-    cut(c); /* accepted from the backlog after the stop: refuse */
   h2o_accept(&l->accept, c->sock);
 }
 
@@ -510,15 +508,6 @@ int thaw_server_start(thaw_server_t *s, char *err, size_t errlen) {
   if (rc == 0)
     rc = listen_on(s, &s->tls, err, errlen);
   return rc;
-}
-
-int thaw_server_address(const thaw_server_t *s, const char *which, char *buf,
-                        size_t len) {
-  const listener_t *l = strcmp(which, "webhook") == 0 ? &s->tls : &s->plain;
-  if (l->bound[0] == '\0')
-    return THAW_EINVAL;
-  snprintf(buf, len, "%s", l->bound);
-  return 0;
 }
 
 /* --- graceful stop --------------------------------------------------- */

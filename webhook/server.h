@@ -14,15 +14,17 @@
  * GET /metrics (Prometheus text 0.0.4), /healthz (200 while the loop runs)
  * and /readyz (200 when the ready callback says so, else 503).
  *
- * Time limits: a TLS handshake must finish within 10 s (h2o); an idle
- * connection is closed after 10 s (h2o: HTTP/1.1 keep-alive, HTTP/2 with no
- * open stream); and a request must reach its handler within
- * THAW_SERVER_TIMEOUT_MS of its first bytes (ours: h2o 2.2.5 does not bound
- * a body that never comes). A connection that breaks the last rule is shut
- * down, checked every second, so a client that sends headers and never the
- * body is cut after 10-11 s on HTTP/1.1 and HTTP/2 alike. The clock of a
- * connection restarts whenever one of its requests is handled, so on HTTP/2
- * a stalled stream beside busy ones lives until the connection goes idle.
+ * Time limits ("too long" is 10 s): a TLS handshake must finish within
+ * 10 s, and an idle connection is closed after 10 s (h2o: HTTP/1.1
+ * keep-alive, HTTP/2 with no stream making progress). On HTTP/1.1, h2o's
+ * req_timeout also bounds a whole request, headers and body. On HTTP/2, a
+ * body that trickles in is not bounded by h2o 2.2.5, so a watchdog here
+ * (every second) shuts down a connection whose request bytes started
+ * arriving THAW_SERVER_TIMEOUT_MS ago with no request handled since. So a
+ * client that sends headers and never the body, or its body a byte a second,
+ * is cut after 10-11 s on both protocols. The watchdog's clock restarts
+ * whenever a request of the connection is handled, so on HTTP/2 a stalled
+ * stream beside busy ones lives until the connection goes idle.
  *
  * Metrics (registered on the given registry): thaw_webhook_requests_total
  * {code} for every answer on /mutate, and
@@ -83,14 +85,13 @@ int thaw_server_new(uv_loop_t *loop, const thaw_server_opts_t *o,
  * bound address, so port 0 can be read back). Returns 0 or a negative libuv
  * code with err set. */
 int thaw_server_start(thaw_server_t *s, char *err, size_t errlen);
-/* The bound address of a listener ("webhook" or "metrics") into buf. */
-int thaw_server_address(const thaw_server_t *s, const char *which, char *buf,
-                        size_t len);
 /* Graceful stop: closes the listeners, asks HTTP/2 connections to go away
  * (GOAWAY), lets requests in flight finish, and calls `cb` once every
- * connection closed. Connections still open after THAW_SERVER_DRAIN_MS are
- * shut down; if even that does not close them within 5 s, `cb` reports
- * drained = 0. Call once. */
+ * connection closed. h2o 2.2.5 does not close idle HTTP/1.1 keep-alive
+ * connections on shutdown, so those hold the stop until their 10 s idle
+ * timeout. Connections still open after THAW_SERVER_DRAIN_MS are shut down;
+ * if even that does not close them within 5 s, `cb` reports drained = 0.
+ * Call once. */
 void thaw_server_stop(thaw_server_t *s, thaw_server_stopped_cb cb, void *data);
 /* Frees the h2o configuration and the server. Call after the stop callback
  * reported drained and the loop ran, or instead of stop when never started.
