@@ -1,9 +1,12 @@
 /* admit.c - the webhook's decision: AdmissionReview in, AdmissionReview out
  * (admit.h; DESIGN.md, "Webhook decision").
  *
- * One cJSON parse of the request, one pass over the containers, and three
- * small text buffers (image ops, annotation entries, warnings) joined into
- * the reply at the end. Choices where DESIGN.md is silent:
+ * One validating pass over the body keeps spans of the fields it reads
+ * (admit_parse.c: no tree, managedFields skipped in place), one pass over
+ * the containers, and the reply written from three small text buffers
+ * (admit_reply.c). Strings are decoded only when they carry escapes, into a
+ * per-review arena; a review allocates its reply and, only for large pods,
+ * heap chunks. Choices where DESIGN.md is silent:
  *   - Only an ABSENT image is handed to env->record: a CachedImage that
  *     exists in any phase counts as recorded (DESIGN, "CachedImage").
  *   - An existing thaw.dev/original-images that is not a JSON object string
@@ -19,23 +22,18 @@
  *     apiserver forbids changing an existing one, so touching it would make
  *     the update invalid.
  *   - Warnings are printable ASCII (other bytes become '?'), at most 120
- *     characters and at most WARNINGS_MAX per review. */
-#include "admit.h"
-
-#include <cjson/cJSON.h>
-#include <stdint.h>
-#include <stdio.h>
+ *     characters and at most 10 per review.
+ *   - The body is strict JSON (jsontok.h): raw control bytes in strings,
+ *     numbers such as "01" and bad \u escapes are refused, which cJSON let
+ *     through. Strings are used whole: a "\u0000" inside a name or an image
+ *     no longer cuts it short (such an image is invalid, with a warning). */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "admit_internal.h"
 #include "error.h"
 #include "imgref.h"
-#include "patch.h"
-
-#define ANNOTATION "thaw.dev/original-images"
-#define MIRROR_ANNOTATION "kubernetes.io/config.mirror"
-#define WARN_MAX 120
-#define WARNINGS_MAX 10
 
 const char *thaw_decision_name(enum thaw_decision d) {
   static const char *const names[THAW_DECISION_COUNT] = {
@@ -44,39 +42,19 @@ const char *thaw_decision_name(enum thaw_decision d) {
   return (unsigned)d < THAW_DECISION_COUNT ? names[d] : "unknown";
 }
 
-/* --- a small open-addressing string set ---------------------------------
- * Keys are (tag, bytes). Used for annotation keys, old ephemeral container
- * names and recorded references, so every lookup is O(1) however many
- * containers a (hostile) pod has. Starts inline; grows on the heap. */
+/* --- the string set (admit_internal.h) ----------------------------------- */
 
-typedef struct {
-  const char *s; /* NULL: empty slot */
-  uint32_t len;
-  uint32_t tag;
-} skey_t;
-
-typedef struct {
-  skey_t *slot;
-  size_t cap; /* power of two */
-  size_t n;
-  int owned; /* keys are copied in and freed with the set */
-  skey_t inl[16];
-} sset_t;
-
-static void sset_init(sset_t *set, int owned) {
+void thaw_admit_sset_init(admit_sset_t *set) {
   memset(set->inl, 0, sizeof(set->inl));
   set->slot = set->inl;
   set->cap = sizeof(set->inl) / sizeof(set->inl[0]);
   set->n = 0;
-  set->owned = owned;
 }
 
-static void sset_free(sset_t *set) {
-  if (set->owned)
-    for (size_t i = 0; i < set->cap; i++)
-      free((char *)set->slot[i].s);
+void thaw_admit_sset_free(admit_sset_t *set) {
   if (set->slot != set->inl)
     free(set->slot);
+  thaw_admit_sset_init(set);
 }
 
 static uint32_t shash(const char *s, size_t len, uint32_t tag) {
@@ -86,8 +64,8 @@ static uint32_t shash(const char *s, size_t len, uint32_t tag) {
   return h;
 }
 
-static skey_t *sset_slot(skey_t *slot, size_t cap, const char *s, size_t len,
-                         uint32_t tag) {
+static admit_skey_t *sset_slot(admit_skey_t *slot, size_t cap, const char *s,
+                               size_t len, uint32_t tag) {
   size_t i = shash(s, len, tag) & (cap - 1);
   while (slot[i].s && !(slot[i].tag == tag && slot[i].len == len &&
                         memcmp(slot[i].s, s, len) == 0))
@@ -95,21 +73,21 @@ static skey_t *sset_slot(skey_t *slot, size_t cap, const char *s, size_t len,
   return &slot[i];
 }
 
-static int sset_has(const sset_t *set, const char *s, size_t len,
-                    uint32_t tag) {
-  return sset_slot(set->slot, set->cap, s, len, tag)->s != NULL;
+int thaw_admit_sset_has(const admit_sset_t *set, const char *s, size_t len,
+                        uint32_t tag) {
+  return len <= UINT32_MAX && sset_slot(set->slot, set->cap, s, len, tag)->s;
 }
 
-/* Returns 1 if added, 0 if already there, THAW_ENOMEM. */
-static int sset_add(sset_t *set, const char *s, size_t len, uint32_t tag) {
+int thaw_admit_sset_add(admit_sset_t *set, const char *s, size_t len,
+                        uint32_t tag) {
   if (len > UINT32_MAX)
     return THAW_ENOMEM;
-  skey_t *k = sset_slot(set->slot, set->cap, s, len, tag);
+  admit_skey_t *k = sset_slot(set->slot, set->cap, s, len, tag);
   if (k->s)
     return 0;
   if ((set->n + 1) * 2 > set->cap) {
     size_t cap = set->cap * 2;
-    skey_t *slot = calloc(cap, sizeof(*slot));
+    admit_skey_t *slot = calloc(cap, sizeof(*slot));
     if (!slot)
       return THAW_ENOMEM;
     for (size_t i = 0; i < set->cap; i++)
@@ -122,183 +100,85 @@ static int sset_add(sset_t *set, const char *s, size_t len, uint32_t tag) {
     set->cap = cap;
     k = sset_slot(slot, cap, s, len, tag);
   }
-  const char *key = s;
-  if (set->owned) {
-    char *copy = malloc(len + 1);
-    if (!copy)
-      return THAW_ENOMEM;
-    memcpy(copy, s, len);
-    copy[len] = '\0';
-    key = copy;
-  }
-  k->s = key;
+  /* An empty key still needs a non-NULL pointer: NULL marks a free slot. */
+  k->s = s ? s : "";
   k->len = (uint32_t)len;
   k->tag = tag;
   set->n++;
   return 1;
 }
 
-/* --- one review ---------------------------------------------------------- */
+/* --- one review ------------------------------------------------------------ */
 
-enum list { LIST_INIT = 0, LIST_CONTAINERS, LIST_EPHEMERAL };
 static const char *const list_field[] = {"initContainers", "containers",
                                          "ephemeralContainers"};
-/* Annotation key prefixes; the set tag of a key is its list + 1. */
-static const char *const list_prefix[] = {"init/", "container/", NULL};
 
-/* How the annotation is written when something was rewritten. */
-enum ann_mode {
-  ANN_SKIP = 0, /* not at all (no metadata, or existing value invalid) */
-  ANN_ADD_ALL,  /* add /metadata/annotations {ANNOTATION: ...} */
-  ANN_ADD_KEY,  /* add /metadata/annotations/thaw.dev~1original-images */
-  ANN_MERGE     /* replace it with the old text plus new keys */
-};
-
-typedef struct {
-  const thaw_admit_env_t *env;
-  thaw_admit_stats_t *st;
-  int opted_out;
-  int dry_run;
-  int ns_flags;
-  enum ann_mode ann_mode;
-  const char *ann_old; /* existing annotation text (ANN_MERGE) */
-  int ann_old_empty;   /* it is "{}" */
-  int ann_invalid;     /* it exists but is not a JSON object string */
-  cJSON *ann_parsed;   /* its parse; keys in `keys` point into it */
-  thaw_jbuf_t ops;     /* "[" + image ops */
-  thaw_jbuf_t ann;     /* new annotation entries, comma-separated */
-  unsigned nann;
-  thaw_jbuf_t warn;    /* warning strings, comma-separated */
-  unsigned nwarn;
-  sset_t keys;         /* annotation keys, existing and added */
-  sset_t recorded;     /* references handed to env->record */
-  int err;
-} review_t;
-
-static cJSON *get(const cJSON *o, const char *k) {
-  return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+static int is(const admit_str_t *s, const char *lit) {
+  size_t n = lit ? strlen(lit) : 0;
+  return lit && s->n == n && memcmp(s->p, lit, n) == 0;
 }
 
-static const char *get_str(const cJSON *o, const char *k) {
-  cJSON *v = get(o, k);
-  return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static int str_eq(const char *a, const char *b) {
-  return a && b && strcmp(a, b) == 0;
-}
-
-static void count(review_t *r, enum thaw_decision d) {
+static void count(admit_review_t *r, enum thaw_decision d) {
   r->st->decisions[d]++;
 }
 
-/* Warning text: clipped pieces of printable ASCII, "..." where cut. */
-typedef struct {
-  char s[WARN_MAX + 1];
-  size_t n;
-} wtext_t;
-
-static void wput(wtext_t *w, const char *s, size_t max) {
-  size_t len = strnlen(s, max + 1);
-  int clip = len > max && max >= 3;
-  size_t take = clip ? max - 3 : (len < max ? len : max);
-  for (size_t i = 0; i < take && w->n < WARN_MAX; i++) {
-    unsigned char c = (unsigned char)s[i];
-    w->s[w->n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-  }
-  if (clip)
-    wput(w, "...", 3);
-  w->s[w->n] = '\0';
-}
-
-static void warn_text(review_t *r, const char *text) {
-  if (r->nwarn >= WARNINGS_MAX)
+static void record(admit_review_t *r, const thaw_imgref_t *ref) {
+  if (r->dry_run || !r->env->record ||
+      thaw_admit_sset_has(&r->recorded, ref->str, ref->len, 0))
     return;
-  if (r->nwarn++)
-    thaw_jbuf_raw(&r->warn, ",", 1);
-  thaw_jbuf_str(&r->warn, text, strlen(text));
-}
-
-/* thaw: image "<image>" of container "<name>" not cached: <why>, fitted into
- * WARN_MAX: the reason is kept whole (imgref reasons are short), the name
- * gets up to 16 characters and the image the rest. */
-static void warn_image(review_t *r, const char *image, const char *name,
-                       const char *why) {
-  static const char p1[] = "thaw: image \"", p2[] = "\" of container \"",
-                    p3[] = "\" not cached: ";
-  size_t fixed = sizeof(p1) + sizeof(p2) + sizeof(p3) - 3;
-  size_t whyn = strnlen(why, 56), namen = strnlen(name, 16);
-  size_t imgn = WARN_MAX - fixed - whyn - namen; /* >= 6 */
-  wtext_t w = {.n = 0};
-  wput(&w, p1, sizeof(p1) - 1);
-  wput(&w, image, imgn);
-  wput(&w, p2, sizeof(p2) - 1);
-  wput(&w, name, namen);
-  wput(&w, p3, sizeof(p3) - 1);
-  wput(&w, why, whyn);
-  warn_text(r, w.s);
-}
-
-static void set_err(review_t *r, int rc) {
-  if (rc < 0 && !r->err)
-    r->err = rc;
-}
-
-/* Records the original image under "<prefix><name>" unless the key exists. */
-static void add_original(review_t *r, enum list l, const char *name,
-                         const char *image) {
-  size_t nlen = strlen(name);
-  int rc = sset_add(&r->keys, name, nlen, (uint32_t)l + 1);
-  if (rc <= 0) {
-    set_err(r, rc);
+  char *copy = thaw_admit_arena_alloc(&r->arena, (size_t)ref->len + 1);
+  if (!copy) {
+    thaw_admit_set_err(r, THAW_ENOMEM);
     return;
   }
-  size_t plen = strlen(list_prefix[l]);
-  if (r->nann++)
-    thaw_jbuf_raw(&r->ann, ",", 1);
-  /* The key is one JSON string: prefix + name. */
-  thaw_jbuf_t *b = &r->ann;
-  thaw_jbuf_raw(b, "\"", 1);
-  thaw_jbuf_raw(b, list_prefix[l], plen);
-  thaw_jbuf_esc(b, name, nlen);
-  thaw_jbuf_raw(b, "\"", 1);
-  thaw_jbuf_raw(b, ":", 1);
-  thaw_jbuf_str(b, image, strlen(image));
-}
-
-static void record(review_t *r, const thaw_imgref_t *ref) {
-  if (r->dry_run || !r->env->record)
-    return;
-  int rc = sset_add(&r->recorded, ref->str, ref->len, 0);
+  memcpy(copy, ref->str, (size_t)ref->len + 1);
+  int rc = thaw_admit_sset_add(&r->recorded, copy, ref->len, 0);
   if (rc == 1)
     r->env->record(ref->str, r->env->data);
-  set_err(r, rc);
+  thaw_admit_set_err(r, rc);
+}
+
+/* Decimal digits of i into buf (at least 21 bytes), NUL-terminated. */
+static const char *index_token(size_t i, char *buf, size_t cap) {
+  char *p = buf + cap - 1;
+  *p = '\0';
+  do
+    *--p = (char)('0' + i % 10);
+  while ((i /= 10) && p > buf);
+  return p;
 }
 
 /* Decides one container's image; may append an op and an annotation entry. */
-static void decide(review_t *r, enum list l, size_t index, const cJSON *ct) {
+static void decide(admit_review_t *r, enum admit_list l, size_t index,
+                   const admit_container_t *ct) {
   const thaw_admit_env_t *env = r->env;
-  const char *image = get_str(ct, "image");
-  if (!image)
+  admit_str_t image, name;
+  int rc = thaw_admit_str(&r->arena, &ct->image, &image, 0);
+  if (rc != 1) {
+    thaw_admit_set_err(r, rc);
     return; /* nothing to decide; the apiserver's validation answers */
-  const char *name = get_str(ct, "name");
-  if (!name)
-    name = "";
+  }
+  thaw_admit_set_err(r, thaw_admit_str(&r->arena, &ct->name, &name, 0));
   if (r->opted_out) {
     count(r, THAW_DECISION_OPTED_OUT);
     return;
   }
   thaw_imgref_t ref;
-  if (thaw_imgref_parse(image, strlen(image), &ref) != 0) {
+  if (thaw_imgref_parse(image.p, image.n, &ref) != 0) {
     count(r, THAW_DECISION_INVALID);
-    warn_image(r, image, name, ref.err ? ref.err : "invalid reference");
+    thaw_admit_warn_image(r, image, name,
+                          ref.err ? ref.err : "invalid reference");
     return;
   }
-  if (thaw_imgref_is_rewritten(image, env->cache_host)) {
+  /* It parsed, so it is at most THAW_IMGREF_INPUT_MAX bytes. */
+  char img[THAW_IMGREF_INPUT_MAX + 1];
+  memcpy(img, image.p, image.n);
+  img[image.n] = '\0';
+  if (thaw_imgref_is_rewritten(img, env->cache_host)) {
     count(r, THAW_DECISION_ALREADY);
     return;
   }
-  if (str_eq(get_str(ct, "imagePullPolicy"), "Never")) {
+  if (thaw_json_str_eq(&ct->pull_policy, "Never", 5)) {
     count(r, THAW_DECISION_PULL_NEVER);
     return;
   }
@@ -329,339 +209,179 @@ static void decide(review_t *r, enum list l, size_t index, const cJSON *ct) {
   char rw[THAW_IMGREF_STR_MAX + 1];
   if (thaw_imgref_rewrite(&ref, env->cache_host, rw, sizeof(rw)) != 0) {
     count(r, THAW_DECISION_INVALID);
-    warn_image(r, image, name, "rewritten form is not a valid reference");
+    thaw_admit_warn_image(r, image, name,
+                          "rewritten form is not a valid reference");
     return;
   }
   count(r, THAW_DECISION_REWRITTEN);
   char idx[24];
-  snprintf(idx, sizeof(idx), "%zu", index);
-  const char *path[] = {"spec", list_field[l], idx, "image"};
+  const char *path[] = {"spec", list_field[l],
+                        index_token(index, idx, sizeof(idx)), "image"};
   thaw_patch_op_str(&r->ops, "replace", path, 4, rw, strlen(rw));
   if (l == LIST_EPHEMERAL)
     return;
   if (r->ann_mode != ANN_SKIP) {
-    add_original(r, l, name, image);
+    thaw_admit_add_original(r, l, name, image);
   } else if (r->ann_invalid) {
     r->ann_invalid = 0; /* warn once, and only when it matters */
-    warn_text(r, "thaw: annotation " ANNOTATION
-                 " is not a JSON object; left unchanged");
+    thaw_admit_warn_text(r, "thaw: annotation " THAW_ADMIT_ANNOTATION
+                            " is not a JSON object; left unchanged");
   }
 }
 
 /* Decides every entry of spec.<list>, skipping names in `skip`. */
-static void decide_list(review_t *r, const cJSON *spec, enum list l,
-                        const sset_t *skip) {
-  cJSON *arr = get(spec, list_field[l]);
-  if (!cJSON_IsArray(arr))
-    return;
-  size_t i = 0;
-  for (const cJSON *ct = arr->child; ct && !r->err; ct = ct->next, i++) {
-    if (!cJSON_IsObject(ct))
+static void decide_list(admit_review_t *r, enum admit_list l,
+                        const admit_sset_t *skip) {
+  thaw_jiter_t it;
+  thaw_jval_t el;
+  thaw_jiter_init(&it, &r->view.lists[l]);
+  for (size_t i = 0; !r->err && thaw_jiter_next(&it, NULL, &el); i++) {
+    if (el.type != THAW_JSON_OBJECT)
       continue;
+    admit_container_t ct;
+    thaw_admit_container(&el, &ct);
     if (skip) {
-      const char *name = get_str(ct, "name");
-      if (name && sset_has(skip, name, strlen(name), 0))
+      admit_str_t name;
+      int rc = thaw_admit_str(&r->arena, &ct.name, &name, 0);
+      thaw_admit_set_err(r, rc);
+      if (rc == 1 && thaw_admit_sset_has(skip, name.p, name.n, 0))
         continue;
     }
-    decide(r, l, i, ct);
+    decide(r, l, i, &ct);
   }
-}
-
-/* Reads the existing annotation: chooses ann_mode and seeds `keys`. */
-static void annotation_setup(review_t *r, const cJSON *meta) {
-  if (!cJSON_IsObject(meta)) {
-    r->ann_mode = ANN_SKIP;
-    return;
-  }
-  cJSON *anns = get(meta, "annotations");
-  if (!cJSON_IsObject(anns)) {
-    r->ann_mode = ANN_ADD_ALL; /* absent or null: add replaces it */
-    return;
-  }
-  cJSON *old = cJSON_GetObjectItemCaseSensitive(anns, ANNOTATION);
-  if (!old) {
-    r->ann_mode = ANN_ADD_KEY;
-    return;
-  }
-  cJSON *parsed = NULL;
-  if (cJSON_IsString(old)) {
-    const char *end = NULL;
-    size_t n = strlen(old->valuestring);
-    parsed = cJSON_ParseWithLengthOpts(old->valuestring, n, &end, 0);
-    while (parsed && end && end < old->valuestring + n &&
-           (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-      end++;
-    if (parsed && (!cJSON_IsObject(parsed) || end != old->valuestring + n)) {
-      cJSON_Delete(parsed);
-      parsed = NULL;
-    }
-  }
-  if (!parsed) {
-    r->ann_mode = ANN_SKIP;
-    r->ann_invalid = 1;
-    return;
-  }
-  r->ann_mode = ANN_MERGE;
-  r->ann_old = old->valuestring;
-  r->ann_old_empty = parsed->child == NULL;
-  r->ann_parsed = parsed;
-  for (cJSON *k = parsed->child; k; k = k->next) {
-    for (int l = LIST_INIT; l <= LIST_CONTAINERS; l++) {
-      size_t plen = strlen(list_prefix[l]);
-      if (k->string && strncmp(k->string, list_prefix[l], plen) == 0) {
-        set_err(r, sset_add(&r->keys, k->string + plen,
-                            strlen(k->string + plen), (uint32_t)l + 1));
-        break;
-      }
-    }
-  }
-}
-
-/* The annotation's new JSON text: the old object with the new entries. */
-static void annotation_text(review_t *r, thaw_jbuf_t *out) {
-  if (r->ann_mode == ANN_MERGE) {
-    /* A valid object ends with '}' once trailing blanks are cut. */
-    const char *s = r->ann_old;
-    size_t n = strlen(s);
-    while (n && s[n - 1] != '}')
-      n--;
-    thaw_jbuf_raw(out, s, n ? n - 1 : 0);
-    if (!r->ann_old_empty)
-      thaw_jbuf_raw(out, ",", 1);
-  } else {
-    thaw_jbuf_raw(out, "{", 1);
-  }
-  thaw_jbuf_raw(out, r->ann.p ? r->ann.p : "", r->ann.len);
-  thaw_jbuf_raw(out, "}", 1);
-}
-
-/* The JSON Patch: the annotation op first (it may create the parent the
- * other ops do not need, and DESIGN asks for it first), then the images. */
-static void build_patch(review_t *r, thaw_jbuf_t *patch) {
-  thaw_jbuf_raw(patch, "[", 1);
-  if (r->nann) {
-    thaw_jbuf_t text;
-    thaw_jbuf_init(&text, 256, 0);
-    annotation_text(r, &text);
-    if (text.err) {
-      set_err(r, text.err);
-    } else if (r->ann_mode == ANN_ADD_ALL) {
-      const char *path[] = {"metadata", "annotations"};
-      thaw_jbuf_t obj;
-      thaw_jbuf_init(&obj, text.len + 64, 0);
-      thaw_jbuf_raw(&obj, "{", 1);
-      thaw_jbuf_str(&obj, ANNOTATION, sizeof(ANNOTATION) - 1);
-      thaw_jbuf_raw(&obj, ":", 1);
-      thaw_jbuf_str(&obj, text.p, text.len);
-      thaw_jbuf_raw(&obj, "}", 1);
-      set_err(r, obj.err);
-      if (!obj.err)
-        thaw_patch_op_json(patch, "add", path, 2, obj.p, obj.len);
-      thaw_jbuf_free(&obj);
-    } else {
-      const char *path[] = {"metadata", "annotations", ANNOTATION};
-      thaw_patch_op_str(patch, r->ann_mode == ANN_MERGE ? "replace" : "add",
-                        path, 3, text.p, text.len);
-    }
-    thaw_jbuf_free(&text);
-  }
-  /* ops holds "[" + the image ops; append them after the annotation op. */
-  if (r->ops.len > 1) {
-    if (patch->len > 1)
-      thaw_jbuf_raw(patch, ",", 1);
-    thaw_jbuf_raw(patch, r->ops.p + 1, r->ops.len - 1);
-  }
-  thaw_jbuf_raw(patch, "]", 1);
 }
 
 /* Which requests are decided. */
 enum mode { MODE_PASS = 0, MODE_CREATE, MODE_EPHEMERAL };
 
-static enum mode request_mode(const cJSON *req) {
-  const cJSON *kind = get(req, "kind");
-  const char *group = get_str(kind, "group");
-  if (!str_eq(get_str(kind, "kind"), "Pod") || (group && *group))
+static enum mode request_mode(const admit_view_t *v) {
+  /* A group that is a non-empty string: raw "" is the only empty one. */
+  if (!thaw_json_str_eq(&v->kind_kind, "Pod", 3) ||
+      (v->kind_group.type == THAW_JSON_STRING && v->kind_group.len > 2))
     return MODE_PASS;
-  const cJSON *res = get(req, "resource");
-  const char *rgroup = get_str(res, "group");
-  if (!str_eq(get_str(res, "resource"), "pods") || (rgroup && *rgroup))
+  if (!thaw_json_str_eq(&v->res_resource, "pods", 4) ||
+      (v->res_group.type == THAW_JSON_STRING && v->res_group.len > 2))
     return MODE_PASS;
-  const char *op = get_str(req, "operation");
-  const char *sub = get_str(req, "subResource");
-  if (str_eq(op, "CREATE") && (!sub || !*sub))
+  int no_sub = v->sub_resource.type != THAW_JSON_STRING ||
+               v->sub_resource.len == 2;
+  if (thaw_json_str_eq(&v->operation, "CREATE", 6) && no_sub)
     return MODE_CREATE;
-  if (str_eq(op, "UPDATE") && str_eq(sub, "ephemeralcontainers"))
+  if (thaw_json_str_eq(&v->operation, "UPDATE", 6) &&
+      thaw_json_str_eq(&v->sub_resource, "ephemeralcontainers", 19))
     return MODE_EPHEMERAL;
   return MODE_PASS;
 }
 
 /* Pod or namespace opted out, system namespace, or mirror pod. */
-static int excluded(const review_t *r, const char *ns, const cJSON *meta) {
-  const thaw_admit_env_t *env = r->env;
+static int excluded(const admit_review_t *r, const admit_str_t *ns) {
   if (r->ns_flags & THAW_NS_OPTED_OUT)
     return 1;
-  if (str_eq(ns, "kube-system") || str_eq(ns, env->system_namespace))
+  if (is(ns, "kube-system") || is(ns, r->env->system_namespace))
     return 1;
-  if (str_eq(get_str(get(meta, "labels"), "thaw.dev/caching"), "disabled"))
+  if (thaw_json_str_eq(&r->view.caching, "disabled", 8))
     return 1;
-  return get(get(meta, "annotations"), MIRROR_ANNOTATION) != NULL;
+  return r->view.mirror.type != THAW_JSON_NONE;
 }
 
 /* Decides the pod of a decided request; fills r->ops / ann / warn. */
-static void decide_pod(review_t *r, const cJSON *req, enum mode mode) {
+static void decide_pod(admit_review_t *r, enum mode mode) {
   const thaw_admit_env_t *env = r->env;
-  const cJSON *obj = get(req, "object");
-  if (!cJSON_IsObject(obj))
+  const admit_view_t *v = &r->view;
+  if (v->object.type != THAW_JSON_OBJECT)
     return;
-  const cJSON *meta = get(obj, "metadata");
-  const cJSON *spec = get(obj, "spec");
-  const char *ns = get_str(req, "namespace");
-  if (!ns || !*ns)
-    ns = get_str(meta, "namespace");
-  if (!ns)
-    ns = "";
-  r->ns_flags = env->namespace_flags ? env->namespace_flags(ns, env->data) : 0;
-  r->opted_out = excluded(r, ns, meta);
+  /* The namespace goes to a callback: a C string. */
+  admit_str_t ns;
+  const thaw_jval_t *nsv =
+      v->ns.type == THAW_JSON_STRING && v->ns.len > 2 ? &v->ns : &v->meta_ns;
+  int rc = thaw_admit_str(&r->arena, nsv, &ns, 1);
+  if (rc < 0) {
+    thaw_admit_set_err(r, rc);
+    return;
+  }
+  r->ns_flags =
+      env->namespace_flags ? env->namespace_flags(ns.p, env->data) : 0;
+  r->opted_out = excluded(r, &ns);
   if (mode == MODE_CREATE) {
     if (!r->opted_out)
-      annotation_setup(r, meta);
-    decide_list(r, spec, LIST_INIT, NULL);
-    decide_list(r, spec, LIST_CONTAINERS, NULL);
+      thaw_admit_annotation_setup(r);
+    decide_list(r, LIST_INIT, NULL);
+    decide_list(r, LIST_CONTAINERS, NULL);
     return;
   }
   /* Ephemeral containers already in oldObject cannot change. */
-  sset_t old;
-  sset_init(&old, 0);
-  cJSON *olds = get(get(get(req, "oldObject"), "spec"), "ephemeralContainers");
-  if (cJSON_IsArray(olds))
-    for (cJSON *c = olds->child; c && !r->err; c = c->next) {
-      const char *name = get_str(c, "name");
-      if (name)
-        set_err(r, sset_add(&old, name, strlen(name), 0));
-    }
+  admit_sset_t old;
+  thaw_admit_sset_init(&old);
+  thaw_jiter_t it;
+  thaw_jval_t el;
+  thaw_jiter_init(&it, &v->old_ephemeral);
+  while (!r->err && thaw_jiter_next(&it, NULL, &el)) {
+    admit_container_t ct;
+    admit_str_t name;
+    thaw_admit_container(&el, &ct);
+    rc = thaw_admit_str(&r->arena, &ct.name, &name, 0);
+    thaw_admit_set_err(r, rc);
+    if (rc == 1)
+      thaw_admit_set_err(r, thaw_admit_sset_add(&old, name.p, name.n, 0));
+  }
   if (!r->err)
-    decide_list(r, spec, LIST_EPHEMERAL, &old);
-  sset_free(&old);
+    decide_list(r, LIST_EPHEMERAL, &old);
+  thaw_admit_sset_free(&old);
 }
 
 static void fail_reason(char *err, size_t errlen, const char *why) {
-  if (err && errlen)
-    snprintf(err, errlen, "%s", why);
-}
-
-/* Parses the whole body as one JSON value; NULL with a reason otherwise. */
-static cJSON *parse_body(const char *body, size_t len, char *err,
-                         size_t errlen) {
-  /* A raw NUL is never valid JSON, and C strings would cut it short. */
-  if (body && memchr(body, '\0', len)) {
-    fail_reason(err, errlen, "NUL byte in the request body");
-    return NULL;
+  if (err && errlen) {
+    size_t n = strnlen(why, errlen - 1);
+    memcpy(err, why, n);
+    err[n] = '\0';
   }
-  const char *end = NULL;
-  cJSON *root = body ? cJSON_ParseWithLengthOpts(body, len, &end, 0) : NULL;
-  if (!root) {
-    fail_reason(err, errlen, "request body is not valid JSON");
-    return NULL;
-  }
-  const char *stop = body + len;
-  while (end < stop &&
-         (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-    end++;
-  if (end != stop) {
-    cJSON_Delete(root);
-    fail_reason(err, errlen, "trailing data after the JSON body");
-    return NULL;
-  }
-  return root;
-}
-
-static void write_response(thaw_jbuf_t *out, const char *uid,
-                           const thaw_jbuf_t *patch, const review_t *r) {
-  thaw_jbuf_cstr(out, "{\"apiVersion\":\"admission.k8s.io/v1\","
-                      "\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
-  thaw_jbuf_str(out, uid, strlen(uid));
-  thaw_jbuf_cstr(out, ",\"allowed\":true");
-  if (patch) {
-    thaw_jbuf_cstr(out, ",\"patchType\":\"JSONPatch\",\"patch\":\"");
-    thaw_jbuf_base64(out, (const unsigned char *)patch->p, patch->len);
-    thaw_jbuf_raw(out, "\"", 1);
-  }
-  if (r->nwarn) {
-    thaw_jbuf_cstr(out, ",\"warnings\":[");
-    thaw_jbuf_raw(out, r->warn.p, r->warn.len);
-    thaw_jbuf_raw(out, "]", 1);
-  }
-  thaw_jbuf_cstr(out, "}}");
 }
 
 int thaw_admit_review(const char *body, size_t len, const thaw_admit_env_t *env,
                       char **out, size_t *out_len, thaw_admit_stats_t *stats,
                       char *err, size_t errlen) {
   thaw_admit_stats_t dummy;
-  review_t r = {.env = env, .st = stats ? stats : &dummy};
+  admit_review_t r;
+  memset(&r, 0, offsetof(admit_review_t, view));
+  r.env = env;
+  r.st = stats ? stats : &dummy;
   memset(r.st, 0, sizeof(*r.st));
   *out = NULL;
   if (out_len)
     *out_len = 0;
-  cJSON *root = parse_body(body, len, err, errlen);
-  if (!root)
+  if (thaw_admit_view(body, len, &r.view, err, errlen) != 0)
     return THAW_EPARSE;
-  cJSON *req = get(root, "request");
-  const char *uid = get_str(req, "uid");
-  if (!uid) {
+  const admit_view_t *v = &r.view;
+  if (v->uid.type != THAW_JSON_STRING) {
     fail_reason(err, errlen,
-                cJSON_IsObject(root)
-                    ? (cJSON_IsObject(req) ? "request.uid is not a string"
-                                           : "no request object")
-                    : "body is not a JSON object");
-    cJSON_Delete(root);
+                v->root.type != THAW_JSON_OBJECT      ? "body is not a JSON object"
+                : v->request.type != THAW_JSON_OBJECT ? "no request object"
+                                                      : "request.uid is not a string");
     return THAW_EPARSE;
   }
-  thaw_jbuf_init(&r.ops, 256, 0);
+  thaw_admit_arena_init(&r.arena);
+  thaw_jbuf_init_on(&r.ops, r.ops_buf, sizeof(r.ops_buf), 0);
   thaw_jbuf_raw(&r.ops, "[", 1);
-  thaw_jbuf_init(&r.ann, 128, 0);
-  thaw_jbuf_init(&r.warn, 128, 0);
-  sset_init(&r.keys, 0);
-  sset_init(&r.recorded, 1);
+  thaw_jbuf_init_on(&r.ann, r.ann_buf, sizeof(r.ann_buf), 0);
+  thaw_jbuf_init_on(&r.warn, r.warn_buf, sizeof(r.warn_buf), 0);
+  thaw_admit_sset_init(&r.keys);
+  thaw_admit_sset_init(&r.recorded);
 
-  enum mode mode = request_mode(req);
+  enum mode mode = request_mode(v);
   if (mode != MODE_PASS) {
-    r.dry_run = cJSON_IsTrue(get(req, "dryRun"));
+    r.dry_run = v->dry_run.type == THAW_JSON_TRUE;
     r.st->dry_run = (unsigned)r.dry_run;
-    decide_pod(&r, req, mode);
+    decide_pod(&r, mode);
   }
-
-  thaw_jbuf_t patch;
-  thaw_jbuf_init(&patch, r.ops.len + r.ann.len * 2 + 128, 0);
-  int changed = r.ops.len > 1;
-  if (changed)
-    build_patch(&r, &patch);
-  set_err(&r, r.ops.err);
-  set_err(&r, r.ann.err);
-  set_err(&r, r.warn.err);
-  set_err(&r, patch.err);
-
-  int rc = r.err;
-  if (!rc) {
-    thaw_jbuf_t resp;
-    thaw_jbuf_init(&resp, 256 + patch.len * 4 / 3 + r.warn.len, 0);
-    write_response(&resp, uid, changed ? &patch : NULL, &r);
-    *out = thaw_jbuf_take(&resp, out_len);
-    rc = *out ? 0 : (resp.err ? resp.err : THAW_ENOMEM);
-    thaw_jbuf_free(&resp);
-    r.st->patched = (unsigned)(changed && !rc);
-  }
+  int rc = thaw_admit_reply(&r, out, out_len);
   if (rc) {
     fail_reason(err, errlen, thaw_strerror(rc));
     rc = rc == THAW_E2BIG ? THAW_ENOMEM : rc;
   }
-  thaw_jbuf_free(&patch);
   thaw_jbuf_free(&r.ops);
   thaw_jbuf_free(&r.ann);
   thaw_jbuf_free(&r.warn);
-  sset_free(&r.keys);
-  sset_free(&r.recorded);
-  cJSON_Delete(r.ann_parsed);
-  cJSON_Delete(root);
+  thaw_admit_sset_free(&r.keys);
+  thaw_admit_sset_free(&r.recorded);
+  thaw_admit_arena_free(&r.arena);
   return rc;
 }

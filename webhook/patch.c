@@ -13,10 +13,18 @@ void thaw_jbuf_init(thaw_jbuf_t *b, size_t reserve, size_t max) {
   b->cap = reserve;
   b->max = max;
   b->err = 0;
+  b->own = NULL;
+}
+
+void thaw_jbuf_init_on(thaw_jbuf_t *b, char *buf, size_t cap, size_t max) {
+  thaw_jbuf_init(b, cap, max);
+  b->p = b->own = buf;
+  buf[0] = '\0';
 }
 
 void thaw_jbuf_free(thaw_jbuf_t *b) {
-  free(b->p);
+  if (b->p != b->own)
+    free(b->p);
   b->p = NULL;
   b->len = 0;
 }
@@ -24,13 +32,17 @@ void thaw_jbuf_free(thaw_jbuf_t *b) {
 char *thaw_jbuf_take(thaw_jbuf_t *b, size_t *len) {
   if (b->err)
     return NULL;
-  if (!b->p) {
-    b->p = malloc(1);
-    if (!b->p) {
+  if (!b->p || b->p == b->own) {
+    /* The caller must be able to free what it takes. */
+    char *heap = malloc(b->len + 1);
+    if (!heap) {
       b->err = THAW_ENOMEM;
       return NULL;
     }
-    b->p[0] = '\0';
+    if (b->p)
+      memcpy(heap, b->p, b->len);
+    heap[b->len] = '\0';
+    b->p = heap;
   }
   char *p = b->p;
   if (len)
@@ -53,11 +65,13 @@ static char *reserve(thaw_jbuf_t *b, size_t n) {
     size_t cap = b->cap < 64 ? 64 : b->cap;
     while (cap < need)
       cap *= 2;
-    char *p = realloc(b->p, cap);
+    char *p = b->p && b->p == b->own ? malloc(cap) : realloc(b->p, cap);
     if (!p) {
       b->err = THAW_ENOMEM;
       return NULL;
     }
+    if (b->p && b->p == b->own)
+      memcpy(p, b->p, b->len + 1);
     b->p = p;
     b->cap = cap;
   }
@@ -160,8 +174,8 @@ void thaw_jbuf_base64(thaw_jbuf_t *b, const unsigned char *s, size_t n) {
   b->p[b->len] = '\0';
 }
 
-static void op_head(thaw_jbuf_t *b, const char *op, const char *const *tokens,
-                    size_t ntok) {
+void thaw_patch_op_begin(thaw_jbuf_t *b, const char *op,
+                         const char *const *tokens, size_t ntok) {
   if (b->len > 1)
     thaw_jbuf_raw(b, ",", 1);
   thaw_jbuf_cstr(b, "{\"op\":\"");
@@ -177,7 +191,7 @@ static void op_head(thaw_jbuf_t *b, const char *op, const char *const *tokens,
 void thaw_patch_op_str(thaw_jbuf_t *b, const char *op,
                        const char *const *tokens, size_t ntok,
                        const char *value, size_t vlen) {
-  op_head(b, op, tokens, ntok);
+  thaw_patch_op_begin(b, op, tokens, ntok);
   thaw_jbuf_str(b, value, vlen);
   thaw_jbuf_raw(b, "}", 1);
 }
@@ -185,7 +199,7 @@ void thaw_patch_op_str(thaw_jbuf_t *b, const char *op,
 void thaw_patch_op_json(thaw_jbuf_t *b, const char *op,
                         const char *const *tokens, size_t ntok,
                         const char *json, size_t jlen) {
-  op_head(b, op, tokens, ntok);
+  thaw_patch_op_begin(b, op, tokens, ntok);
   thaw_jbuf_raw(b, json, jlen);
   thaw_jbuf_raw(b, "}", 1);
 }

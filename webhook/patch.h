@@ -18,11 +18,16 @@ typedef struct {
   size_t cap;
   size_t max; /* 0: no limit; else appends that would pass it fail E2BIG */
   int err;    /* 0 or the first THAW_E* error */
+  char *own;  /* caller storage it started on (never freed), or NULL */
 } thaw_jbuf_t;
 
 /* Starts an empty buffer; `reserve` bytes are allocated on the first append.
  * This function can't fail. */
 void thaw_jbuf_init(thaw_jbuf_t *b, size_t reserve, size_t max);
+/* Starts an empty buffer on caller storage `buf` of `cap` bytes (a stack
+ * array is fine; cap >= 1): no allocation until the text outgrows it, then
+ * it moves to the heap. thaw_jbuf_free() is still needed. Can't fail. */
+void thaw_jbuf_init_on(thaw_jbuf_t *b, char *buf, size_t cap, size_t max);
 void thaw_jbuf_free(thaw_jbuf_t *b);
 /* Returns the text (malloc'd, NUL-terminated, never NULL on success) and its
  * length, leaving b empty; NULL when b->err is set or on THAW_ENOMEM. */
@@ -52,5 +57,9 @@ void thaw_patch_op_str(thaw_jbuf_t *b, const char *op,
 void thaw_patch_op_json(thaw_jbuf_t *b, const char *op,
                         const char *const *tokens, size_t ntok,
                         const char *json, size_t jlen);
+/* The start of the same op, up to and including "value":; the caller
+ * appends the value and the closing '}'. */
+void thaw_patch_op_begin(thaw_jbuf_t *b, const char *op,
+                         const char *const *tokens, size_t ntok);
 
 #endif
