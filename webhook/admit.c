@@ -150,7 +150,7 @@ static const char *index_token(size_t i, char *buf, size_t cap) {
 
 /* Decides one container's image; may append an op and an annotation entry. */
 static void decide(admit_review_t *r, enum admit_list l, size_t index,
-                   const admit_container_t *ct) {
+                   const admit_ctr_t *ct) {
   const thaw_admit_env_t *env = r->env;
   admit_str_t image, name;
   int rc = thaw_admit_str(&r->arena, &ct->image, &image, 0);
@@ -229,25 +229,19 @@ static void decide(admit_review_t *r, enum admit_list l, size_t index,
   }
 }
 
-/* Decides every entry of spec.<list>, skipping names in `skip`. */
+/* Decides every container of spec.<list>, skipping names in `skip`. */
 static void decide_list(admit_review_t *r, enum admit_list l,
                         const admit_sset_t *skip) {
-  thaw_jiter_t it;
-  thaw_jval_t el;
-  thaw_jiter_init(&it, &r->view.lists[l]);
-  for (size_t i = 0; !r->err && thaw_jiter_next(&it, NULL, &el); i++) {
-    if (el.type != THAW_JSON_OBJECT)
-      continue;
-    admit_container_t ct;
-    thaw_admit_container(&el, &ct);
+  for (const admit_ctr_t *ct = r->view.ctrs[l]; ct && !r->err;
+       ct = ct->next) {
     if (skip) {
       admit_str_t name;
-      int rc = thaw_admit_str(&r->arena, &ct.name, &name, 0);
+      int rc = thaw_admit_str(&r->arena, &ct->name, &name, 0);
       thaw_admit_set_err(r, rc);
       if (rc == 1 && thaw_admit_sset_has(skip, name.p, name.n, 0))
         continue;
     }
-    decide(r, l, i, &ct);
+    decide(r, l, ct->index, ct);
   }
 }
 
@@ -311,14 +305,10 @@ static void decide_pod(admit_review_t *r, enum mode mode) {
   /* Ephemeral containers already in oldObject cannot change. */
   admit_sset_t old;
   thaw_admit_sset_init(&old);
-  thaw_jiter_t it;
-  thaw_jval_t el;
-  thaw_jiter_init(&it, &v->old_ephemeral);
-  while (!r->err && thaw_jiter_next(&it, NULL, &el)) {
-    admit_container_t ct;
+  for (const admit_ctr_t *ct = v->ctrs[LIST_OLD_EPHEMERAL]; ct && !r->err;
+       ct = ct->next) {
     admit_str_t name;
-    thaw_admit_container(&el, &ct);
-    rc = thaw_admit_str(&r->arena, &ct.name, &name, 0);
+    rc = thaw_admit_str(&r->arena, &ct->name, &name, 0);
     thaw_admit_set_err(r, rc);
     if (rc == 1)
       thaw_admit_set_err(r, thaw_admit_sset_add(&old, name.p, name.n, 0));
@@ -348,17 +338,20 @@ int thaw_admit_review(const char *body, size_t len, const thaw_admit_env_t *env,
   *out = NULL;
   if (out_len)
     *out_len = 0;
-  if (thaw_admit_view(body, len, &r.view, err, errlen) != 0)
-    return THAW_EPARSE;
+  thaw_admit_arena_init(&r.arena);
+  int rc = thaw_admit_view(body, len, &r.arena, &r.view, err, errlen);
   const admit_view_t *v = &r.view;
-  if (v->uid.type != THAW_JSON_STRING) {
+  if (rc == 0 && v->uid.type != THAW_JSON_STRING) {
     fail_reason(err, errlen,
                 v->root.type != THAW_JSON_OBJECT      ? "body is not a JSON object"
                 : v->request.type != THAW_JSON_OBJECT ? "no request object"
                                                       : "request.uid is not a string");
-    return THAW_EPARSE;
+    rc = THAW_EPARSE;
   }
-  thaw_admit_arena_init(&r.arena);
+  if (rc != 0) {
+    thaw_admit_arena_free(&r.arena);
+    return rc;
+  }
   thaw_jbuf_init_on(&r.ops, r.ops_buf, sizeof(r.ops_buf), 0);
   thaw_jbuf_raw(&r.ops, "[", 1);
   thaw_jbuf_init_on(&r.ann, r.ann_buf, sizeof(r.ann_buf), 0);
@@ -372,7 +365,7 @@ int thaw_admit_review(const char *body, size_t len, const thaw_admit_env_t *env,
     r.st->dry_run = (unsigned)r.dry_run;
     decide_pod(&r, mode);
   }
-  int rc = thaw_admit_reply(&r, out, out_len);
+  rc = thaw_admit_reply(&r, out, out_len);
   if (rc) {
     fail_reason(err, errlen, thaw_strerror(rc));
     rc = rc == THAW_E2BIG ? THAW_ENOMEM : rc;

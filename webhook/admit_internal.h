@@ -35,16 +35,31 @@ typedef struct {
   char *p;
   size_t left;
   admit_chunk_t *chunks;
-  char block[2048];
+  _Alignas(16) char block[2048];
 } admit_arena_t;
 
 void thaw_admit_arena_init(admit_arena_t *a);
-/* n bytes, or NULL (THAW_ENOMEM). */
-char *thaw_admit_arena_alloc(admit_arena_t *a, size_t n);
+/* n bytes aligned for any object, or NULL (THAW_ENOMEM). */
+void *thaw_admit_arena_alloc(admit_arena_t *a, size_t n);
 void thaw_admit_arena_free(admit_arena_t *a);
 
-/* Container lists of a pod spec; annotation keys use prefix[list]. */
-enum admit_list { LIST_INIT = 0, LIST_CONTAINERS, LIST_EPHEMERAL, LIST_COUNT };
+/* Container lists of a pod spec (annotation keys use prefix[list]), and
+ * oldObject.spec.ephemeralContainers. */
+enum admit_list {
+  LIST_INIT = 0,
+  LIST_CONTAINERS,
+  LIST_EPHEMERAL,
+  LIST_OLD_EPHEMERAL,
+  LIST_COUNT
+};
+
+/* A container of a list: only those with a string image (with a string
+ * name for LIST_OLD_EPHEMERAL) are kept, since no other can be decided. */
+typedef struct admit_ctr {
+  struct admit_ctr *next;
+  size_t index; /* its position in the list, other elements counted */
+  thaw_jval_t name, image, pull_policy;
+} admit_ctr_t;
 
 /* The fields of an AdmissionReview that the decision reads, as spans of the
  * body; type THAW_JSON_NONE when absent. A field under an object is only
@@ -55,21 +70,17 @@ typedef struct {
   thaw_jval_t uid, kind, kind_kind, kind_group, resource, res_resource,
       res_group, operation, sub_resource, dry_run, ns;
   thaw_jval_t object, metadata, meta_ns, labels, caching, annotations,
-      original, mirror, spec, lists[LIST_COUNT];
-  thaw_jval_t old_object, old_spec, old_ephemeral;
+      original, mirror, spec, old_object, old_spec;
+  thaw_jval_t lists[LIST_COUNT];
+  admit_ctr_t *ctrs[LIST_COUNT]; /* in order; in the arena */
 } admit_view_t;
 
-/* Fills *v from the body in one validating pass. Returns 0; THAW_EPARSE with
- * a one-line reason in err when the body is not one valid JSON value (NUL
- * bytes, syntax, trailing data, nesting over THAW_JSON_DEPTH_MAX). */
-int thaw_admit_view(const char *body, size_t len, admit_view_t *v, char *err,
-                    size_t errlen);
-
-/* Fields of a container (a validated object). */
-typedef struct {
-  thaw_jval_t name, image, pull_policy;
-} admit_container_t;
-void thaw_admit_container(const thaw_jval_t *obj, admit_container_t *c);
+/* Fills *v from the body in one validating pass; containers go to the
+ * arena. Returns 0; THAW_EPARSE with a one-line reason in err when the body
+ * is not one valid JSON value (NUL bytes, syntax, trailing data, nesting
+ * over THAW_JSON_DEPTH_MAX); THAW_ENOMEM. */
+int thaw_admit_view(const char *body, size_t len, admit_arena_t *a,
+                    admit_view_t *v, char *err, size_t errlen);
 
 /* The decoded bytes of string `v` in *out: the body's own bytes when it has
  * no escape, else a copy in the arena. `cstr` asks for a NUL after them

@@ -17,7 +17,7 @@
 
 struct admit_chunk {
   admit_chunk_t *next;
-  char data[];
+  _Alignas(16) char data[];
 };
 
 void thaw_admit_arena_init(admit_arena_t *a) {
@@ -26,7 +26,10 @@ void thaw_admit_arena_init(admit_arena_t *a) {
   a->chunks = NULL;
 }
 
-char *thaw_admit_arena_alloc(admit_arena_t *a, size_t n) {
+void *thaw_admit_arena_alloc(admit_arena_t *a, size_t n) {
+  n = (n + 15) & ~(size_t)15; /* keeps every piece aligned */
+  if (n == 0)
+    return NULL;
   if (n <= a->left) {
     char *p = a->p;
     a->p += n;
@@ -77,35 +80,41 @@ int thaw_admit_str(admit_arena_t *a, const thaw_jval_t *v, admit_str_t *out,
 
 /* --- the view --------------------------------------------------------------
  * A table per object of interest: a member whose key is listed is kept in
- * its slot of the view, and walked into when it has a table and is an
- * object; every other member is validated and skipped. */
+ * its slot (of the view, or of a container), walked into when it has a
+ * table and is an object (or, for a container list, an array); every other
+ * member is validated and skipped. */
 
 typedef struct field {
   const char *key;
   size_t klen;
-  size_t slot; /* offsetof(admit_view_t, ...) */
+  size_t slot; /* offsetof(admit_view_t or admit_ctr_t, ...) */
   const struct field *sub;
   size_t nsub;
+  int list; /* enum admit_list + 1 for a container list */
 } field_t;
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
-#define F(k, s) {k, sizeof(k) - 1, offsetof(admit_view_t, s), NULL, 0}
-#define FS(k, s, t) {k, sizeof(k) - 1, offsetof(admit_view_t, s), t, N(t)}
+#define F(k, s) {k, sizeof(k) - 1, offsetof(admit_view_t, s), NULL, 0, 0}
+#define FS(k, s, t) {k, sizeof(k) - 1, offsetof(admit_view_t, s), t, N(t), 0}
+#define FL(k, l)                                                               \
+  {k, sizeof(k) - 1, offsetof(admit_view_t, lists[l]), NULL, 0, l + 1}
+#define FC(k, s) {k, sizeof(k) - 1, offsetof(admit_ctr_t, s), NULL, 0, 0}
 
+static const field_t ctr_f[] = {FC("name", name), FC("image", image),
+                                FC("imagePullPolicy", pull_policy)};
 static const field_t labels_f[] = {F("thaw.dev/caching", caching)};
 static const field_t anns_f[] = {F(THAW_ADMIT_ANNOTATION, original),
                                  F(THAW_ADMIT_MIRROR, mirror)};
 static const field_t meta_f[] = {F("namespace", meta_ns),
                                  FS("labels", labels, labels_f),
                                  FS("annotations", annotations, anns_f)};
-static const field_t spec_f[] = {
-    F("initContainers", lists[LIST_INIT]),
-    F("containers", lists[LIST_CONTAINERS]),
-    F("ephemeralContainers", lists[LIST_EPHEMERAL])};
+static const field_t spec_f[] = {FL("initContainers", LIST_INIT),
+                                 FL("containers", LIST_CONTAINERS),
+                                 FL("ephemeralContainers", LIST_EPHEMERAL)};
 static const field_t object_f[] = {FS("metadata", metadata, meta_f),
                                    FS("spec", spec, spec_f)};
 static const field_t old_spec_f[] = {
-    F("ephemeralContainers", old_ephemeral)};
+    FL("ephemeralContainers", LIST_OLD_EPHEMERAL)};
 static const field_t old_f[] = {FS("spec", old_spec, old_spec_f)};
 static const field_t kind_f[] = {F("kind", kind_kind),
                                  F("group", kind_group)};
@@ -123,37 +132,95 @@ static const field_t request_f[] = {
     FS("oldObject", old_object, old_f)};
 static const field_t root_f[] = {FS("request", request, request_f)};
 
+typedef struct {
+  thaw_jcur_t c;
+  admit_view_t *v;
+  admit_arena_t *arena;
+  int nomem; /* an entry could not be kept; validation goes on */
+} walk_t;
+
+static const field_t *match(const field_t *f, size_t nf,
+                            const thaw_jval_t *key) {
+  for (size_t i = 0; i < nf; i++) {
+    /* Most keys differ in length or first byte; escaped keys are rare. */
+    if (!key->esc && (key->len - 2 != f[i].klen || key->p[1] != f[i].key[0]))
+      continue;
+    if (thaw_json_str_eq(key, f[i].key, f[i].klen))
+      return &f[i];
+  }
+  return NULL;
+}
+
+/* The span of the container just closed, which started at `start`: the
+ * cursor stands after its closing byte and any blanks. */
+static thaw_jval_t closed(const thaw_jcur_t *c, const char *start,
+                          enum thaw_json_type type) {
+  const char *end = c->p;
+  char close = type == THAW_JSON_OBJECT ? '}' : ']';
+  while (end > start && end[-1] != close)
+    end--;
+  return (thaw_jval_t){start, (size_t)(end - start), (uint8_t)type, 0};
+}
+
+static void walk(walk_t *w, char *base, const field_t *f, size_t nf);
+
+/* Walks a container list: keeps the containers that can be decided. */
+static void walk_list(walk_t *w, enum admit_list l) {
+  thaw_jcur_t *c = &w->c;
+  admit_ctr_t **tail = &w->v->ctrs[l];
+  thaw_jcur_enter(c, THAW_JSON_ARRAY);
+  for (size_t i = 0; thaw_jcur_elem(c); i++) {
+    if (thaw_jcur_peek(c) != THAW_JSON_OBJECT) {
+      thaw_jcur_take(c, NULL);
+      continue;
+    }
+    admit_ctr_t ct;
+    memset(&ct, 0, sizeof(ct));
+    thaw_jcur_enter(c, THAW_JSON_OBJECT);
+    walk(w, (char *)&ct, ctr_f, N(ctr_f));
+    if (c->err)
+      return;
+    int keep = l == LIST_OLD_EPHEMERAL ? ct.name.type == THAW_JSON_STRING
+                                       : ct.image.type == THAW_JSON_STRING;
+    if (!keep)
+      continue;
+    admit_ctr_t *e = thaw_admit_arena_alloc(w->arena, sizeof(*e));
+    if (!e) {
+      w->nomem = 1;
+      continue;
+    }
+    *e = ct;
+    e->index = i;
+    *tail = e;
+    tail = &e->next;
+  }
+}
+
 /* Walks the members of the object the cursor has just entered. Depth is
- * bounded by the tables (at most 5 levels). */
-static void walk(thaw_jcur_t *c, admit_view_t *v, const field_t *f,
-                 size_t nf) {
+ * bounded by the tables (at most 6 levels). */
+static void walk(walk_t *w, char *base, const field_t *f, size_t nf) {
+  thaw_jcur_t *c = &w->c;
   thaw_jval_t key;
   while (thaw_jcur_member(c, &key)) {
-    thaw_jval_t *slot = NULL;
-    const field_t *hit = NULL;
-    for (size_t i = 0; i < nf && !hit; i++)
-      if (thaw_json_str_eq(&key, f[i].key, f[i].klen))
-        hit = &f[i];
-    if (hit) {
-      slot = (thaw_jval_t *)(void *)((char *)v + hit->slot);
-      if (slot->type != THAW_JSON_NONE)
-        slot = NULL; /* a duplicate key: the first one counts */
-    }
-    if (slot && hit->sub && thaw_jcur_peek(c) == THAW_JSON_OBJECT) {
-      const char *start = c->p;
+    const field_t *hit = match(f, nf, &key);
+    thaw_jval_t *slot =
+        hit ? (thaw_jval_t *)(void *)(base + hit->slot) : NULL;
+    if (slot && slot->type != THAW_JSON_NONE)
+      slot = NULL; /* a duplicate key: the first one counts */
+    enum thaw_json_type t = thaw_jcur_peek(c);
+    const char *start = c->p;
+    if (slot && hit->list && t == THAW_JSON_ARRAY) {
+      walk_list(w, (enum admit_list)(hit->list - 1));
+    } else if (slot && hit->sub && t == THAW_JSON_OBJECT) {
       thaw_jcur_enter(c, THAW_JSON_OBJECT);
-      walk(c, v, hit->sub, hit->nsub);
-      if (c->err)
-        return;
-      /* The cursor stands after the '}' and any blanks. */
-      const char *end = c->p;
-      while (end > start && end[-1] != '}')
-        end--;
-      *slot = (thaw_jval_t){start, (size_t)(end - start), THAW_JSON_OBJECT,
-                            0};
-    } else if (!thaw_jcur_take(c, slot)) {
-      return;
+      walk(w, base, hit->sub, hit->nsub);
+    } else {
+      thaw_jcur_take(c, slot);
+      continue;
     }
+    if (c->err)
+      return;
+    *slot = closed(c, start, t);
   }
 }
 
@@ -168,8 +235,8 @@ static void reason(char *err, size_t errlen, const char *why,
     snprintf(err, errlen, "%s", why);
 }
 
-int thaw_admit_view(const char *body, size_t len, admit_view_t *v, char *err,
-                    size_t errlen) {
+int thaw_admit_view(const char *body, size_t len, admit_arena_t *a,
+                    admit_view_t *v, char *err, size_t errlen) {
   memset(v, 0, sizeof(*v));
   /* A raw NUL is never valid JSON; say so plainly. */
   if (!body || len > BODY_MAX || memchr(body, '\0', len)) {
@@ -180,40 +247,26 @@ int thaw_admit_view(const char *body, size_t len, admit_view_t *v, char *err,
            NULL);
     return THAW_EPARSE;
   }
-  thaw_jcur_t c;
-  thaw_jcur_init(&c, body, len, THAW_JSON_DEPTH_MAX);
-  if (thaw_jcur_peek(&c) == THAW_JSON_OBJECT) {
+  walk_t w = {.v = v, .arena = a, .nomem = 0};
+  thaw_jcur_init(&w.c, body, len, THAW_JSON_DEPTH_MAX);
+  if (thaw_jcur_peek(&w.c) == THAW_JSON_OBJECT) {
     v->root = (thaw_jval_t){body, len, THAW_JSON_OBJECT, 0};
-    thaw_jcur_enter(&c, THAW_JSON_OBJECT);
-    walk(&c, v, root_f, N(root_f));
+    thaw_jcur_enter(&w.c, THAW_JSON_OBJECT);
+    walk(&w, (char *)v, root_f, N(root_f));
   } else {
-    thaw_jcur_take(&c, &v->root);
+    thaw_jcur_take(&w.c, &v->root);
   }
-  if (thaw_jcur_finish(&c) != 0) {
+  if (thaw_jcur_finish(&w.c) != 0) {
     reason(err, errlen,
-           c.err == THAW_JSON_E_TRAILING ? "trailing data after the JSON body"
-                                         : "request body is not valid JSON",
-           &c);
+           w.c.err == THAW_JSON_E_TRAILING ? "trailing data after the JSON body"
+                                           : "request body is not valid JSON",
+           &w.c);
     memset(v, 0, sizeof(*v));
     return THAW_EPARSE;
   }
-  return 0;
-}
-
-/* --- containers ------------------------------------------------------------ */
-
-void thaw_admit_container(const thaw_jval_t *obj, admit_container_t *ct) {
-  memset(ct, 0, sizeof(*ct));
-  thaw_jiter_t it;
-  thaw_jval_t k, val;
-  thaw_jiter_init(&it, obj);
-  while (thaw_jiter_next(&it, &k, &val)) {
-    thaw_jval_t *slot = thaw_json_str_eq(&k, "name", 4)    ? &ct->name
-                        : thaw_json_str_eq(&k, "image", 5) ? &ct->image
-                        : thaw_json_str_eq(&k, "imagePullPolicy", 15)
-                            ? &ct->pull_policy
-                            : NULL;
-    if (slot && slot->type == THAW_JSON_NONE)
-      *slot = val;
+  if (w.nomem) {
+    reason(err, errlen, thaw_strerror(THAW_ENOMEM), NULL);
+    return THAW_ENOMEM;
   }
+  return 0;
 }

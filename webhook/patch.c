@@ -93,19 +93,31 @@ void thaw_jbuf_cstr(thaw_jbuf_t *b, const char *s) {
 
 static const char hex[] = "0123456789abcdef";
 
+/* Bytes each byte takes inside a JSON string, and inside an RFC 6901
+ * token in one: \u00XX for control bytes, a backslash or "~" pair. */
+#define ESC_LEN(ptr)                                                           \
+  {[0 ... 0x1f] = 6, [' ' ... '!'] = 1, ['"'] = 2, ['#' ... '.'] = 1,          \
+   ['/'] = 1 + (ptr), ['0' ... '['] = 1, ['\\'] = 2, [']' ... '}'] = 1,       \
+   ['~'] = 1 + (ptr), [0x7f ... 0xff] = 1}
+static const unsigned char esc_len[2][256] = {ESC_LEN(0), ESC_LEN(1)};
+#undef ESC_LEN
+
 /* Escaped body of a JSON string (no quotes). `ptr` also applies RFC 6901. */
 static void escaped(thaw_jbuf_t *b, const char *s, size_t n, int ptr) {
   /* Count first so the buffer grows once and `max` sees the exact size. */
+  const unsigned char *len = esc_len[ptr != 0];
   size_t out = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    out += (ptr && (c == '~' || c == '/')) || c == '"' || c == '\\' ? 2
-           : c < 0x20                                                ? 6
-                                                                     : 1;
-  }
+  for (size_t i = 0; i < n; i++)
+    out += len[(unsigned char)s[i]];
   char *w = reserve(b, out);
   if (!w)
     return;
+  if (out == n) { /* nothing to escape: the common case */
+    memcpy(w, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return;
+  }
   char *start = w;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
