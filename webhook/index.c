@@ -1,6 +1,6 @@
 /* index.c - the webhook's in-memory view of CachedImages and Namespaces
- * (index.h): two informers, and a hash table from normalised image to the
- * count of CachedImages that name it, by phase. */
+ * (index.h): two informers, and a table (common/store) from normalised image
+ * to the count of CachedImages that name it, by phase. */
 #include "index.h"
 
 #include <stdint.h>
@@ -11,17 +11,17 @@
 #include "imgref.h"
 #include "informer.h"
 #include "log.h"
+#include "store.h"
 
 #define LABEL_CACHING "thaw.dev/caching"
 #define LABEL_CACHE_PRIVATE "thaw.dev/cache-private"
-#define MIN_CAP 64
 
-/* One distinct normalised image. `refs` counts the projected records that
+/* One distinct normalised image, the record of the image table (a
+ * thaw_store keyed by the image). `refs` counts the projected records that
  * point here (they may not be delivered yet: during a re-list both stores
  * hold records); the other counts are what the handlers were told, and the
  * only thing lookups read. One allocation: counts, then the string. */
 typedef struct {
-  uint32_t hash;
   uint32_t refs;
   uint32_t total;         /* CachedImages delivered for this image */
   uint32_t ready;         /* ... of which Ready */
@@ -40,8 +40,7 @@ struct thaw_index {
   uv_loop_t *loop;
   thaw_kube_t *kube;
   thaw_informer_t *ci_inf, *ns_inf;
-  img_t **slots; /* open addressing, linear probing, cap a power of two */
-  size_t cap, count;
+  thaw_store_t *images; /* normalised image -> img_t */
   size_t objects;  /* CachedImages delivered */
   size_t records;  /* ci_rec_t alive; the index outlives the last one */
   thaw_index_image_cb observer;
@@ -51,93 +50,38 @@ struct thaw_index {
 
 /* --- image table -------------------------------------------------------- */
 
-static uint32_t hash_str(const char *s, size_t *len) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a, folded */
-  const char *p = s;
-  for (; *p; p++) {
-    h ^= (unsigned char)*p;
-    h *= 1099511628211ull;
-  }
-  *len = (size_t)(p - s);
-  h ^= h >> 29;
-  return (uint32_t)(h ^ (h >> 32));
-}
-
-/* The slot of `s`, or of the empty slot where it would go. */
-static size_t find(const thaw_index_t *ix, const char *s, uint32_t h) {
-  size_t mask = ix->cap - 1;
-  for (size_t i = h & mask;; i = (i + 1) & mask) {
-    img_t *e = ix->slots[i];
-    if (e == NULL || (e->hash == h && strcmp(e->s, s) == 0))
-      return i;
-  }
-}
-
-static int grow(thaw_index_t *ix) {
-  size_t ncap = ix->cap ? ix->cap * 2 : MIN_CAP;
-  img_t **ns = calloc(ncap, sizeof(*ns));
-  if (ns == NULL)
-    return THAW_ENOMEM;
-  for (size_t i = 0; i < ix->cap; i++) {
-    img_t *e = ix->slots[i];
-    if (e == NULL)
-      continue;
-    size_t j = e->hash & (ncap - 1);
-    while (ns[j] != NULL)
-      j = (j + 1) & (ncap - 1);
-    ns[j] = e;
-  }
-  free(ix->slots);
-  ix->slots = ns;
-  ix->cap = ncap;
-  return 0;
+static void img_free(void *rec, void *data) {
+  (void)data;
+  free(rec);
 }
 
 /* The entry of `s` with one more reference, created if needed; NULL when
  * out of memory. */
 static img_t *img_ref(thaw_index_t *ix, const char *s) {
-  if ((ix->count + 1) * 4 > ix->cap * 3 && grow(ix) != 0)
-    return NULL;
-  size_t len;
-  uint32_t h = hash_str(s, &len);
-  size_t i = find(ix, s, h);
-  img_t *e = ix->slots[i];
+  img_t *e = thaw_store_get(ix->images, s, NULL);
   if (e == NULL) {
+    size_t len = strlen(s);
     e = calloc(1, sizeof(*e) + len + 1);
     if (e == NULL)
       return NULL;
-    e->hash = h;
     memcpy(e->s, s, len + 1);
-    ix->slots[i] = e;
-    ix->count++;
+    if (thaw_store_put(ix->images, s, 0, e, NULL) < 0) {
+      free(e);
+      return NULL;
+    }
   }
   e->refs++;
   return e;
 }
 
-/* Removes e from the table and frees it; backward-shift deletion keeps every
- * probe chain unbroken without tombstones. */
 static void img_remove(thaw_index_t *ix, img_t *e) {
-  size_t mask = ix->cap - 1, i = find(ix, e->s, e->hash);
-  ix->slots[i] = NULL;
-  for (size_t j = (i + 1) & mask; ix->slots[j] != NULL; j = (j + 1) & mask) {
-    size_t home = ix->slots[j]->hash & mask;
-    /* move j into the hole i unless its home lies cyclically in (i, j] */
-    if ((j > i && (home <= i || home > j)) ||
-        (j < i && (home <= i && home > j))) {
-      ix->slots[i] = ix->slots[j];
-      ix->slots[j] = NULL;
-      i = j;
-    }
-  }
-  ix->count--;
-  free(e);
+  void *rec;
+  if (thaw_store_remove(ix->images, e->s, &rec, NULL) == 0)
+    free(rec);
 }
 
 static void index_release(thaw_index_t *ix) {
-  for (size_t i = 0; i < ix->cap; i++)
-    free(ix->slots[i]);
-  free(ix->slots);
+  thaw_store_free(ix->images); /* frees what is left, with free() */
   free(ix);
 }
 
@@ -294,13 +238,13 @@ int thaw_index_new(uv_loop_t *loop, thaw_kube_t *kube, thaw_index_t **out) {
   int rc = thaw_informer_new(loop, kube, &ci, &ix->ci_inf);
   if (rc == 0)
     rc = thaw_informer_new(loop, kube, &ns, &ix->ns_inf);
-  if (rc == 0 && grow(ix) != 0)
+  if (rc == 0 && (ix->images = thaw_store_new(img_free, NULL)) == NULL)
     rc = THAW_ENOMEM;
   if (rc != 0) {
     /* not started: the informers hold no records */
     thaw_informer_free(ix->ci_inf);
     thaw_informer_free(ix->ns_inf);
-    free(ix->slots);
+    thaw_store_free(ix->images);
     free(ix);
     return rc == THAW_EINVAL ? THAW_EINVAL : THAW_ENOMEM;
   }
@@ -342,9 +286,7 @@ enum thaw_image_state thaw_index_image_state(const char *normalized,
   const thaw_index_t *ix = data;
   if (normalized == NULL || ix == NULL)
     return THAW_IMAGE_ABSENT;
-  size_t len;
-  uint32_t h = hash_str(normalized, &len);
-  const img_t *e = ix->slots[find(ix, normalized, h)];
+  const img_t *e = thaw_store_get(ix->images, normalized, NULL);
   if (e == NULL || e->total == 0)
     return THAW_IMAGE_ABSENT;
   /* Any Ready copy makes it Ready; if one of them says private, the stricter
