@@ -6,9 +6,12 @@
 # N CachedImages (default 10,000, 10% Ready) in its index and a real
 # docker-registry behind its health gate. The ceiling is Debian's h2o
 # serving the webhook's exact response over TLS with the same certificate
-# (bench/h2o-ceiling.conf). Then p50/p99 at half of thaw's peak rate, and
+# (bench/h2o-ceiling.conf). Then p50/p99 at half of thaw's peak rate, thaw
+# and h2o alike, with the load spread over many connections (HTTP/2 -c 32
+# -m 2, HTTP/1.1 -c 64: h2load's --rps timer sends each client's share every
+# 10 ms) and, for comparison, in the old 4/8-client bursts; and
 # thaw-webhook's VmRSS/VmHWM. Each measurement 3 times; medians.
-# --quick: 500 images, 1 s runs, once (the meson 'bench' smoke).
+# --quick: 500 images, 1 s runs, once, no burst runs (the meson 'bench' smoke).
 # Without --webhook it builds BUILD (default build-bench, -O2
 # debugoptimized) and uses BUILD/webhook/thaw-webhook.
 # Runs itself under test/with-emulator.sh. The body is bench/webhook_bench.py.
