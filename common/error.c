@@ -1,6 +1,8 @@
 /* error.c - messages for the THAW_E* codes of error.h. */
 #include "error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 const char *thaw_strerror(int err) {
@@ -34,4 +36,14 @@ const char *thaw_err_name(int err) {
     return "THAW_EUNKNOWN";
   }
 #undef THAW_NAME_
+}
+
+int thaw_errf(char *err, size_t errlen, int code, const char *fmt, ...) {
+  if (err != NULL && errlen > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return code;
 }

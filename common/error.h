@@ -7,6 +7,7 @@
 #define THAW_ERROR_H
 
 #include <errno.h>
+#include <stddef.h>
 
 #define THAW_ERRNO_MAP(X)                                                      \
   X(NOMEM, -ENOMEM, "out of memory")                                           \
@@ -46,6 +47,12 @@ enum thaw_error {
 /* Returns a static, human-readable message for a THAW_E* code (or a negative
  * errno). Never returns NULL. */
 const char *thaw_strerror(int err);
+
+/* Writes a one-line reason into err[errlen] (when err is not NULL and errlen
+ * > 0, truncating) and returns `code`, for "return thaw_errf(...)" on the
+ * paths that report a reason to their caller. */
+int thaw_errf(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Returns the symbolic name ("THAW_ENOTFOUND") of a code, or "THAW_EUNKNOWN". */
 const char *thaw_err_name(int err);

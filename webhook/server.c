@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <h2o.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +32,10 @@ typedef struct {
   h2o_accept_ctx_t accept;
   h2o_context_t ctx;
   uv_tcp_t tcp;
-  int ctx_live;   /* h2o_context_init done, not yet disposed */
-  int tcp_open;   /* tcp initialised and not closed */
-  size_t conns;   /* accepted sockets not yet closed */
-  conn_t *head;   /* ... in a list, for the watchdog */
+  int ctx_live; /* h2o_context_init done, not yet disposed */
+  int tcp_open; /* tcp initialised and not closed */
+  size_t conns; /* accepted sockets not yet closed */
+  conn_t *head; /* ... in a list, for the watchdog */
   char bound[INET6_ADDRSTRLEN + 8];
 } listener_t;
 
@@ -50,9 +49,10 @@ struct conn {
   listener_t *l;
   h2o_socket_t *sock;
   conn_t *prev, *next;
-  size_t seen_read;       /* sock->bytes_read when last looked at */
-  uint64_t pending_since; /* request bytes arrived, none handled since; 0: idle */
-  int cut;                /* shut down by us */
+  size_t seen_read; /* sock->bytes_read when last looked at */
+  uint64_t
+      pending_since; /* request bytes arrived, none handled since; 0: idle */
+  int cut;           /* shut down by us */
 };
 
 typedef struct {
@@ -79,18 +79,6 @@ struct thaw_server {
   void *stopped_data;
 };
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-  if (err != NULL && errlen > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 /* --- addresses ------------------------------------------------------- */
 
 static int ipv6_available(void) {
@@ -107,30 +95,30 @@ int thaw_server_parse_address(const char *s, struct sockaddr_storage *out,
   const char *colon, *port;
   memset(out, 0, sizeof *out);
   if (s == NULL || *s == '\0')
-    return fail(err, errlen, THAW_ECONFIG, "empty address");
+    return thaw_errf(err, errlen, THAW_ECONFIG, "empty address");
   if (s[0] == '[') {
     const char *close = strchr(s, ']');
     if (close == NULL || close[1] != ':')
-      return fail(err, errlen, THAW_ECONFIG, "%s: want [IPV6]:PORT", s);
+      return thaw_errf(err, errlen, THAW_ECONFIG, "%s: want [IPV6]:PORT", s);
     colon = close + 1;
     if ((size_t)(close - s - 1) >= sizeof host)
-      return fail(err, errlen, THAW_ECONFIG, "%s: host too long", s);
+      return thaw_errf(err, errlen, THAW_ECONFIG, "%s: host too long", s);
     snprintf(host, sizeof host, "%.*s", (int)(close - s - 1), s + 1);
   } else {
     colon = strrchr(s, ':');
     if (colon == NULL)
-      return fail(err, errlen, THAW_ECONFIG, "%s: want HOST:PORT or :PORT", s);
+      return thaw_errf(err, errlen, THAW_ECONFIG, "%s: want HOST:PORT or :PORT",
+                       s);
     if ((size_t)(colon - s) >= sizeof host)
-      return fail(err, errlen, THAW_ECONFIG, "%s: host too long", s);
+      return thaw_errf(err, errlen, THAW_ECONFIG, "%s: host too long", s);
     snprintf(host, sizeof host, "%.*s", (int)(colon - s), s);
   }
   port = colon + 1;
   char *end;
   errno = 0;
   long p = strtol(port, &end, 10);
-  if (*port < '0' || *port > '9' || *end != '\0' || errno || p < 0 ||
-      p > 65535)
-    return fail(err, errlen, THAW_ECONFIG, "%s: bad port", s);
+  if (*port < '0' || *port > '9' || *end != '\0' || errno || p < 0 || p > 65535)
+    return thaw_errf(err, errlen, THAW_ECONFIG, "%s: bad port", s);
 
   if (host[0] == '\0') {
     /* Every address: dual-stack "::" when the kernel has IPv6. */
@@ -147,8 +135,8 @@ int thaw_server_parse_address(const char *s, struct sockaddr_storage *out,
   if (uv_ip6_addr(host, (int)p, (struct sockaddr_in6 *)out) == 0 &&
       strchr(host, ':') != NULL)
     return 0;
-  return fail(err, errlen, THAW_ECONFIG,
-              "%s: host must be an IP address or localhost", s);
+  return thaw_errf(err, errlen, THAW_ECONFIG,
+                   "%s: host must be an IP address or localhost", s);
 }
 
 static void format_addr(const struct sockaddr_storage *ss, char *buf,
@@ -182,8 +170,7 @@ static void respond(h2o_req_t *req, int status, const char *reason,
 
 static void respond_text(h2o_req_t *req, int status, const char *reason,
                          const char *text) {
-  respond(req, status, reason, "text/plain; charset=utf-8", text,
-          strlen(text));
+  respond(req, status, reason, "text/plain; charset=utf-8", text, strlen(text));
 }
 
 static int path_is(const h2o_req_t *req, const char *path) {
@@ -308,8 +295,7 @@ static int mutate(thaw_server_t *s, h2o_req_t *req) {
     return 415;
   }
   if (req->entity.len > THAW_SERVER_MAX_BODY) {
-    respond_text(req, 413, "Payload Too Large",
-                 "request body over 3 MiB\n");
+    respond_text(req, 413, "Payload Too Large", "request body over 3 MiB\n");
     return 413;
   }
   if (req->entity.base == NULL || req->entity.len == 0) {
@@ -420,7 +406,7 @@ int thaw_server_new(uv_loop_t *loop, const thaw_server_opts_t *o,
                     thaw_server_t **out, char *err, size_t errlen) {
   *out = NULL;
   if (o->tls == NULL || o->metrics == NULL || o->review == NULL)
-    return fail(err, errlen, THAW_EINVAL, "server: missing option");
+    return thaw_errf(err, errlen, THAW_EINVAL, "server: missing option");
   thaw_server_t *s = calloc(1, sizeof *s);
   if (s == NULL)
     return THAW_ENOMEM;
@@ -432,17 +418,17 @@ int thaw_server_new(uv_loop_t *loop, const thaw_server_opts_t *o,
     free(s);
     return rc;
   }
-  rc = setup_listener(s, &s->plain, "metrics", o->metrics_bind_address,
-                      on_ops, err, errlen);
+  rc = setup_listener(s, &s->plain, "metrics", o->metrics_bind_address, on_ops,
+                      err, errlen);
   if (rc != 0) {
     h2o_config_dispose(&s->tls.conf);
     free(s);
     return rc;
   }
   static const char *const code[] = {"code"};
-  s->requests = thaw_metrics_counter(
-      o->metrics, "thaw_webhook_requests_total",
-      "Answers on /mutate by HTTP status.", 1, code);
+  s->requests =
+      thaw_metrics_counter(o->metrics, "thaw_webhook_requests_total",
+                           "Answers on /mutate by HTTP status.", 1, code);
   s->duration = thaw_metrics_histogram(
       o->metrics, "thaw_webhook_admission_duration_seconds",
       "Time to decide and answer one /mutate request.", 0, NULL,
@@ -510,8 +496,8 @@ static int listen_on(thaw_server_t *s, listener_t *l, char *err,
   if (rc == 0)
     rc = uv_listen((uv_stream_t *)&l->tcp, BACKLOG, on_connection);
   if (rc != 0)
-    return fail(err, errlen, rc, "listen on %s (%s): %s", want, l->what,
-                uv_strerror(rc));
+    return thaw_errf(err, errlen, rc, "listen on %s (%s): %s", want, l->what,
+                     uv_strerror(rc));
   struct sockaddr_storage got;
   int len = sizeof got;
   if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&got, &len) == 0)
@@ -554,8 +540,8 @@ static void on_sweep_closed(uv_handle_t *h) {
 static void on_drain_tick(uv_timer_t *t) {
   thaw_server_t *s = t->data;
   uint64_t now = uv_now(s->loop);
-  int busy = s->tls.conns + s->plain.conns > 0 || s->tls.tcp_open ||
-             s->plain.tcp_open;
+  int busy =
+      s->tls.conns + s->plain.conns > 0 || s->tls.tcp_open || s->plain.tcp_open;
   if (busy && now - s->stop_at >= THAW_SERVER_DRAIN_MS && s->cut_at == 0) {
     char n[24];
     snprintf(n, sizeof n, "%zu", s->tls.conns + s->plain.conns);
@@ -581,7 +567,8 @@ static void on_drain_tick(uv_timer_t *t) {
       /* h2o re-sends GOAWAY a second after the shutdown request; with no
        * connection left that timer has nothing to do, and dispose asserts
        * that no timer entry is still linked. */
-      h2o_timeout_entry_t *goaway = &ls[i]->ctx.http2._graceful_shutdown_timeout;
+      h2o_timeout_entry_t *goaway =
+          &ls[i]->ctx.http2._graceful_shutdown_timeout;
       if (ls[i]->ctx_live && h2o_timeout_is_linked(goaway))
         h2o_timeout_unlink(goaway);
       if (ls[i]->ctx_live)
@@ -593,8 +580,7 @@ static void on_drain_tick(uv_timer_t *t) {
     s->stopped_cb(!busy, s->stopped_data);
 }
 
-void thaw_server_stop(thaw_server_t *s, thaw_server_stopped_cb cb,
-                      void *data) {
+void thaw_server_stop(thaw_server_t *s, thaw_server_stopped_cb cb, void *data) {
   if (s->stopping)
     return;
   s->stopping = 1;

@@ -2,7 +2,6 @@
 #include "tls.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <h2o.h>
 #include <openssl/err.h>
@@ -29,9 +28,8 @@ static const char cipher_list_[] =
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
 /* h2 first; a client that offers neither gets no ALPN and speaks HTTP/1.1. */
-static const h2o_iovec_t alpn_[] = {{H2O_STRLIT("h2")},
-                                    {H2O_STRLIT("http/1.1")},
-                                    {NULL, 0}};
+static const h2o_iovec_t alpn_[] = {
+    {H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL, 0}};
 
 /* What identifies a file's content without reading it. */
 typedef struct {
@@ -57,18 +55,6 @@ struct thaw_tls {
   thaw_tls_reload_cb cb;
   void *cb_data;
 };
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-  if (err != NULL && errlen > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
 
 /* The reason of the last OpenSSL error, for one-line messages. */
 static const char *ssl_reason(char *buf, size_t len) {
@@ -140,16 +126,16 @@ static int use_cert_chain(SSL_CTX *ctx, const char *pem, size_t len,
   int rc = 0;
   X509 *leaf = PEM_read_bio_X509_AUX(bio, NULL, no_password, NULL);
   if (leaf == NULL || SSL_CTX_use_certificate(ctx, leaf) != 1) {
-    rc = fail(err, errlen, THAW_ECONFIG, "%s: no usable certificate: %s", path,
-              ssl_reason(why, sizeof why));
+    rc = thaw_errf(err, errlen, THAW_ECONFIG, "%s: no usable certificate: %s",
+                   path, ssl_reason(why, sizeof why));
     goto out;
   }
   X509 *ca;
   while ((ca = PEM_read_bio_X509(bio, NULL, no_password, NULL)) != NULL) {
     if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
       X509_free(ca);
-      rc = fail(err, errlen, THAW_ECONFIG, "%s: bad chain certificate: %s",
-                path, ssl_reason(why, sizeof why));
+      rc = thaw_errf(err, errlen, THAW_ECONFIG, "%s: bad chain certificate: %s",
+                     path, ssl_reason(why, sizeof why));
       goto out;
     }
   }
@@ -169,11 +155,11 @@ static int use_key(SSL_CTX *ctx, const char *pem, size_t len, const char *path,
   int rc = 0;
   EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL);
   if (key == NULL || SSL_CTX_use_PrivateKey(ctx, key) != 1)
-    rc = fail(err, errlen, THAW_ECONFIG, "%s: no usable private key: %s", path,
-              ssl_reason(why, sizeof why));
+    rc = thaw_errf(err, errlen, THAW_ECONFIG, "%s: no usable private key: %s",
+                   path, ssl_reason(why, sizeof why));
   else if (SSL_CTX_check_private_key(ctx) != 1)
-    rc = fail(err, errlen, THAW_ECONFIG,
-              "%s: private key does not match the certificate", path);
+    rc = thaw_errf(err, errlen, THAW_ECONFIG,
+                   "%s: private key does not match the certificate", path);
   ERR_clear_error();
   EVP_PKEY_free(key);
   BIO_free(bio);
@@ -187,7 +173,8 @@ static int new_policy_ctx(SSL_CTX **out, char *err, size_t errlen) {
   if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
       SSL_CTX_set_cipher_list(ctx, cipher_list_) != 1) {
     SSL_CTX_free(ctx);
-    return fail(err, errlen, THAW_ECONFIG, "TLS policy refused by OpenSSL");
+    return thaw_errf(err, errlen, THAW_ECONFIG,
+                     "TLS policy refused by OpenSSL");
   }
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                SSL_OP_CIPHER_SERVER_PREFERENCE);
@@ -196,8 +183,8 @@ static int new_policy_ctx(SSL_CTX **out, char *err, size_t errlen) {
   return 0;
 }
 
-int thaw_tls_ctx_new(const char *cert_file, const char *key_file,
-                     SSL_CTX **out, char *err, size_t errlen) {
+int thaw_tls_ctx_new(const char *cert_file, const char *key_file, SSL_CTX **out,
+                     char *err, size_t errlen) {
   char *cert = NULL, *key = NULL;
   size_t cert_len = 0, key_len = 0;
   SSL_CTX *ctx = NULL;
@@ -205,14 +192,14 @@ int thaw_tls_ctx_new(const char *cert_file, const char *key_file,
   *out = NULL;
   if ((rc = read_file(cert_file, &cert, &cert_len)) != 0) {
     rc = rc == THAW_ENOMEM ? rc
-                           : fail(err, errlen, THAW_ECONFIG, "%s: %s",
-                                  cert_file, thaw_strerror(rc));
+                           : thaw_errf(err, errlen, THAW_ECONFIG, "%s: %s",
+                                       cert_file, thaw_strerror(rc));
     goto out;
   }
   if ((rc = read_file(key_file, &key, &key_len)) != 0) {
     rc = rc == THAW_ENOMEM ? rc
-                           : fail(err, errlen, THAW_ECONFIG, "%s: %s",
-                                  key_file, thaw_strerror(rc));
+                           : thaw_errf(err, errlen, THAW_ECONFIG, "%s: %s",
+                                       key_file, thaw_strerror(rc));
     goto out;
   }
   if ((rc = new_policy_ctx(&ctx, err, errlen)) != 0 ||
@@ -231,7 +218,8 @@ out:
 }
 
 /* Serial (hex) and notAfter (Unix seconds) of the context's certificate. */
-static void describe(SSL_CTX *ctx, char *serial, size_t len, double *not_after) {
+static void describe(SSL_CTX *ctx, char *serial, size_t len,
+                     double *not_after) {
   X509 *x = SSL_CTX_get0_certificate(ctx);
   snprintf(serial, len, "?");
   *not_after = 0;
@@ -310,7 +298,8 @@ static void check(thaw_tls_t *t) {
   t->key_id = k;
   if (rc != 0) {
     thaw_error("tls reload failed; keeping the current certificate",
-               "cert_file", t->cert_file, "error", err[0] ? err : thaw_strerror(rc));
+               "cert_file", t->cert_file, "error",
+               err[0] ? err : thaw_strerror(rc));
     if (t->cb != NULL)
       t->cb(rc, NULL, 0, t->cb_data);
     return;
