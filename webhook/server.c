@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <h2o.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,7 @@ struct thaw_server {
   /* Made on first use, as thaw_metric_inc would, so /metrics is unchanged. */
   thaw_metric_child_t *by_code[NCODES], *duration_child;
   int stopping;
+  int trim_due; /* a connection closed since the last sweep */
   uv_timer_t drain, sweep;
   int drain_open, sweep_open;
   uint64_t stop_at, cut_at;
@@ -241,6 +243,12 @@ static void handled(h2o_req_t *req) {
 static void on_sweep(uv_timer_t *t) {
   thaw_server_t *s = t->data;
   uint64_t now = uv_now(s->loop);
+  /* A burst of connections leaves ~60 KB each of freed TLS and h2o buffers
+   * that glibc keeps; hand them back, at most once a second. */
+  if (s->trim_due) {
+    s->trim_due = 0;
+    malloc_trim(0);
+  }
   listener_t *ls[] = {&s->tls, &s->plain};
   for (int i = 0; i < 2; i++)
     for (conn_t *c = ls[i]->head; c != NULL; c = c->next) {
@@ -447,6 +455,7 @@ static void on_conn_closed(uv_handle_t *h) {
   if (c->next != NULL)
     c->next->prev = c->prev;
   l->conns--;
+  l->srv->trim_due = 1;
   free(c);
 }
 

@@ -176,6 +176,8 @@ static int new_policy_ctx(SSL_CTX **out, char *err, size_t errlen) {
     return thaw_errf(err, errlen, THAW_ECONFIG,
                      "TLS policy refused by OpenSSL");
   }
+  /* idle connections give their 34 KB read/write buffers back */
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                SSL_OP_CIPHER_SERVER_PREFERENCE);
   h2o_ssl_register_alpn_protocols(ctx, alpn_);
