@@ -6,7 +6,13 @@
     reg.close()                 # stop and remove the temp dir
 
 Its own config: filesystem storage in the temp dir, deletes enabled, no auth,
-logs to registry.log in the temp dir. Run as a script, it serves until
+logs to registry.log in the temp dir. Optional auth:
+
+    Registry(htpasswd={"alice": "pw"})        # Basic, bcrypt file via htpasswd -B
+    Registry(token={"realm": URL, "service": S, "issuer": I,
+                    "rootcertbundle": PEM_PATH})   # Bearer (test/token_server.py)
+
+With auth on, /v2/ answers 401; readiness accepts that. Run as a script, it serves until
 killed and prints "URL http://127.0.0.1:PORT".
 """
 
@@ -55,8 +61,55 @@ def http_status(url, timeout=1.0):
         return None
 
 
+def spawn_ready(argv, ready_file, timeout=15, log=None):
+    """Start a server that writes its port to ready_file once listening
+    (token_server.py, fault_proxy.py, fault_http.py). Returns (proc, port);
+    the caller stops proc by PID (stop_proc)."""
+    proc = subprocess.Popen(argv, stdout=log or subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT if log else None,
+                            preexec_fn=die_with_parent)
+    deadline = time.time() + timeout
+    while not os.path.exists(ready_file):
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited with %s" % (argv[1:2], proc.returncode))
+        if time.time() > deadline:
+            stop_proc(proc)
+            raise RuntimeError("%s not ready after %d s" % (argv[1:2], timeout))
+        time.sleep(0.02)
+    with open(ready_file) as f:
+        return proc, int(f.read().strip())
+
+
+def stop_proc(proc, grace=5):
+    """SIGTERM by PID, SIGKILL after grace seconds."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def auth_config(dirname, htpasswd=None, token=None):
+    """The auth: section of a registry config (empty string for none)."""
+    if htpasswd:
+        path = os.path.join(dirname, "htpasswd")
+        with open(path, "wb") as f:
+            for user, pw in sorted(htpasswd.items()):
+                # -B bcrypt: the only hash distribution's htpasswd accepts
+                f.write(subprocess.run(["htpasswd", "-Bbn", user, pw], check=True,
+                                       capture_output=True).stdout.strip() + b"\n")
+        return "auth:\n  htpasswd:\n    realm: thaw-test\n    path: %s\n" % path
+    if token:
+        return ("auth:\n  token:\n    realm: %(realm)s\n    service: %(service)s\n"
+                "    issuer: %(issuer)s\n    rootcertbundle: %(rootcertbundle)s\n"
+                % token)
+    return ""
+
+
 class Registry:
-    def __init__(self, port=None):
+    def __init__(self, port=None, htpasswd=None, token=None):
         self.dir = tempfile.mkdtemp(prefix="thaw-registry.")
         self.port = port or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
@@ -70,7 +123,8 @@ class Registry:
                     "  filesystem:\n    rootdirectory: %s\n"
                     "  delete:\n    enabled: true\n"
                     "http:\n  addr: 127.0.0.1:%d\n"
-                    % (os.path.join(self.dir, "storage"), self.port))
+                    % (os.path.join(self.dir, "storage"), self.port)
+                    + auth_config(self.dir, htpasswd, token))
         self.proc = None
         self._log = None
         try:
@@ -90,7 +144,7 @@ class Registry:
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      preexec_fn=die_with_parent)
         deadline = time.time() + timeout
-        while http_status(self.url + "/v2/", 0.5) != 200:
+        while http_status(self.url + "/v2/", 0.5) not in (200, 401):
             if self.proc.poll() is not None:
                 raise RuntimeError("docker-registry exited with %s; log:\n%s"
                                    % (self.proc.returncode, self.log_tail()))
