@@ -66,7 +66,7 @@ static void cleanup_done(regcall_t *c, const thaw_http_result_t *res) {
 
 /* Ends a failed transfer: DELETE the upload session, then report. */
 static void fail_transfer(regop_t *op) {
-  if (!op->a_done || !op->b_done)
+  if (!op->a_done || !op->b_done || op->step == ST_CLEANUP)
     return;
   if (op->err == 0) {
     regop_finish(op, 0);
@@ -99,8 +99,10 @@ static void put_done(regcall_t *c, const thaw_http_result_t *res) {
     int e = regop_fail_status(op, res, "blob PUT");
     if (!op->err)
       op->err = e;
-    if (!op->a_done)
-      regcall_cancel(&op->a);
+    if (!op->a_done) {
+      regcall_cancel(&op->a); /* get_done ends the transfer */
+      return;
+    }
   } else {
     op->res.status = 201;
     op->res.size = op->total;

@@ -71,6 +71,7 @@ struct regop {
   char shost[256], dhost[256];
   thaw_regauth_creds_t screds; /* blob copy: the source's */
   int has_screds;
+  char basic_host[REG_ORIGIN_MAX]; /* host that accepted Basic */
 };
 
 struct thaw_registry {

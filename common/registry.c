@@ -275,6 +275,15 @@ int regcall_go(regcall_t *c) {
       if (!(c->authz = malloc(n)))
         return THAW_ENOMEM;
       snprintf(c->authz, n, "Authorization: Bearer %s", tok);
+    } else if (c->creds && strcmp(c->op->basic_host, c->host) == 0) {
+      /* Basic once accepted: send it up front (streamed bodies can't be
+       * resent after a 401). */
+      if (!(c->authz = malloc(THAW_REGAUTH_HEADER_MAX)))
+        return THAW_ENOMEM;
+      int rc = thaw_regauth_basic_header(c->creds, c->authz,
+                                         THAW_REGAUTH_HEADER_MAX);
+      if (rc)
+        return rc;
     }
   }
   const char *h[8];
@@ -467,6 +476,7 @@ static void call_done(thaw_http_req_t *req, const thaw_http_result_t *res,
         return;
     } else if (!rc && ch.scheme == THAW_REGAUTH_BASIC && c->creds) {
       call_clear(c);
+      snprintf(c->op->basic_host, sizeof c->op->basic_host, "%s", c->host);
       if (!(c->authz = malloc(THAW_REGAUTH_HEADER_MAX)))
         rc = THAW_ENOMEM;
       else if (!(rc = thaw_regauth_basic_header(c->creds, c->authz,

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# test_registry.sh TEST_BIN REGISTRY_PY LYING_PY - starts two plain
+# docker-registry instances (A, B), one with htpasswd Basic auth, and the
+# lying registry, each on a free loopback port; puts a 50 MB random blob in
+# A with curl; runs TEST_BIN; stops every server by PID.
+set -euo pipefail
+bin=$1 regpy=$2 liepy=$3
+tmp=$(mktemp -d /tmp/thaw-regtest.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+start_py_registry() { # $1: name; sets URL_$1
+  python3 "$regpy" >"$tmp/$1.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do
+    grep -q '^URL ' "$tmp/$1.out" && break
+    sleep 0.05
+  done
+  sed -n 's|^URL http://||p' "$tmp/$1.out"
+}
+A=$(start_py_registry a)
+B=$(start_py_registry b)
+[ -n "$A" ] && [ -n "$B" ] || { echo "registries did not start"; cat "$tmp"/*.out; exit 1; }
+
+# The Basic-auth registry (user thaw, password s3cret).
+port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+htpasswd -Bbn thaw s3cret >"$tmp/htpasswd"
+mkdir -p "$tmp/basic"
+cat >"$tmp/basic.yml" <<YML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $tmp/basic
+  delete:
+    enabled: true
+auth:
+  htpasswd:
+    realm: thaw-test
+    path: $tmp/htpasswd
+http:
+  addr: 127.0.0.1:$port
+YML
+docker-registry serve "$tmp/basic.yml" >"$tmp/basic.log" 2>&1 &
+pids+=($!)
+BASIC=127.0.0.1:$port
+
+python3 "$liepy" "$tmp/lie.port" &
+pids+=($!)
+for _ in $(seq 300); do
+  [ -s "$tmp/lie.port" ] && \
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$BASIC/v2/")" = 401 ] && break
+  sleep 0.05
+done
+LIE=127.0.0.1:$(cat "$tmp/lie.port")
+
+# 50 MB of random bytes, uploaded monolithically into A.
+head -c 50000000 /dev/urandom >"$tmp/big"
+dg=sha256:$(sha256sum "$tmp/big" | cut -d' ' -f1)
+loc=$(curl -sf -X POST -D - -o /dev/null "http://$A/v2/src/app/blobs/uploads/" \
+  | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+case $loc in http*) ;; *) loc=http://$A$loc ;; esac
+case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+curl -sf -X PUT -H 'Content-Type: application/octet-stream' \
+  --data-binary @"$tmp/big" "$loc${sep}digest=$dg" >/dev/null
+rm -f "$tmp/big"
+
+"$bin" "$A" "$B" "$LIE" "$BASIC" "$dg" 50000000
