@@ -123,8 +123,14 @@ class Registry:
                     "  filesystem:\n    rootdirectory: %s\n"
                     "  delete:\n    enabled: true\n"
                     "http:\n  addr: 127.0.0.1:%d\n"
-                    % (os.path.join(self.dir, "storage"), self.port)
-                    + auth_config(self.dir, htpasswd, token))
+                    % (os.path.join(self.dir, "storage"), self.port))
+        try:  # htpasswd may be missing: do not leave the temp dir behind
+            auth = auth_config(self.dir, htpasswd, token)
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+        with open(self.config, "a") as f:
+            f.write(auth)
         self.proc = None
         self._log = None
         try:
