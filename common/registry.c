@@ -200,6 +200,7 @@ static int is_insecure(thaw_registry_t *r, const char *host) {
 int regcall_init(regcall_t *c, regop_t *op, const char *host,
                  const char *repo, const char *method, const char *path,
                  int push, const char *extra_scope) {
+  call_clear(c); /* a call struct is reused from one step to the next */
   memset(c, 0, sizeof *c);
   c->op = op;
   c->method = method;

@@ -245,12 +245,19 @@ int main(int argc, char **argv) {
 
   /* 50 MB blob with bounded memory. */
   {
+    FILE *cr = fopen("/proc/self/clear_refs", "w"); /* "5": reset VmHWM */
+    if (cr) {
+      fputs("5", cr);
+      fclose(cr);
+    }
     long before = vm_hwm_kib();
     CHECK(copy_blob(&a, &b, bigdg, bigsize, NULL, &w) == 0 &&
           w.res.size == bigsize && w.progress == bigsize);
     long growth = vm_hwm_kib() - before;
     fprintf(stderr, "50 MB copy: VmHWM grew %ld KiB\n", growth);
+#ifndef __SANITIZE_ADDRESS__ /* ASan's quarantine keeps freed memory */
     CHECK(growth < 8 * 1024);
+#endif
   }
 
   /* Faults. */
