@@ -359,7 +359,7 @@ static void token_done(thaw_http_req_t *req, const thaw_http_result_t *res,
     observe(c, c->url, res->status); /* counted under the registry host */
   if (res->err || res->status != 200) {
     thaw_http_result_t r2 = *res;
-    if (!r2.err && (res->status == 401 || res->status == 403))
+    if (!r2.err && (res->status == 401 || res->status == 403) && !c->creds)
       c->op->res.anonymous_refused = 1;
     if (!c->op->msg[0])
       snprintf(c->op->msg, sizeof c->op->msg, "token request: %s %ld",
@@ -465,7 +465,6 @@ static void call_done(thaw_http_req_t *req, const thaw_http_result_t *res,
   if (!res->err && res->status == 401 && !c->auth_tried &&
       !c->op->r->closing && same_origin(c)) {
     c->auth_tried = 1;
-    c->op->res.anonymous_refused = c->authz == NULL;
     thaw_regauth_challenge_t ch;
     const char *wa = thaw_http_header(req, "WWW-Authenticate");
     int rc = thaw_regauth_parse_challenge(wa, &ch);
@@ -518,6 +517,10 @@ static void call_done(thaw_http_req_t *req, const thaw_http_result_t *res,
       }
     }
   }
+  /* Private: refused even with an anonymous token (a public Docker Hub
+   * image also answers the bare request with 401). */
+  if (!res->err && (res->status == 401 || res->status == 403) && !c->creds)
+    c->op->res.anonymous_refused = 1;
   c->cur = req;
   c->done(c, res);
 }

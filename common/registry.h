@@ -68,7 +68,8 @@ typedef struct {
   int err;
   long status;          /* the last registry HTTP status, 0 if none */
   long retry_after;     /* seconds from a 429's Retry-After; 0 if none */
-  int anonymous_refused; /* the registry answered 401 to anonymous access */
+  int anonymous_refused; /* anonymous access (bare or with an anonymous
+                            token) ended in 401/403: status.private */
   const char *message;  /* one line of reason; never NULL */
   /* Manifests: */
   const char *media_type; /* Content-Type; "" if none */

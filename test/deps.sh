@@ -9,6 +9,7 @@ PACKAGES=(
   clang libclang-rt-14-dev valgrind
   docker-registry nghttp2-client h2o prometheus wrk
   openssl curl ca-certificates python3 python3-yaml procps
+  apache2-utils
   skopeo umoci buildah containerd apache2-utils
 )
 

@@ -5,8 +5,9 @@
  * lying_registry.py (wrong digest, 429, schema 1, redirect drops
  * Authorization) and a Basic-auth registry.
  *
- * usage: test_registry A B LIE BASIC BIGDIGEST BIGSIZE (hosts as host:port;
- * BASIC expects user "thaw", password "s3cret") */
+ * usage: test_registry A B LIE BASIC BIGDIGEST BIGSIZE TOKEN|- (hosts as
+ * host:port; BASIC expects thaw/s3cret; TOKEN is a Bearer registry behind
+ * test/token_server.py where alice/secret may push private/ repositories) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,8 +119,9 @@ static int get_manifest(thaw_registry_target_t *t, const char *ref, int head,
 }
 
 int main(int argc, char **argv) {
-  if (argc != 7) {
-    fprintf(stderr, "usage: test_registry A B LIE BASIC BIGDIGEST BIGSIZE\n");
+  if (argc != 8) {
+    fprintf(stderr, "usage: test_registry A B LIE BASIC BIGDIGEST BIGSIZE "
+                    "TOKEN|-\n");
     return 2;
   }
   const char *A = argv[1], *B = argv[2], *LIE = argv[3], *BASIC = argv[4];
@@ -127,7 +129,8 @@ int main(int argc, char **argv) {
   long long bigsize = strtoll(argv[6], NULL, 10);
   char lie_local[64];
   snprintf(lie_local, sizeof lie_local, "localhost%s", strchr(LIE, ':'));
-  const char *insecure[] = {A, B, LIE, BASIC, lie_local, NULL};
+  const char *TOK = strcmp(argv[7], "-") ? argv[7] : NULL;
+  const char *insecure[] = {A, B, LIE, BASIC, lie_local, TOK, NULL};
   thaw_http_t *http;
   uv_loop_init(&loop);
   CHECK(thaw_http_new(&loop, &http) == 0);
@@ -299,6 +302,38 @@ int main(int argc, char **argv) {
   thaw_regauth_creds_t bad = {"thaw", "wrong"};
   ba.creds = &bad;
   CHECK(get_manifest(&ba, "v1", 0, &w) == THAW_EFORBIDDEN);
+
+  /* Bearer flow against the token server. */
+  if (TOK) {
+    thaw_regauth_creds_t alice = {"alice", "secret"};
+    thaw_registry_target_t pub = {TOK, "public/app", NULL};
+    thaw_registry_target_t priv = {TOK, "private/app", NULL};
+    /* Anonymous pull of public/ repos gets a token: the answer is a plain 404. */
+    CHECK(get_manifest(&pub, "v1", 0, &w) == THAW_ENOTFOUND &&
+          !w.res.anonymous_refused);
+    CHECK(get_manifest(&priv, "v1", 0, &w) == THAW_EFORBIDDEN &&
+          w.res.anonymous_refused);
+    priv.creds = &alice;
+    CHECK(copy_blob(&a, &priv, cdg, sizes[0], NULL, &w) == 0);
+    CHECK(copy_blob(&a, &priv, edg, 0, NULL, &w) == 0);
+    CHECK(copy_blob(&a, &priv, ldg, sizes[2], NULL, &w) == 0 &&
+          w.res.size == sizes[2]);
+    CHECK(put_manifest(&priv, "v1",
+                       "application/vnd.oci.image.manifest.v1+json", m1,
+                       x) == 0);
+    CHECK(get_manifest(&priv, "v1", 0, &w) == 0 && w.body &&
+          strcmp(w.body, m1) == 0 && strcmp(w.digest, m1dg) == 0);
+    free(w.body);
+    /* Copy out of the Bearer registry (the token is the source's). */
+    thaw_registry_target_t b3 = {B, "from/tok", NULL};
+    CHECK(copy_blob(&priv, &b3, ldg, sizes[2], NULL, &w) == 0 &&
+          !w.res.skipped);
+    priv.creds = NULL;
+    CHECK(get_manifest(&priv, "v1", 0, &w) == THAW_EFORBIDDEN &&
+          w.res.anonymous_refused);
+  } else {
+    fprintf(stderr, "no token server: Bearer flow not tested\n");
+  }
 
   /* Argument errors never call back; free cancels what runs. */
   CHECK(thaw_registry_blob_copy(reg, &a, &b, "sha256:xyz", 1, NULL, NULL,

@@ -2,7 +2,8 @@
 # test_registry.sh TEST_BIN REGISTRY_PY LYING_PY - starts two plain
 # docker-registry instances (A, B), one with htpasswd Basic auth, and the
 # lying registry, each on a free loopback port; puts a 50 MB random blob in
-# A with curl; runs TEST_BIN; stops every server by PID.
+# A with curl; a Bearer registry with test/token_server.py when present;
+# runs TEST_BIN; stops every server by PID.
 set -euo pipefail
 bin=$1 regpy=$2 liepy=$3
 tmp=$(mktemp -d /tmp/thaw-regtest.XXXXXX)
@@ -62,6 +63,51 @@ for _ in $(seq 300); do
 done
 LIE=127.0.0.1:$(cat "$tmp/lie.port")
 
+# The Bearer registry: test/token_server.py (Docker token spec) in front of
+# a docker-registry with token auth; alice may push private/*, anyone pulls
+# public/*.
+TOKEN=-
+tokpy=$(dirname "$regpy")/token_server.py
+if [ -f "$tokpy" ]; then
+  mkdir -p "$tmp/tok" "$tmp/tokreg"
+  cat >"$tmp/tok.json" <<JSON
+{"issuer": "thaw-test-issuer", "service": "thaw-test-registry",
+ "expires_in": 300, "users": {"alice": "secret"},
+ "acl": [{"account": "*", "repo": "public/*", "actions": ["pull"]},
+         {"account": "alice", "repo": "private/*", "actions": ["pull", "push"]}]}
+JSON
+  python3 "$tokpy" --config "$tmp/tok.json" --dir "$tmp/tok" \
+    --ready-file "$tmp/tok.port" >"$tmp/tok.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do [ -s "$tmp/tok.port" ] && break; sleep 0.05; done
+  tport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  cat >"$tmp/tokreg.yml" <<YML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $tmp/tokreg
+auth:
+  token:
+    realm: http://127.0.0.1:$(tr -d '\n' <"$tmp/tok.port")/token
+    service: thaw-test-registry
+    issuer: thaw-test-issuer
+    rootcertbundle: $tmp/tok/cert.pem
+http:
+  addr: 127.0.0.1:$tport
+YML
+  docker-registry serve "$tmp/tokreg.yml" >"$tmp/tokreg.log" 2>&1 &
+  pids+=($!)
+  TOKEN=127.0.0.1:$tport
+  for _ in $(seq 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$TOKEN/v2/")" = 401 ] && break
+    sleep 0.05
+  done
+fi
+
 # 50 MB of random bytes, uploaded monolithically into A.
 head -c 50000000 /dev/urandom >"$tmp/big"
 dg=sha256:$(sha256sum "$tmp/big" | cut -d' ' -f1)
@@ -73,4 +119,4 @@ curl -sf -X PUT -H 'Content-Type: application/octet-stream' \
   --data-binary @"$tmp/big" "$loc${sep}digest=$dg" >/dev/null
 rm -f "$tmp/big"
 
-"$bin" "$A" "$B" "$LIE" "$BASIC" "$dg" 50000000
+"$bin" "$A" "$B" "$LIE" "$BASIC" "$dg" 50000000 "$TOKEN"
