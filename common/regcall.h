@@ -1,4 +1,4 @@
-/* regcall.h - internal to registry.c and regblob.c: one registry HTTP
+/* regcall.h - internal to regcall.c, registry.c and regblob.c: one registry HTTP
  * exchange with the anonymous -> Bearer/Basic retry and redirects followed
  * here, so Authorization never leaves the registry's origin. */
 #ifndef THAW_REGCALL_H
@@ -91,6 +91,8 @@ regop_t *regop_new(thaw_registry_t *r, const thaw_registry_target_t *t,
                    thaw_registry_cb cb, void *data);
 void regop_finish(regop_t *op, int err);
 void regop_free_unstarted(regop_t *op);
+/* regcall.c */
+void regcall_clear(regcall_t *c);
 int regcall_init(regcall_t *c, regop_t *op, const char *host,
                  const char *repo, const char *method, const char *path,
                  int push, const char *extra_scope);
