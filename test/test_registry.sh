@@ -14,18 +14,21 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap "exit 1" TERM INT HUP
 
-start_py_registry() { # $1: name; sets URL_$1
+# Not in $(...): the PID must reach this shell's pids for cleanup.
+start_py_registry() { # $1: name; prints host:port into $tmp/$1.host
   python3 "$regpy" >"$tmp/$1.out" 2>&1 &
   pids+=($!)
   for _ in $(seq 300); do
     grep -q '^URL ' "$tmp/$1.out" && break
     sleep 0.05
   done
-  sed -n 's|^URL http://||p' "$tmp/$1.out"
+  sed -n 's|^URL http://||p' "$tmp/$1.out" >"$tmp/$1.host"
 }
-A=$(start_py_registry a)
-B=$(start_py_registry b)
+start_py_registry a
+start_py_registry b
+A=$(cat "$tmp/a.host") B=$(cat "$tmp/b.host")
 [ -n "$A" ] && [ -n "$B" ] || { echo "registries did not start"; cat "$tmp"/*.out; exit 1; }
 
 # The Basic-auth registry (user thaw, password s3cret).
