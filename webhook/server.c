@@ -54,6 +54,7 @@ struct conn {
   uint64_t
       pending_since; /* request bytes arrived, none handled since; 0: idle */
   int cut;           /* shut down by us */
+  SSL_CTX *ssl_ctx;  /* our reference to the context it was accepted with */
 };
 
 typedef struct {
@@ -456,6 +457,7 @@ static void on_conn_closed(uv_handle_t *h) {
     c->next->prev = c->prev;
   l->conns--;
   l->srv->trim_due = 1;
+  SSL_CTX_free(c->ssl_ctx);
   free(c);
 }
 
@@ -485,8 +487,15 @@ static void on_connection(uv_stream_t *ls, int status) {
     l->head->prev = c;
   l->head = c;
   l->conns++;
-  if (l == &l->srv->tls)
-    l->accept.ssl_ctx = thaw_tls_ctx(l->srv->o.tls); /* the newest cert */
+  if (l == &l->srv->tls) {
+    /* h2o keeps the bare pointer and calls SSL_new only when the
+     * ClientHello arrives, which may be after a reload has dropped the
+     * context: hold a reference for the connection's life. */
+    SSL_CTX *ctx = thaw_tls_ctx(l->srv->o.tls); /* the newest cert */
+    SSL_CTX_up_ref(ctx);
+    c->ssl_ctx = ctx;
+    l->accept.ssl_ctx = ctx;
+  }
   h2o_accept(&l->accept, c->sock);
 }
 

@@ -306,7 +306,7 @@ static void check(thaw_tls_t *t) {
       t->cb(rc, NULL, 0, t->cb_data);
     return;
   }
-  /* Live connections hold their own reference (SSL_new). */
+  /* Connections hold their own reference (server.c, then SSL_new). */
   SSL_CTX_free(t->ctx);
   t->ctx = ctx;
   log_loaded(t, "tls certificate reloaded");
