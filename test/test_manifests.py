@@ -1,6 +1,10 @@
 """manifests/ and certs/: every YAML parses, every kustomization resolves,
 thaw-webhook's deployment keeps the invariants an operator relies on, and
 certs/gen-webhook-certs.sh makes a certificate the apiserver would accept.
+The cache registry, the node-local endpoint and thaw-controller (Step 3)
+keep theirs too, and the two registry configs, run by real docker-registry
+processes, chain: an image pushed to the cache resolves through the
+node-local endpoint under its rewritten name.
 
 Rendering uses `kubectl kustomize` when kubectl is on PATH (Debian has no
 kustomize package and bookworm's kubernetes-client 1.20 predates
@@ -10,14 +14,24 @@ checked on the objects this file resolves itself."""
 
 import base64
 import copy
+import gzip
+import hashlib
+import io
+import json
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
+import time
 import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import yaml
 
@@ -156,12 +170,15 @@ class Layout(unittest.TestCase):
 
     def test_root_composes_the_parts(self):
         k = load_all(os.path.join(MANIFESTS, "kustomization.yaml"))[0]
-        for part in ("namespace.yaml", "crd", "webhook"):
+        for part in ("namespace.yaml", "crd", "webhook", "registry", "node-local",
+                     "controller"):
             self.assertIn(part, k["resources"])
-        # cert-manager is opt-in (a Component an overlay adds).
-        self.assertNotIn("cert-manager", k["resources"])
-        self.assertEqual(load_all(os.path.join(MANIFESTS, "cert-manager",
-                                               "kustomization.yaml"))[0]["kind"], "Component")
+        # cert-manager, S3 storage and private images are opt-in (Components
+        # an overlay adds).
+        for comp in ("cert-manager", "registry/s3", "controller/private"):
+            self.assertNotIn(comp, k["resources"])
+            self.assertEqual(load_all(os.path.join(MANIFESTS, comp,
+                                                   "kustomization.yaml"))[0]["kind"], "Component")
 
     def test_kubectl_kustomize_renders_the_same_objects(self):
         rendered = kubectl_kustomize(MANIFESTS)
@@ -564,6 +581,569 @@ class GenCerts(unittest.TestCase):
         self.assertEqual(excluded["values"], ["kube-system", "caching"])
         binding = find(objs, "ClusterRoleBinding", "thaw-webhook")
         self.assertEqual(binding["subjects"][0]["namespace"], "caching")
+
+
+def config_of(objs, name):
+    """The parsed config.yml of ConfigMap `name`."""
+    return yaml.safe_load(find(objs, "ConfigMap", name)["data"]["config.yml"])
+
+
+def overlay(*components):
+    """Objects of manifests/ plus the given Components, rendered by kubectl
+    (None when kubectl is absent)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
+            yaml.safe_dump({"resources": [os.path.relpath(MANIFESTS, tmp)],
+                            "components": [os.path.relpath(os.path.join(MANIFESTS, c), tmp)
+                                           for c in components]}, f)
+        return kubectl_kustomize(tmp)
+
+
+def rules_of(role):
+    return sorted((tuple(r.get("apiGroups", [])), tuple(sorted(r["resources"])),
+                   tuple(sorted(r["verbs"])), tuple(sorted(r.get("resourceNames", []))))
+                  for r in role["rules"])
+
+
+def env_of(ctr):
+    return {e["name"]: e for e in ctr.get("env") or []}
+
+
+class Hardened:
+    """Checks shared by the new parts' pods."""
+
+    def assert_hardened(self, pod, ctr, uid=65532):
+        psc, sc = pod["securityContext"], ctr["securityContext"]
+        self.assertTrue(psc["runAsNonRoot"])
+        self.assertEqual(psc["runAsUser"], uid)
+        self.assertEqual(psc["seccompProfile"]["type"], "RuntimeDefault")
+        self.assertTrue(sc["runAsNonRoot"])
+        self.assertTrue(sc["readOnlyRootFilesystem"])
+        self.assertIs(sc["allowPrivilegeEscalation"], False)
+        self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+        self.assertNotIn("add", sc["capabilities"])
+        self.assertNotIn("privileged", sc)
+
+    def assert_resources(self, ctr):
+        res = ctr["resources"]
+        self.assertEqual(set(res["requests"]), {"cpu", "memory"})
+        self.assertIn("memory", res["limits"])
+        self.assertNotIn("cpu", res["limits"])
+
+    def mounts(self, pod, ctr):
+        vols = {v["name"]: v for v in pod["volumes"]}
+        return {m["mountPath"]: vols[m["name"]] for m in ctr["volumeMounts"]}
+
+
+class Registry(unittest.TestCase, Hardened):
+    @classmethod
+    def setUpClass(cls):
+        cls.objs = resolve(MANIFESTS)
+        cls.dep = find(cls.objs, "Deployment", "thaw-registry")
+        cls.pod = cls.dep["spec"]["template"]["spec"]
+        cls.ctr = cls.pod["containers"][0]
+        cls.svc = find(cls.objs, "Service", "thaw-registry")
+        cls.cfg = config_of(cls.objs, "thaw-registry")
+
+    def test_one_replica_on_a_rwo_volume(self):
+        self.assertEqual(self.dep["spec"]["replicas"], 1)
+        # A surge pod would wait forever for the volume the old pod holds.
+        self.assertEqual(self.dep["spec"]["strategy"], {"type": "Recreate"})
+        pvc = find(self.objs, "PersistentVolumeClaim", "thaw-registry")
+        self.assertEqual(pvc["spec"]["accessModes"], ["ReadWriteOnce"])
+        data = self.mounts(self.pod, self.ctr)["/var/lib/registry"]
+        self.assertEqual(data["persistentVolumeClaim"]["claimName"], "thaw-registry")
+        self.assertEqual(self.cfg["storage"]["filesystem"]["rootdirectory"], "/var/lib/registry")
+
+    def test_config(self):
+        cfg = self.cfg
+        self.assertIs(cfg["storage"]["delete"]["enabled"], True)  # the controller expires
+        self.assertEqual(cfg["http"]["addr"], ":5000")
+        self.assertNotIn("auth", cfg)
+        self.assertNotIn("proxy", cfg)  # the cache accepts pushes
+        self.assertIs(cfg["health"]["storagedriver"]["enabled"], True)
+        mount = self.mounts(self.pod, self.ctr)
+        self.assertEqual(self.ctr["command"][-1], "/etc/thaw/registry/config.yml")
+        self.assertEqual(mount["/etc/thaw/registry"]["configMap"]["name"], "thaw-registry")
+
+    def test_service_is_the_webhooks_registry_url(self):
+        ports = {p["name"]: p["containerPort"] for p in self.ctr["ports"]}
+        self.assertEqual(ports["http"], 5000)
+        svc = {p["name"]: p for p in self.svc["spec"]["ports"]}
+        self.assertEqual(svc["http"]["port"], 5000)
+        self.assertIn(svc["http"]["targetPort"], ("http", 5000))
+        labels = self.dep["spec"]["template"]["metadata"]["labels"]
+        self.assertTrue(self.svc["spec"]["selector"].items() <= labels.items())
+        for dep in ("thaw-webhook", "thaw-controller"):
+            ctr = find(self.objs, "Deployment", dep)["spec"]["template"]["spec"]["containers"][0]
+            args = dict(a[2:].split("=", 1) for a in ctr["args"])
+            self.assertEqual(args["registry-url"],
+                             "http://%s.$(POD_NAMESPACE).svc:%d" % (self.svc["metadata"]["name"],
+                                                                  svc["http"]["port"]), dep)
+
+    def test_probes(self):
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            get = self.ctr[probe]["httpGet"]
+            self.assertEqual(get["path"], "/v2/", probe)
+            self.assertIn(get["port"], ("http", 5000), probe)
+            self.assertNotIn("scheme", get)
+
+    def test_security_and_resources(self):
+        self.assert_hardened(self.pod, self.ctr)
+        self.assert_resources(self.ctr)
+        self.assertIn("emptyDir", self.mounts(self.pod, self.ctr)["/tmp"])
+        self.assertIs(self.pod["automountServiceAccountToken"], False)
+        self.assertFalse(self.pod.get("hostNetwork"))
+
+    def test_network_policy(self):
+        np = find(self.objs, "NetworkPolicy", "thaw-registry")
+        labels = self.dep["spec"]["template"]["metadata"]["labels"]
+        self.assertTrue(np["spec"]["podSelector"]["matchLabels"].items() <= labels.items())
+        self.assertEqual(np["spec"]["policyTypes"], ["Ingress"])
+        push = [r for r in np["spec"]["ingress"]
+                if {"port": 5000, "protocol": "TCP"} in r.get("ports", [])]
+        self.assertEqual(len(push), 1)
+        self.assertEqual(len(push[0]["ports"]), 1)  # 5000 is never opened by another rule
+        self.assertIn("from", push[0])  # a rule without `from` admits everyone
+        sources = push[0]["from"]
+        for dep in ("thaw-controller", "thaw-webhook"):
+            tl = find(self.objs, "Deployment", dep)["spec"]["template"]["metadata"]["labels"]
+            self.assertTrue(any("podSelector" in s and
+                                s["podSelector"]["matchLabels"].items() <= tl.items()
+                                for s in sources), dep)
+        # hostNetwork node-local endpoints come from node addresses; pods of
+        # the pod network stay out.
+        blocks = [s["ipBlock"] for s in sources if "ipBlock" in s]
+        self.assertEqual(len(blocks), 1)
+        self.assertTrue(blocks[0]["except"])
+        for s in sources:
+            self.assertNotIn("namespaceSelector", s)
+        for r in np["spec"]["ingress"]:
+            if r is not push[0]:
+                self.assertNotIn(5000, [p["port"] for p in r["ports"]])
+
+
+class RegistryS3(unittest.TestCase):
+    D = os.path.join(MANIFESTS, "registry", "s3")
+
+    def patch(self, name):
+        return load_all(os.path.join(self.D, name))[0]
+
+    def test_config_patch(self):
+        base = config_of(resolve(MANIFESTS), "thaw-registry")
+        cfg = yaml.safe_load(self.patch("config-patch.yaml")["data"]["config.yml"])
+        s3 = cfg["storage"]["s3"]
+        for key in ("bucket", "region", "regionendpoint", "forcepathstyle", "secure"):
+            self.assertIn(key, s3)
+        self.assertIs(s3["forcepathstyle"], True)
+        for key in ("accesskey", "secretkey"):
+            self.assertNotIn(key, s3)  # from the Secret, as environment overrides
+        self.assertNotIn("filesystem", cfg["storage"])
+        self.assertIs(cfg["storage"]["delete"]["enabled"], True)
+        # Only storage differs from the base config.
+        self.assertEqual({k: v for k, v in cfg.items() if k != "storage"},
+                         {k: v for k, v in base.items() if k != "storage"})
+
+    def test_deployment_patch(self):
+        dep = self.patch("deployment-patch.yaml")
+        self.assertEqual(dep["spec"]["replicas"], 2)
+        self.assertEqual(dep["spec"]["strategy"]["type"], "RollingUpdate")
+        env = env_of(dep["spec"]["template"]["spec"]["containers"][0])
+        for var in ("REGISTRY_STORAGE_S3_ACCESSKEY", "REGISTRY_STORAGE_S3_SECRETKEY",
+                    "REGISTRY_HTTP_SECRET"):
+            self.assertEqual(env[var]["valueFrom"]["secretKeyRef"]["name"], "thaw-registry-s3")
+        # No Secret with keys in the repository.
+        for f in os.listdir(self.D):
+            for o in load_all(os.path.join(self.D, f)) if f.endswith(".yaml") else []:
+                self.assertNotEqual(o.get("kind"), "Secret", f)
+
+    def test_overlay_renders(self):
+        objs = overlay("registry/s3")
+        if objs is None:
+            self.skipTest("kubectl not installed")
+        self.assertFalse([o for o in objs if o["kind"] == "PersistentVolumeClaim"])
+        dep = find(objs, "Deployment", "thaw-registry")
+        self.assertEqual(dep["spec"]["replicas"], 2)
+        pod = dep["spec"]["template"]["spec"]
+        for v in pod["volumes"]:
+            self.assertNotIn("persistentVolumeClaim", v)
+        self.assertIn("s3", config_of(objs, "thaw-registry")["storage"])
+        pdb = find(objs, "PodDisruptionBudget", "thaw-registry")
+        self.assertEqual(pdb["spec"]["selector"]["matchLabels"],
+                         dep["spec"]["selector"]["matchLabels"])
+        self.assertEqual(pod["containers"][0]["command"][-1], "/etc/thaw/registry/config.yml")
+
+
+class NodeLocal(unittest.TestCase, Hardened):
+    @classmethod
+    def setUpClass(cls):
+        cls.objs = resolve(MANIFESTS)
+        cls.ds = find(cls.objs, "DaemonSet", "thaw-node-local")
+        cls.pod = cls.ds["spec"]["template"]["spec"]
+        cls.ctr = cls.pod["containers"][0]
+        cls.cfg = config_of(cls.objs, "thaw-node-local")
+        cls.svc = find(cls.objs, "Service", "thaw-registry")
+
+    def test_host_network_everywhere(self):
+        self.assertIs(self.pod["hostNetwork"], True)
+        self.assertEqual(self.pod["dnsPolicy"], "ClusterFirstWithHostNet")
+        self.assertIn({"operator": "Exists"}, self.pod["tolerations"])
+        self.assertEqual(self.pod["priorityClassName"], "system-node-critical")
+        self.assertNotIn("nodeSelector", self.pod)
+        self.assertNotIn("affinity", self.pod)
+
+    def test_loopback_7439_matches_cache_host(self):
+        self.assertEqual(self.cfg["http"]["addr"], "127.0.0.1:7439")
+        for dep in ("thaw-webhook", "thaw-controller"):
+            ctr = find(self.objs, "Deployment", dep)["spec"]["template"]["spec"]["containers"][0]
+            args = dict(a[2:].split("=", 1) for a in ctr["args"])
+            self.assertEqual(args["cache-host"], "localhost:7439", dep)
+        # No containerPort/hostPort: nothing listens on the node's addresses.
+        for c in self.pod["containers"] + self.pod.get("initContainers", []):
+            self.assertNotIn("ports", c)
+
+    def test_proxy_of_the_registry_service(self):
+        port = [p["port"] for p in self.svc["spec"]["ports"] if p["name"] == "http"][0]
+        name = self.svc["metadata"]["name"]
+        self.assertEqual(self.cfg["proxy"]["remoteurl"],
+                         "http://%s.%s.svc:%d" % (name, NS, port))
+        self.assertIn("ttl", self.cfg["proxy"])
+        self.assertNotIn("auth", self.cfg)
+        for c in [self.ctr] + self.pod["initContainers"]:
+            env = env_of(c)
+            self.assertEqual(env["REGISTRY_PROXY_REMOTEURL"]["value"],
+                             "http://%s.$(POD_NAMESPACE).svc:%d" % (name, port), c["name"])
+            self.assertEqual(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
+                             "metadata.namespace")
+        # POD_NAMESPACE is defined before the variable that refers to it.
+        names = [e["name"] for e in self.ctr["env"]]
+        self.assertLess(names.index("POD_NAMESPACE"), names.index("REGISTRY_PROXY_REMOTEURL"))
+        # Same registry image as the cache.
+        cache = find(self.objs, "Deployment", "thaw-registry")
+        self.assertEqual(self.ctr["image"],
+                         cache["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    def test_probes(self):
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            get = self.ctr[probe]["httpGet"]
+            self.assertEqual((get["host"], get["port"], get["path"]), ("127.0.0.1", 7439, "/v2/"))
+
+    def test_storage_security_resources(self):
+        mounts = self.mounts(self.pod, self.ctr)
+        self.assertIn("emptyDir", mounts[self.cfg["storage"]["filesystem"]["rootdirectory"]])
+        self.assertIn("emptyDir", mounts["/tmp"])
+        self.assertEqual(mounts["/etc/thaw/registry"]["configMap"]["name"], "thaw-node-local")
+        self.assertEqual(self.ctr["command"][-1], "/etc/thaw/registry/config.yml")
+        self.assert_hardened(self.pod, self.ctr)
+        self.assert_resources(self.ctr)
+        self.assertIs(self.pod["automountServiceAccountToken"], False)
+        for c in self.pod["initContainers"]:
+            self.assertTrue(c["securityContext"]["readOnlyRootFilesystem"])
+            self.assertIn("memory", c["resources"]["limits"])
+
+
+CONTROLLER_RULES = sorted([
+    (("thaw.dev",), ("cachedimages",),
+     tuple(sorted(["get", "list", "watch", "create", "update", "patch", "delete"])), ()),
+    (("thaw.dev",), ("cachedimages/status",), ("patch", "update"), ()),
+    (("",), ("namespaces", "pods", "podtemplates"), ("get", "list", "watch"), ()),
+    (("",), ("events",), ("create", "patch"), ()),
+])
+
+
+class Controller(unittest.TestCase, Hardened):
+    @classmethod
+    def setUpClass(cls):
+        cls.objs = resolve(MANIFESTS)
+        cls.dep = find(cls.objs, "Deployment", "thaw-controller")
+        cls.pod = cls.dep["spec"]["template"]["spec"]
+        cls.ctr = cls.pod["containers"][0]
+        cls.sa = {"kind": "ServiceAccount", "name": "thaw-controller", "namespace": NS}
+
+    def test_cluster_role(self):
+        self.assertEqual(rules_of(find(self.objs, "ClusterRole", "thaw-controller")),
+                         CONTROLLER_RULES)
+        binding = find(self.objs, "ClusterRoleBinding", "thaw-controller")
+        self.assertEqual(binding["roleRef"]["name"], "thaw-controller")
+        self.assertEqual(binding["subjects"], [self.sa])
+        find(self.objs, "ServiceAccount", "thaw-controller")
+
+    def test_lease_role_in_own_namespace_only(self):
+        role = find(self.objs, "Role", "thaw-controller-leader-election")
+        self.assertEqual(role["metadata"]["namespace"], NS)
+        self.assertEqual(rules_of(role), [
+            (("coordination.k8s.io",), ("leases",), ("create",), ()),
+            (("coordination.k8s.io",), ("leases",), ("get", "update"), ("thaw-controller",))])
+        binding = find(self.objs, "RoleBinding", "thaw-controller-leader-election")
+        self.assertEqual(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io",
+                                              "kind": "Role",
+                                              "name": "thaw-controller-leader-election"})
+        self.assertEqual(binding["subjects"], [self.sa])
+        for o in self.objs:
+            if o["kind"] == "ClusterRole":
+                for r in o["rules"]:
+                    self.assertNotIn("leases", r["resources"], o["metadata"]["name"])
+
+    def test_no_secrets_in_the_base(self):
+        for o in self.objs:
+            if o["kind"] in ("Role", "ClusterRole"):
+                for r in o["rules"]:
+                    self.assertNotIn("secrets", r["resources"], o["metadata"]["name"])
+                    self.assertNotIn("*", r["resources"] + r["verbs"] + r.get("apiGroups", []))
+        self.assertFalse([a for a in self.ctr["args"] if a.startswith("--allow-private")])
+
+    def args(self):
+        return dict(a[2:].split("=", 1) for a in self.ctr["args"])
+
+    def test_args(self):
+        args = self.args()
+        self.assertEqual(len(args), len(self.ctr["args"]))  # no flag given twice
+        self.assertEqual(args["registry-url"], "http://thaw-registry.$(POD_NAMESPACE).svc:5000")
+        self.assertEqual(args["cache-host"], "localhost:7439")
+        self.assertEqual(args["namespace"], "$(POD_NAMESPACE)")
+        self.assertEqual(args["metrics-bind-address"], ":8081")
+        self.assertEqual(args["refresh-interval"], "1h")
+        self.assertEqual(args["expire-after"], "720h")
+        self.assertEqual(args["leader-elect"], "true")
+        self.assertEqual(args["prewarm-namespaces"], "oscar-svc")
+        self.assertGreater(int(args["concurrency"]), 0)
+        self.assertGreater(int(args["blob-concurrency"]), 0)
+        env = env_of(self.ctr)
+        self.assertEqual(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
+                         "metadata.namespace")
+        self.assertEqual(self.ctr["image"], "thaw/thaw-controller:0.1.0")
+        self.assertEqual(self.pod["serviceAccountName"], "thaw-controller")
+
+    def test_args_are_design_flags(self):
+        flags = design_flags()
+        if flags is None:
+            self.skipTest("DESIGN.md not found at %s (set THAW_DESIGN)" % DESIGN)
+        for a in self.ctr["args"]:
+            self.assertIn(a.split("=", 1)[0], flags)
+
+    def test_replicas_spread_and_budget(self):
+        self.assertEqual(self.dep["spec"]["replicas"], 2)
+        sel = self.dep["spec"]["selector"]["matchLabels"]
+        labels = self.dep["spec"]["template"]["metadata"]["labels"]
+        self.assertTrue(sel.items() <= labels.items())
+        terms = self.pod["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"]
+        self.assertTrue(any(t["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+                            and t["podAffinityTerm"]["labelSelector"]["matchLabels"] == sel
+                            for t in terms))
+        pdb = find(self.objs, "PodDisruptionBudget", "thaw-controller")
+        self.assertEqual(pdb["spec"]["minAvailable"], 1)
+        self.assertEqual(pdb["spec"]["selector"]["matchLabels"], sel)
+        # Selectors of the other parts never pick controller pods.
+        for kind, name in (("Deployment", "thaw-webhook"), ("Deployment", "thaw-registry"),
+                           ("DaemonSet", "thaw-node-local")):
+            other = find(self.objs, kind, name)["spec"]["selector"]["matchLabels"]
+            self.assertFalse(other.items() <= labels.items(), name)
+
+    def test_probes_and_metrics(self):
+        ports = {p["name"]: p["containerPort"] for p in self.ctr["ports"]}
+        self.assertEqual(ports, {"metrics": 8081})
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"),
+                            ("startupProbe", "/healthz")):
+            get = self.ctr[probe]["httpGet"]
+            self.assertEqual(get["path"], path, probe)
+            self.assertIn(get["port"], ("metrics", 8081), probe)
+        svc = find(self.objs, "Service", "thaw-controller-metrics")
+        self.assertEqual(svc["spec"]["ports"][0]["port"], 8081)
+
+    def test_security_and_resources(self):
+        self.assert_hardened(self.pod, self.ctr)
+        self.assert_resources(self.ctr)
+        self.assertFalse(self.pod.get("hostNetwork"))
+
+
+class ControllerPrivate(unittest.TestCase):
+    D = os.path.join(MANIFESTS, "controller", "private")
+
+    def test_component_adds_exactly_secrets_get(self):
+        objs = resolve(self.D)
+        roles = [o for o in objs if o["kind"] in ("Role", "ClusterRole")]
+        self.assertEqual(len(roles), 1)
+        self.assertEqual(rules_of(roles[0]), [(("",), ("secrets",), ("get",), ())])
+        binding = find(objs, "ClusterRoleBinding", roles[0]["metadata"]["name"])
+        self.assertEqual(binding["roleRef"]["name"], roles[0]["metadata"]["name"])
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount",
+                                                "name": "thaw-controller", "namespace": NS}])
+        k = load_all(kustomization_file(self.D))[0]
+        self.assertEqual(k["kind"], "Component")
+        ops = [op for p in k["patches"] for op in yaml.safe_load(p["patch"])]
+        self.assertEqual(ops, [{"op": "add", "path": "/spec/template/spec/containers/0/args/-",
+                                "value": "--allow-private=true"}])
+
+    def test_overlay_renders(self):
+        objs = overlay("controller/private")
+        if objs is None:
+            self.skipTest("kubectl not installed")
+        args = find(objs, "Deployment", "thaw-controller")["spec"]["template"]["spec"][
+            "containers"][0]["args"]
+        self.assertEqual(args.count("--allow-private=true"), 1)
+        self.assertIn("--leader-elect=true", args)  # the rest is kept
+        flags = design_flags()
+        if flags is not None:
+            self.assertIn("--allow-private", flags)
+        secrets = [r for o in objs if o["kind"] in ("Role", "ClusterRole")
+                   for r in o["rules"] if "secrets" in r["resources"]]
+        self.assertEqual(secrets, [{"apiGroups": [""], "resources": ["secrets"],
+                                    "verbs": ["get"]}])
+
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, headers=None):
+    """(status, headers, body); HTTP errors are answers, not exceptions."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def sha256(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+class ProxyChain(unittest.TestCase):
+    """The node-local config in front of the cache config, both run by real
+    docker-registry processes on loopback: what the controller pushes to the
+    cache under docker.io/library/x is what containerd gets from
+    localhost:7439/docker.io/library/x."""
+
+    REPO = "docker.io/library/x"
+
+    def setUp(self):
+        self.exe = shutil.which("docker-registry")
+        if not self.exe:
+            self.skipTest("docker-registry not installed (test/deps.sh)")
+        self.tmp = tempfile.TemporaryDirectory()
+        self.procs = []
+        objs = resolve(MANIFESTS)
+        cache, proxy = config_of(objs, "thaw-registry"), config_of(objs, "thaw-node-local")
+        # The manifests' configs, with only addresses and paths replaced.
+        self.cache_url = self.start("cache", cache, {
+            "remove": ("debug",), "root": "cache"})
+        self.proxy_url = self.start("proxy", proxy, {
+            "remoteurl": self.cache_url, "root": "proxy"})
+
+    def tearDown(self):
+        for p, log in reversed(self.procs):
+            p.terminate()  # by PID, never by name
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            log.close()
+        self.tmp.cleanup()
+
+    def start(self, name, cfg, change):
+        cfg = copy.deepcopy(cfg)
+        port = free_port()
+        cfg["http"]["addr"] = "127.0.0.1:%d" % port
+        for key in change.get("remove", ()):
+            cfg["http"].pop(key, None)
+        cfg["storage"]["filesystem"]["rootdirectory"] = os.path.join(self.tmp.name, change["root"])
+        if "remoteurl" in change:
+            cfg["proxy"]["remoteurl"] = change["remoteurl"]
+        path = os.path.join(self.tmp.name, name + ".yml")
+        with open(path, "w") as f:
+            yaml.safe_dump(cfg, f)
+        log = open(os.path.join(self.tmp.name, name + ".log"), "w+")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        p = subprocess.Popen([self.exe, "serve", path], stdout=log, stderr=subprocess.STDOUT,
+                             env=env)
+        self.procs.append((p, log))
+        url = "http://127.0.0.1:%d" % port
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                break
+            try:
+                if http("GET", url + "/v2/")[0] == 200:
+                    return url
+            except OSError:
+                pass
+            time.sleep(0.1)
+        log.seek(0)
+        self.fail("%s registry did not come up (rc %s): %s" % (name, p.poll(), log.read()[-2000:]))
+
+    def push_blob(self, base, data):
+        digest = sha256(data)
+        status, hdrs, body = http("POST", "%s/v2/%s/blobs/uploads/" % (base, self.REPO))
+        self.assertEqual(status, 202, body)
+        loc = urllib.parse.urljoin(base + "/", hdrs["Location"])
+        loc += ("&" if "?" in loc else "?") + "digest=" + urllib.parse.quote(digest)
+        status, _, body = http("PUT", loc, data, {"Content-Type": "application/octet-stream"})
+        self.assertEqual(status, 201, body)
+        return digest
+
+    def image(self):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            payload = b"thaw\n"
+            info = tarfile.TarInfo("hello.txt")
+            info.size, info.mtime = len(payload), 0
+            tar.addfile(info, io.BytesIO(payload))
+        diff = buf.getvalue()
+        layer = gzip.compress(diff, mtime=0)
+        config = json.dumps({"architecture": "amd64", "os": "linux",
+                             "rootfs": {"type": "layers", "diff_ids": [sha256(diff)]},
+                             "config": {}}, sort_keys=True).encode()
+        return config, layer
+
+    def test_pushed_to_cache_pulled_through_node_local(self):
+        config, layer = self.image()
+        cd = self.push_blob(self.cache_url, config)
+        ld = self.push_blob(self.cache_url, layer)
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": cd, "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": ld, "size": len(layer)}]}).encode()
+        status, hdrs, body = http("PUT", "%s/v2/%s/manifests/1.0" % (self.cache_url, self.REPO),
+                                  manifest, {"Content-Type": OCI_MANIFEST})
+        self.assertEqual(status, 201, body)
+        md = sha256(manifest)
+        self.assertEqual(hdrs["Docker-Content-Digest"], md)
+
+        # As containerd resolves localhost:7439/docker.io/library/x:1.0.
+        accept = {"Accept": OCI_MANIFEST}
+        for ref in ("1.0", md):
+            status, hdrs, body = http("GET", "%s/v2/%s/manifests/%s" % (
+                self.proxy_url, self.REPO, ref), headers=accept)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body, manifest)  # byte for byte: digests hold
+            self.assertEqual(hdrs["Docker-Content-Digest"], md)
+            self.assertEqual(hdrs["Content-Type"], OCI_MANIFEST)
+        for digest, data in ((cd, config), (ld, layer)):
+            status, _, body = http("GET", "%s/v2/%s/blobs/%s" % (self.proxy_url, self.REPO,
+                                                                 digest))
+            self.assertEqual(status, 200)
+            self.assertEqual(sha256(body), digest)
+        self.assertEqual(http("GET", "%s/v2/%s/manifests/nope" % (self.proxy_url, self.REPO),
+                              headers=accept)[0], 404)
+
+        # The node-local endpoint is read-only: proxy mode refuses pushes.
+        status = http("POST", "%s/v2/%s/blobs/uploads/" % (self.proxy_url, self.REPO))[0]
+        self.assertGreaterEqual(status, 400)
+        # The cache lets the controller delete an expired manifest.
+        status, _, body = http("DELETE", "%s/v2/%s/manifests/%s" % (self.cache_url, self.REPO, md))
+        self.assertEqual(status, 202, body)
+        self.assertEqual(http("GET", "%s/v2/%s/manifests/%s" % (
+            self.cache_url, self.REPO, md), headers=accept)[0], 404)
 
 
 if __name__ == "__main__":
