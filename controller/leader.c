@@ -37,6 +37,7 @@ struct thaw_leader {
   char observed[512];   /* the record as last seen, to detect changes */
   cJSON *lease;         /* the Lease as we last wrote it, for release */
   thaw_metric_child_t *gauge;
+  uint32_t rng; /* jitter; seeded per elector so replicas do not agree */
 };
 
 static void on_result(const thaw_kube_result_t *res, void *data);
@@ -153,8 +154,12 @@ static void schedule(thaw_leader_t *l, int now) {
   if (l->closing || l->released)
     return;
   uint64_t d = l->t.retry_ms;
-  if (!l->leader)
-    d += (uint64_t)rand() % (d / 5 + 1);
+  if (!l->leader) {
+    l->rng ^= l->rng << 13; /* xorshift32 */
+    l->rng ^= l->rng >> 17;
+    l->rng ^= l->rng << 5;
+    d += l->rng % (d / 5 + 1);
+  }
   uv_timer_start(&l->tick, on_tick, now ? 0 : d, 0);
 }
 
@@ -339,6 +344,8 @@ int thaw_leader_new(uv_loop_t *loop, thaw_kube_t *kube,
   uv_timer_init(loop, &l->deadline);
   l->tick.data = l->deadline.data = l;
   l->nopen = 2;
+  if (uv_random(NULL, NULL, &l->rng, sizeof l->rng, 0, NULL) != 0 || !l->rng)
+    l->rng = (uint32_t)uv_hrtime() | 1u;
   *out = l;
   return 0;
 }
