@@ -12,7 +12,7 @@
 #include "error.h"
 #include "log.h"
 
-enum { REQ_GET, REQ_CREATE, REQ_UPDATE, REQ_RELEASE };
+enum { REQ_GET, REQ_CREATE, REQ_UPDATE, REQ_RELEASE, REQ_RELEASE_GET };
 
 /* One request; l is NULL once abandoned, so a late answer only frees it. */
 typedef struct {
@@ -31,7 +31,7 @@ struct thaw_leader {
   void *data, *released_data;
   uv_timer_t tick, deadline;
   req_t *inflight;
-  int started, leader, released, closing, nopen;
+  int started, leader, released, closing, nopen, release_tries;
   uint64_t renewed;     /* uv_now when our last successful write was sent */
   uint64_t observed_at; /* uv_now when the record last changed */
   char observed[512];   /* the record as last seen, to detect changes */
@@ -135,7 +135,7 @@ static int lease_send(thaw_leader_t *l, int kind, const cJSON *obj) {
     rc = thaw_kube_create(l->kube, &thaw_kube_leases, &o, obj, on_result, q);
   } else {
     o.name = l->name;
-    rc = kind == REQ_GET
+    rc = kind == REQ_GET || kind == REQ_RELEASE_GET
              ? thaw_kube_get(l->kube, &thaw_kube_leases, &o, on_result, q)
              : thaw_kube_update(l->kube, &thaw_kube_leases, &o, obj, on_result, q);
   }
@@ -249,6 +249,37 @@ static void lease_create(thaw_leader_t *l) {
   cJSON_Delete(obj);
 }
 
+/* Writes "no holder" over the Lease if it still names us (ReleaseOnCancel). */
+static int send_release(thaw_leader_t *l, cJSON *lease) {
+  const cJSON *spec = cJSON_GetObjectItemCaseSensitive(lease, "spec");
+  if (strcmp(spec_str(spec, "holderIdentity"), l->id) != 0)
+    return THAW_ENOENT;
+  char now[40];
+  micro_now(now);
+  int rc = set_record(lease, "", 1, now, now, spec_num(spec, "leaseTransitions"));
+  return rc ? rc : lease_send(l, REQ_RELEASE, lease);
+}
+
+/* A renewal abandoned by release may have landed first, so a 409 is
+ * retried (a few times) from a fresh GET. */
+static void released_answer(thaw_leader_t *l, int kind,
+                            const thaw_kube_result_t *res) {
+  int again = 0;
+  thaw_debug("leader: release answer", "kind", kind == REQ_RELEASE ? "put" : "get",
+             "error", thaw_err_name(res->err), "message", res->message);
+  if (kind == REQ_RELEASE && res->err == THAW_ECONFLICT && l->release_tries++ < 3)
+    again = lease_send(l, REQ_RELEASE_GET, NULL) == 0;
+  else if (kind == REQ_RELEASE_GET && !res->err && res->body) {
+    cJSON_Delete(l->lease);
+    l->lease = thaw_kube_result_take_body(res);
+    again = l->lease && send_release(l, l->lease) == 0;
+  }
+  else if (res->err)
+    thaw_warn("leader: release failed", "lease", l->name, "error", res->message);
+  if (!again && l->on_released)
+    l->on_released(l, l->released_data);
+}
+
 static void on_result(const thaw_kube_result_t *res, void *data) {
   req_t *q = data;
   thaw_leader_t *l = q->l;
@@ -258,11 +289,8 @@ static void on_result(const thaw_kube_result_t *res, void *data) {
   if (!l)
     return;
   l->inflight = NULL;
-  if (kind == REQ_RELEASE) {
-    if (res->err)
-      thaw_warn("leader: release failed", "lease", l->name, "error", res->message);
-    if (l->on_released)
-      l->on_released(l, l->released_data);
+  if (kind == REQ_RELEASE || kind == REQ_RELEASE_GET) {
+    released_answer(l, kind, res);
     return;
   }
   if (res->err) {
@@ -377,15 +405,7 @@ void thaw_leader_release(thaw_leader_t *l, thaw_leader_cb done, void *data) {
   uv_timer_stop(&l->tick);
   uv_timer_stop(&l->deadline);
   abandon(l);
-  int sent = 0;
-  if (l->leader && l->lease) {
-    char now[40];
-    micro_now(now);
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(l->lease, "spec");
-    long trans = spec_num(spec, "leaseTransitions");
-    sent = !set_record(l->lease, "", 1, now, now, trans) &&
-           lease_send(l, REQ_RELEASE, l->lease) == 0;
-  }
+  int sent = l->leader && l->lease && send_release(l, l->lease) == 0;
   if (!sent)
     uv_timer_start(&l->tick, on_nothing_released, 0, 0);
   set_leading(l, 0, "released");

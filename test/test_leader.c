@@ -179,9 +179,15 @@ static void test_release(void) {
   CHECK(thaw_leader_start(c.l) == 0);
   run_idle(3 * RETRY_MS);
   CHECK(is_leader(&b) && !is_leader(&c));
+  /* 409s on PUT, as when a renewal abandoned by release lands first: the
+   * release retries from a fresh GET. */
+  CHECK(control("POST", "fail",
+                "{\"count\":2,\"code\":409,\"methods\":[\"PUT\"],"
+                "\"pathPrefix\":\"/apis/coordination.k8s.io\"}") == 200);
   thaw_leader_release(b.l, on_released, &b);
   CHECK(!is_leader(&b) && b.stops == 1);
   wait_flag(&b.released, 3000);
+  CHECK(control("POST", "fail", "{\"count\":0}") == 200);
   uint64_t took = wait_leader(&c, 3000);
   fprintf(stderr, "takeover after release: %llu ms\n", (unsigned long long)took);
   CHECK(took <= 3 * RETRY_MS + 300);
