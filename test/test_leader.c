@@ -8,9 +8,9 @@
 #include "metrics.h"
 
 #define NS "default"
-#define LEASE_MS 2000
-#define RENEW_MS 1000
-#define RETRY_MS 200
+#define LEASE_MS 4000
+#define RENEW_MS 2000
+#define RETRY_MS 400
 #define MAXC 8
 
 typedef struct {
@@ -141,7 +141,7 @@ static void test_acquire_follow_kill(void) {
   wait_leader(&a, 3000);
   cJSON *lease = get_lease("lead-1");
   CHECK(strcmp(spec_s(lease, "holderIdentity"), "cand-a") == 0);
-  CHECK(spec_n(lease, "leaseDurationSeconds") == 2);
+  CHECK(spec_n(lease, "leaseDurationSeconds") == LEASE_MS / 1000);
   CHECK(spec_n(lease, "leaseTransitions") == 0);
   CHECK(strlen(spec_s(lease, "renewTime")) == 27); /* ...:SS.uuuuuuZ */
   cJSON_Delete(lease);
