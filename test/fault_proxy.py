@@ -42,6 +42,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import registry  # noqa: E402
 HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
        "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"}
 CHUNK = 64 << 10
@@ -266,7 +268,7 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-class FaultProxy:
+class FaultProxy(registry.ChildServer):
     """fault_proxy.py as a child process in front of `upstream`; stop by PID.
 
         fp = FaultProxy(reg.url); fp.host   # "127.0.0.1:PORT" for skopeo
@@ -276,9 +278,6 @@ class FaultProxy:
 
     def __init__(self, upstream):
         import tempfile
-        sys.path.insert(0, HERE)
-        import registry
-        self._reg = registry
         self.dir = tempfile.mkdtemp(prefix="thaw-fault-proxy.")
         ready = os.path.join(self.dir, "ready")
         self.proc = None
@@ -316,17 +315,6 @@ class FaultProxy:
         """Requests seen on paths matching regex."""
         return sum(n for p, n in self.stats()["paths"].items() if re.search(regex, p))
 
-    def close(self):
-        import shutil
-        self._reg.stop_proc(self.proc)
-        self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def main():

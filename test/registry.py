@@ -91,6 +91,26 @@ def stop_proc(proc, grace=5):
             proc.wait()
 
 
+class ChildServer:
+    """A test server run as a child process with a temp dir: close() stops it
+    by PID and removes the dir; usable as a context manager."""
+
+    proc = None
+    dir = None
+
+    def close(self):
+        stop_proc(self.proc)
+        self.proc = None
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def auth_config(dirname, htpasswd=None, token=None):
     """The auth: section of a registry config (empty string for none)."""
     if htpasswd:

@@ -43,6 +43,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import registry  # noqa: E402
 
 
 def b64url(data):
@@ -168,7 +170,7 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
-class TokenServer:
+class TokenServer(registry.ChildServer):
     """Runs token_server.py as a child process on a free port; stop by PID.
 
         ts = TokenServer(users={"alice": "pw"}, acl=[...])
@@ -179,9 +181,6 @@ class TokenServer:
     def __init__(self, users=None, acl=None, issuer="thaw-test-issuer",
                  service="thaw-test-registry", expires_in=300):
         import tempfile
-        sys.path.insert(0, HERE)
-        import registry
-        self._reg = registry
         self.dir = tempfile.mkdtemp(prefix="thaw-token.")
         self.issuer, self.service = issuer, service
         self.proc = None
@@ -215,17 +214,6 @@ class TokenServer:
         with urllib.request.urlopen(self.url + "/_stats", timeout=5) as r:
             return json.load(r)
 
-    def close(self):
-        import shutil
-        self._reg.stop_proc(self.proc)
-        self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def main():
