@@ -1,0 +1,53 @@
+/* config.h - thaw-controller's settings: the flags of DESIGN.md ("Flags",
+ * "Defaults") parsed and validated, and the Go-style durations and byte
+ * sizes they take. */
+#ifndef THAW_CONTROLLER_CONFIG_H
+#define THAW_CONTROLLER_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define THAW_CONFIG_LIST_MAX 64 /* entries of a comma-separated flag */
+
+typedef struct {
+  const char *kubeconfig;       /* NULL: $KUBECONFIG, else in-cluster */
+  char namespace_[64];          /* --namespace, else the service account's,
+                                   else "thaw-system" */
+  const char *registry_url;     /* required: "http[s]://host[:port]" */
+  char registry_host[256];      /* host[:port] of registry_url */
+  int registry_insecure;        /* registry_url is http:// */
+  const char *cache_host;       /* "localhost:7439" */
+  /* NULL-ended lists, pointing into the parsed flag copies. */
+  const char *insecure_registries[THAW_CONFIG_LIST_MAX + 1];
+  const char *platforms[THAW_CONFIG_LIST_MAX + 1]; /* "os/arch[/variant]" */
+  const char *prewarm_namespaces[THAW_CONFIG_LIST_MAX + 1];
+  const char *metrics_bind_address; /* ":8081" */
+  unsigned concurrency;         /* images warmed at once; default 4 */
+  unsigned blob_concurrency;    /* blobs per image; default 4 */
+  uint64_t refresh_interval_ms; /* default 1h */
+  uint64_t expire_after_ms;     /* default 720h */
+  uint64_t max_cache_bytes;     /* 0 = unbounded */
+  int allow_private;            /* default 0 */
+  int leader_elect;             /* default 1 */
+  const char *ca_file;          /* --upstream-ca-file: extra trust anchors */
+  const char *log_level;        /* NULL: info or $THAW_LOG_LEVEL */
+  char *owned[8];               /* copies the lists point into */
+} thaw_config_t;
+
+/* Parses argv into *c (defaults first). Returns 0; 1 when --help was given
+ * (usage printed to stdout); 2 on a bad flag or value, with exactly one line
+ * "thaw-controller: ..." on stderr. */
+int thaw_config_parse(thaw_config_t *c, int argc, char **argv);
+void thaw_config_free(thaw_config_t *c);
+void thaw_config_usage(FILE *f);
+
+/* Go time.ParseDuration subset: a sequence of <number><unit> with units
+ * ns us ms s m h ("1h30m", "168h", "0.5s"); "0" alone is zero. Returns 0 and
+ * sets *ms (rounded down to milliseconds), or THAW_EINVAL (also on
+ * overflow or a negative value). */
+int thaw_parse_duration(const char *s, uint64_t *ms);
+/* A byte size: plain bytes, or with a suffix k/M/G/T (1000s), Ki/Mi/Gi/Ti
+ * (1024s), as Kubernetes quantities. Returns 0 or THAW_EINVAL. */
+int thaw_parse_bytes(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,73 @@
+/* sources.h - where CachedImages come from besides the webhook, and what
+ * the reconciler needs to know about namespaces and pods:
+ *
+ * - Pod sweep (DESIGN.md "Pod sweep"): every image of every pod (containers,
+ *   initContainers, ephemeralContainers; a rewritten image counts as its
+ *   original) that has no CachedImage gets one, with the webhook's opt-outs:
+ *   pod or namespace labelled thaw.dev/caching=disabled, the system's own
+ *   namespace, kube-system, mirror pods.
+ * - Pre-warm: the images of PodTemplates in namespaces labelled
+ *   thaw.dev/prewarm=true or listed in --prewarm-namespaces get one too, as
+ *   soon as the template appears (OSCAR keeps each service as a PodTemplate
+ *   in oscar-svc). A namespace that gains the label is swept then.
+ * - Pull secrets: for each image, the {namespace, name} imagePullSecrets of
+ *   the pods and PodTemplates that use it (learned from every pod, filtered
+ *   at lookup time), so a private image can be warmed with them.
+ *
+ * A CachedImage is created as the webhook creates it (record.c): name from
+ * thaw_cachedimage_name(), spec.image the normalised reference, label
+ * app.kubernetes.io/managed-by=thaw; 409 AlreadyExists counts as done; other
+ * failures are retried with backoff. Creations happen only while active
+ * (leader, and the CachedImage informer has synced): on activation every
+ * stored pod and template is swept once, then each add/update. */
+#ifndef THAW_SOURCES_H
+#define THAW_SOURCES_H
+
+#include <uv.h>
+
+#include "informer.h"
+#include "kube.h"
+#include "metrics.h"
+
+typedef struct thaw_sources thaw_sources_t;
+
+/* 1 when a CachedImage for this normalised reference exists (asked before
+ * every create; the controller answers from its CachedImage informer). */
+typedef int (*thaw_sources_exists_cb)(const char *normalized, void *data);
+
+typedef struct {
+  const char *system_namespace;
+  const char *cache_host;                 /* rewritten images count as their
+                                             originals */
+  const char *const *prewarm_namespaces;  /* NULL-ended; may be NULL */
+  thaw_sources_exists_cb exists;          /* required */
+  void *exists_data;
+  /* Optional: registers thaw_sweep_created_total{source} (pod, podtemplate)
+   * and counts creations there. */
+  thaw_metrics_t *metrics;
+} thaw_sources_opts_t;
+
+int thaw_sources_new(uv_loop_t *loop, thaw_kube_t *kube,
+                     const thaw_sources_opts_t *o, thaw_sources_t **out);
+/* Starts the Namespace, Pod and PodTemplate informers. */
+int thaw_sources_start(thaw_sources_t *s);
+/* 1 once all three informers have synced. */
+int thaw_sources_synced(const thaw_sources_t *s);
+/* Turns creation on (sweeping everything once) or off. */
+void thaw_sources_set_active(thaw_sources_t *s, int active);
+/* 1 when namespace `ns` is known and has label key=value. */
+int thaw_sources_ns_has_label(const thaw_sources_t *s, const char *ns,
+                              const char *key, const char *value);
+/* Calls cb for each known {namespace, name} pull secret of pods and
+ * PodTemplates that use `normalized` and whose namespace is labelled
+ * thaw.dev/cache-private=true, each pair once. */
+typedef void (*thaw_sources_secret_cb)(const char *ns, const char *name,
+                                       void *data);
+void thaw_sources_pull_secrets(const thaw_sources_t *s, const char *normalized,
+                               thaw_sources_secret_cb cb, void *data);
+/* The Pod informer (records are thaw_podinfo_t), for use tracking. */
+const thaw_informer_t *thaw_sources_pods(const thaw_sources_t *s);
+/* Stops the informers and frees; run the loop afterwards. NULL is a no-op. */
+void thaw_sources_free(thaw_sources_t *s);
+
+#endif
