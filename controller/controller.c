@@ -1,0 +1,303 @@
+/* controller.c - wires thaw-controller's parts on one loop (controller.h). */
+#include "controller.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "http.h"
+#include "httpd.h"
+#include "kube.h"
+#include "kubeconfig.h"
+#include "leader.h"
+#include "log.h"
+#include "metrics.h"
+#include "reconcile.h"
+#include "registry.h"
+#include "sources.h"
+#include "warm.h"
+
+#ifndef THAW_VERSION
+#define THAW_VERSION "dev"
+#endif
+
+#define ACTIVATE_POLL_MS 200 /* until the CachedImage informer has synced */
+
+struct thaw_controller {
+  uv_loop_t *loop;
+  const thaw_config_t *cfg;
+  thaw_metrics_t *metrics;
+  thaw_metric_t *kube_requests, *upstream_requests;
+  thaw_http_t *http;
+  thaw_kube_t *kube;
+  thaw_registry_t *registry;
+  thaw_warmer_t *warmer;
+  thaw_sources_t *sources;
+  thaw_reconciler_t *rec;
+  thaw_leader_t *leader;
+  thaw_httpd_t *httpd;
+  const char *insecure[THAW_CONFIG_LIST_MAX + 2];
+  uv_timer_t activate;
+  int leading, sources_active, stopping;
+  thaw_controller_stopped_cb stopped_cb;
+  void *stopped_data;
+};
+
+/* --- observers -------------------------------------------------------- */
+
+static void on_kube_request(const char *verb, long status, void *data) {
+  thaw_controller_t *c = data;
+  char code[24];
+  snprintf(code, sizeof code, "%ld", status); /* 0: no HTTP answer */
+  const char *v[] = {verb, code};
+  thaw_metric_inc(c->kube_requests, v);
+}
+
+static void on_registry_request(const char *host, long status, void *data) {
+  thaw_controller_t *c = data;
+  char code[24];
+  snprintf(code, sizeof code, "%ld", status);
+  const char *v[] = {host, code};
+  thaw_metric_inc(c->upstream_requests, v);
+}
+
+static int exists(const char *normalized, void *data) {
+  thaw_controller_t *c = data;
+  return thaw_reconciler_exists(c->rec, normalized);
+}
+
+/* --- leadership -------------------------------------------------------- */
+
+/* The pod sweep creates only once the CachedImage store is complete, so
+ * it never re-creates what exists. */
+static void on_activate_tick(uv_timer_t *t) {
+  thaw_controller_t *c = t->data;
+  if (!c->leading || c->sources_active)
+    return;
+  if (!thaw_reconciler_synced(c->rec))
+    return;
+  uv_timer_stop(t);
+  c->sources_active = 1;
+  thaw_sources_set_active(c->sources, 1);
+}
+
+static void start_leading(thaw_controller_t *c) {
+  c->leading = 1;
+  thaw_info("leading: reconciling CachedImages");
+  thaw_reconciler_set_active(c->rec, 1);
+  uv_timer_start(&c->activate, on_activate_tick, 0, ACTIVATE_POLL_MS);
+}
+
+static void stop_leading(thaw_controller_t *c) {
+  c->leading = 0;
+  uv_timer_stop(&c->activate);
+  if (c->sources_active)
+    thaw_sources_set_active(c->sources, 0);
+  c->sources_active = 0;
+  thaw_reconciler_set_active(c->rec, 0); /* cancels warms in flight */
+}
+
+static void on_started_leading(thaw_leader_t *l, void *data) {
+  (void)l;
+  start_leading(data);
+}
+
+static void on_stopped_leading(thaw_leader_t *l, void *data) {
+  (void)l;
+  thaw_controller_t *c = data;
+  thaw_info("not leading: warms stop");
+  stop_leading(c);
+}
+
+/* --- /metrics, /healthz, /readyz -------------------------------------- */
+
+static void reply_text(thaw_httpd_reply_t *r, int status, const char *text) {
+  r->status = status;
+  r->body = strdup(text);
+  r->len = r->body ? strlen(text) : 0;
+}
+
+static void on_http(const char *path, thaw_httpd_reply_t *reply, void *data) {
+  thaw_controller_t *c = data;
+  if (strcmp(path, "/metrics") == 0) {
+    char *out;
+    size_t len;
+    if (thaw_metrics_render(c->metrics, &out, &len) != 0) {
+      reply_text(reply, 500, "out of memory\n");
+      return;
+    }
+    reply->status = 200;
+    reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    reply->body = out;
+    reply->len = len;
+  } else if (strcmp(path, "/healthz") == 0) {
+    reply_text(reply, 200, "ok\n");
+  } else if (strcmp(path, "/readyz") == 0) {
+    int ok = thaw_reconciler_synced(c->rec) && thaw_sources_synced(c->sources);
+    reply_text(reply, ok ? 200 : 503, ok ? "ok\n" : "informers not synced\n");
+  } else {
+    reply_text(reply, 404, "not found\n");
+  }
+}
+
+/* --- life cycle -------------------------------------------------------- */
+
+static int build(thaw_controller_t *c, char *err, size_t errlen) {
+  const thaw_config_t *cfg = c->cfg;
+  int rc;
+  static const char *const kube_labels[] = {"verb", "code"},
+                           *const reg_labels[] = {"registry", "code"};
+  if ((c->metrics = thaw_metrics_new()) == NULL ||
+      thaw_metrics_register_process(c->metrics, THAW_VERSION) != 0 ||
+      (c->kube_requests = thaw_metrics_counter(
+           c->metrics, "thaw_kube_requests_total",
+           "Kubernetes API requests by verb and HTTP status (0: none).", 2,
+           kube_labels)) == NULL ||
+      (c->upstream_requests = thaw_metrics_counter(
+           c->metrics, "thaw_upstream_requests_total",
+           "Registry requests by host and HTTP status (0: none).", 2,
+           reg_labels)) == NULL)
+    return thaw_errf(err, errlen, THAW_ENOMEM, "out of memory");
+
+  thaw_kube_config_t kc;
+  if ((rc = thaw_kube_config_load(&kc, cfg->kubeconfig, err, errlen)) != 0)
+    return rc;
+  rc = thaw_kube_new(c->loop, &kc, &c->kube);
+  thaw_kube_config_free(&kc);
+  if (rc != 0)
+    return thaw_errf(err, errlen, rc, "kube client: %s", thaw_strerror(rc));
+  thaw_kube_set_observer(c->kube, on_kube_request, c);
+
+  size_t n = 0;
+  for (size_t i = 0; cfg->insecure_registries[i]; i++)
+    c->insecure[n++] = cfg->insecure_registries[i];
+  if (cfg->registry_insecure)
+    c->insecure[n++] = cfg->registry_host;
+  c->insecure[n] = NULL;
+  thaw_registry_opts_t ro = {.insecure = c->insecure,
+                             .ca_file = cfg->ca_file,
+                             .observe = on_registry_request,
+                             .observe_data = c};
+  thaw_warmer_opts_t wo = {.cache_registry = cfg->registry_host,
+                           .platforms = cfg->platforms,
+                           .blob_concurrency = cfg->blob_concurrency};
+  if ((rc = thaw_http_new(c->loop, &c->http)) != 0 ||
+      (rc = thaw_registry_new(c->http, &ro, &c->registry)) != 0 ||
+      (rc = thaw_warmer_new(c->registry, &wo, &c->warmer)) != 0)
+    return thaw_errf(err, errlen, rc, "registry client: %s",
+                     thaw_strerror(rc));
+
+  thaw_sources_opts_t so = {.system_namespace = cfg->namespace_,
+                            .cache_host = cfg->cache_host,
+                            .prewarm_namespaces = cfg->prewarm_namespaces,
+                            .exists = exists,
+                            .exists_data = c,
+                            .metrics = c->metrics};
+  if ((rc = thaw_sources_new(c->loop, c->kube, &so, &c->sources)) != 0)
+    return thaw_errf(err, errlen, rc, "sources: %s", thaw_strerror(rc));
+  thaw_reconciler_opts_t reo = {.cfg = cfg,
+                                .kube = c->kube,
+                                .warmer = c->warmer,
+                                .sources = c->sources,
+                                .metrics = c->metrics};
+  if ((rc = thaw_reconciler_new(c->loop, &reo, &c->rec)) != 0)
+    return thaw_errf(err, errlen, rc, "reconciler: %s", thaw_strerror(rc));
+
+  if (cfg->leader_elect) {
+    thaw_leader_opts_t lo = {.namespace = cfg->namespace_,
+                             .on_started_leading = on_started_leading,
+                             .on_stopped_leading = on_stopped_leading,
+                             .data = c,
+                             .metrics = c->metrics};
+    if ((rc = thaw_leader_new(c->loop, c->kube, &lo, &c->leader)) != 0)
+      return thaw_errf(err, errlen, rc, "leader election: %s",
+                       thaw_strerror(rc));
+  } else {
+    thaw_metric_t *g =
+        thaw_metrics_gauge(c->metrics, "thaw_leader",
+                           "1 while this replica leads (always 1 without "
+                           "--leader-elect).",
+                           0, NULL);
+    thaw_metric_set(g, NULL, 1);
+  }
+  return 0;
+}
+
+int thaw_controller_new(uv_loop_t *loop, const thaw_config_t *cfg,
+                        thaw_controller_t **out, char *err, size_t errlen) {
+  *out = NULL;
+  thaw_controller_t *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return thaw_errf(err, errlen, THAW_ENOMEM, "out of memory");
+  c->loop = loop;
+  c->cfg = cfg;
+  uv_timer_init(loop, &c->activate);
+  c->activate.data = c;
+  int rc = build(c, err, errlen);
+  if (rc != 0) {
+    thaw_controller_free(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
+int thaw_controller_start(thaw_controller_t *c, char *err, size_t errlen) {
+  int rc = thaw_httpd_start(c->loop, c->cfg->metrics_bind_address, on_http,
+                            c, &c->httpd, err, errlen);
+  if (rc != 0)
+    return rc;
+  if ((rc = thaw_reconciler_start(c->rec)) != 0 ||
+      (rc = thaw_sources_start(c->sources)) != 0)
+    return thaw_errf(err, errlen, rc, "informers: %s", thaw_strerror(rc));
+  thaw_info("started", "version", THAW_VERSION, "registry",
+            c->cfg->registry_url, "namespace", c->cfg->namespace_,
+            "metrics", c->cfg->metrics_bind_address);
+  if (c->leader)
+    return thaw_leader_start(c->leader);
+  start_leading(c);
+  return 0;
+}
+
+static void on_released(thaw_leader_t *l, void *data) {
+  (void)l;
+  thaw_controller_t *c = data;
+  if (c->stopped_cb)
+    c->stopped_cb(c->stopped_data);
+}
+
+void thaw_controller_stop(thaw_controller_t *c,
+                          thaw_controller_stopped_cb done, void *data) {
+  if (c->stopping)
+    return;
+  c->stopping = 1;
+  c->stopped_cb = done;
+  c->stopped_data = data;
+  if (c->leader) {
+    thaw_leader_release(c->leader, on_released, c); /* stops leading first */
+    return;
+  }
+  if (c->leading)
+    stop_leading(c);
+  if (done)
+    done(data);
+}
+
+static void on_timer_closed(uv_handle_t *h) { free(h->data); }
+
+void thaw_controller_free(thaw_controller_t *c) {
+  if (c == NULL)
+    return;
+  thaw_httpd_free(c->httpd);
+  thaw_leader_free(c->leader);
+  thaw_sources_free(c->sources);
+  thaw_reconciler_free(c->rec); /* cancels warms; jobs end with the kube */
+  thaw_warmer_free(c->warmer);
+  thaw_registry_free(c->registry);
+  thaw_http_free(c->http);
+  thaw_kube_free(c->kube);
+  thaw_metrics_free(c->metrics);
+  uv_timer_stop(&c->activate);
+  uv_close((uv_handle_t *)&c->activate, on_timer_closed);
+}

@@ -1,0 +1,79 @@
+/* main.c - thaw-controller: flags (config.c), signals and the loop;
+ * controller.c wires the parts. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+#include "controller.h"
+#include "error.h"
+#include "log.h"
+
+typedef struct {
+  uv_loop_t *loop;
+  thaw_controller_t *ctl;
+  uv_signal_t sigterm, sigint;
+  int stopping;
+} app_t;
+
+static void on_stopped(void *data) {
+  app_t *a = data;
+  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  uv_close((uv_handle_t *)&a->sigint, NULL);
+  uv_stop(a->loop);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  app_t *a = h->data;
+  if (a->stopping) {
+    thaw_warn("second signal: exiting now", "signal", strsignal(signum));
+    exit(1);
+  }
+  a->stopping = 1;
+  thaw_info("signal: stopping", "signal", strsignal(signum));
+  thaw_controller_stop(a->ctl, on_stopped, a);
+}
+
+int main(int argc, char **argv) {
+  thaw_config_t cfg;
+  int rc = thaw_config_parse(&cfg, argc, argv);
+  if (rc != 0) {
+    thaw_config_free(&cfg);
+    return rc == 1 ? 0 : rc;
+  }
+  signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code */
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  app_t a = {.loop = &loop};
+  char err[600];
+  rc = thaw_controller_new(&loop, &cfg, &a.ctl, err, sizeof err);
+  if (rc != 0) {
+    uv_run(&loop, UV_RUN_DEFAULT); /* let half-made parts close */
+    uv_loop_close(&loop);
+    fprintf(stderr, "thaw-controller: %s\n", err);
+    thaw_config_free(&cfg);
+    return rc == THAW_ENOMEM ? 1 : 2;
+  }
+  uv_signal_init(&loop, &a.sigterm);
+  uv_signal_init(&loop, &a.sigint);
+  a.sigterm.data = a.sigint.data = &a;
+  uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&a.sigint, on_signal, SIGINT);
+
+  int status = 0;
+  if (thaw_controller_start(a.ctl, err, sizeof err) != 0) {
+    thaw_error("cannot start", "error", err);
+    status = 1;
+    a.stopping = 1;
+    thaw_controller_stop(a.ctl, on_stopped, &a);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  thaw_controller_free(a.ctl);
+  uv_run(&loop, UV_RUN_DEFAULT); /* close what is left */
+  if (uv_loop_close(&loop) != 0)
+    thaw_warn("loop closed with handles open");
+  thaw_config_free(&cfg);
+  return status;
+}

@@ -1,0 +1,236 @@
+/* reconcile.c - the CachedImage informer, the work queue and leadership
+ * (reconcile.h); one processing of one object is in rjob.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "reconcile_internal.h"
+
+/* --- informer handlers ------------------------------------------------ */
+
+static void enqueue(thaw_reconciler_t *r, const char *key) {
+  if (r->q && thaw_workqueue_add(r->q, key) != 0)
+    thaw_warn("cannot queue", "name", key);
+}
+
+static void on_add(const char *key, const void *rec, void *data) {
+  (void)rec;
+  enqueue(data, key);
+}
+
+/* Our own status writes come back here too: only a new spec, a reset, or a
+ * phase someone else set needs a look now; timers cover the rest. */
+static void on_update(const char *key, const void *old_rec,
+                      const void *new_rec, void *data) {
+  const thaw_cirec_t *a = old_rec, *b = new_rec;
+  if (thaw_cirec_spec_changed(a, b) || b->phase == THAW_CI_NONE ||
+      b->phase == THAW_CI_PENDING || a->phase != b->phase)
+    enqueue(data, key);
+}
+
+static void on_delete(const char *key, const void *rec, void *data) {
+  (void)rec;
+  thaw_reconciler_t *r = data;
+  void *old;
+  thaw_store_remove(r->written, key, &old, NULL);
+  for (job_t *j = r->jobs, *next; j; j = next) {
+    next = j->next;
+    if (strcmp(j->name, key) == 0 && !j->canceled) {
+      thaw_info("deleted while warming: warm canceled", "name", key);
+      thaw_job_cancel(j);
+    }
+  }
+}
+
+/* --- the queue -------------------------------------------------------- */
+
+static void process(thaw_workqueue_t *q, const char *key,
+                    thaw_workqueue_token_t *tok, void *data) {
+  thaw_reconciler_t *r = data;
+  uint64_t rv, written = 0;
+  const thaw_cirec_t *c = thaw_informer_get(r->inf, key, &rv);
+  if (c == NULL) {
+    thaw_workqueue_done(q, tok, THAW_WQ_SUCCESS, 0);
+    return;
+  }
+  thaw_store_get(r->written, key, &written);
+  if (written > rv) {
+    /* Our last write is not in the store yet: its event re-queues. */
+    thaw_workqueue_done(q, tok, THAW_WQ_SUCCESS, 0);
+    return;
+  }
+  job_t *j = thaw_job_new(r, q, tok, key, c);
+  if (j == NULL) {
+    thaw_workqueue_done(q, tok, THAW_WQ_RETRY, 0);
+    return;
+  }
+  thaw_job_run(j);
+}
+
+void thaw_reconciler_set_active(thaw_reconciler_t *r, int active) {
+  if (active && r->q == NULL) {
+    thaw_workqueue_opts_t wo = {.concurrency = r->cfg->concurrency,
+                                .backoff_base_ms = r->o.backoff_base_ms,
+                                .backoff_max_ms = r->o.backoff_max_ms,
+                                .qps = -1};
+    if (thaw_workqueue_new(&r->q, r->loop, &wo, process, r) != 0) {
+      thaw_error("cannot make the work queue (out of memory)");
+      return;
+    }
+    const thaw_store_t *s = thaw_informer_store(r->inf);
+    size_t pos = 0;
+    const char *key;
+    while (thaw_store_next(s, &pos, &key, NULL, NULL))
+      enqueue(r, key);
+    thaw_info("reconciling", "objects", NULL);
+  } else if (!active && r->q != NULL) {
+    thaw_workqueue_t *q = r->q;
+    r->q = NULL;
+    thaw_workqueue_shutdown(q, NULL);
+    for (job_t *j = r->jobs, *next; j; j = next) {
+      next = j->next;
+      thaw_job_cancel(j);
+    }
+    thaw_workqueue_free(q); /* in-flight tokens may still be done() */
+  }
+}
+
+/* --- metrics ---------------------------------------------------------- */
+
+static void collect(thaw_metrics_t *m, void *data) {
+  (void)m;
+  thaw_reconciler_t *r = data;
+  double counts[THAW_CI_PHASES] = {0}, size = 0;
+  const thaw_store_t *s = thaw_informer_store(r->inf);
+  size_t pos = 0;
+  void *rec;
+  while (thaw_store_next(s, &pos, NULL, NULL, &rec)) {
+    const thaw_cirec_t *c = rec;
+    counts[c->phase == THAW_CI_NONE ? THAW_CI_PENDING : c->phase]++;
+    if (c->phase == THAW_CI_READY)
+      size += (double)c->size_bytes;
+  }
+  for (int p = THAW_CI_PENDING; p < THAW_CI_PHASES; p++) {
+    const char *v[] = {thaw_ci_phase_name(p)};
+    thaw_metric_set(r->m_phase, v, counts[p]);
+  }
+  thaw_metric_set(r->m_size, NULL, size);
+}
+
+static const double warm_buckets[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+                                      60, 120, 300, 600, 1800};
+
+static int register_metrics(thaw_reconciler_t *r, thaw_metrics_t *m) {
+  static const char *const phase[] = {"phase"}, *const result[] = {"result"},
+                           *const source[] = {"source"},
+                           *const reason[] = {"reason"};
+  r->m_phase = thaw_metrics_gauge(m, "thaw_cachedimages",
+                                  "CachedImages by phase.", 1, phase);
+  r->m_size = thaw_metrics_gauge(m, "thaw_cache_size_bytes",
+                                 "Bytes of the Ready CachedImages.", 0, NULL);
+  r->m_total = thaw_metrics_counter(m, "thaw_warm_total",
+                                    "Warms by result (success, failure).", 1,
+                                    result);
+  r->m_duration = thaw_metrics_histogram(
+      m, "thaw_warm_duration_seconds", "Time of one warm, start to end.", 0,
+      NULL, warm_buckets, sizeof warm_buckets / sizeof warm_buckets[0]);
+  r->m_bytes = thaw_metrics_counter(
+      m, "thaw_warm_bytes_total",
+      "Blob bytes of warms by source (upstream, mounted, present).", 1,
+      source);
+  r->m_expired = thaw_metrics_counter(
+      m, "thaw_expired_total", "CachedImages expired or evicted, by reason.",
+      1, reason);
+  if (!r->m_phase || !r->m_size || !r->m_total || !r->m_duration ||
+      !r->m_bytes || !r->m_expired)
+    return THAW_ENOMEM;
+  /* Every series exists from the start, so rate() and alerts see zeros. */
+  const char *ok[] = {"success"}, *bad[] = {"failure"};
+  thaw_metric_add(r->m_total, ok, 0);
+  thaw_metric_add(r->m_total, bad, 0);
+  const char *srcs[] = {"upstream", "mounted", "present"};
+  for (int i = 0; i < 3; i++)
+    thaw_metric_add(r->m_bytes, &srcs[i], 0);
+  const char *reasons[] = {"unused", "evicted"};
+  for (int i = 0; i < 2; i++)
+    thaw_metric_add(r->m_expired, &reasons[i], 0);
+  return thaw_metrics_on_collect(m, collect, r);
+}
+
+/* --- life cycle ------------------------------------------------------- */
+
+int thaw_reconciler_new(uv_loop_t *loop, const thaw_reconciler_opts_t *o,
+                        thaw_reconciler_t **out) {
+  *out = NULL;
+  if (o == NULL || o->cfg == NULL || o->kube == NULL || o->warmer == NULL)
+    return THAW_EINVAL;
+  thaw_reconciler_t *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return THAW_ENOMEM;
+  r->loop = loop;
+  r->o = *o;
+  r->cfg = o->cfg;
+  if (r->o.backoff_base_ms == 0)
+    r->o.backoff_base_ms = 2000;
+  if (r->o.backoff_max_ms == 0)
+    r->o.backoff_max_ms = 300000;
+  r->written = thaw_store_new(NULL, NULL);
+  thaw_informer_config_t ic = {
+      .resource = &thaw_kube_cachedimages,
+      .name = "cachedimages",
+      .project = thaw_cirec_project,
+      .free_rec = thaw_cirec_free,
+      .equal = thaw_cirec_equal,
+      .handlers = {.on_add = on_add, .on_update = on_update,
+                   .on_delete = on_delete, .data = r},
+  };
+  int rc = r->written ? thaw_informer_new(loop, o->kube, &ic, &r->inf)
+                      : THAW_ENOMEM;
+  if (rc == 0 && o->metrics)
+    rc = register_metrics(r, o->metrics);
+  if (rc != 0) {
+    thaw_reconciler_free(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+int thaw_reconciler_start(thaw_reconciler_t *r) {
+  return thaw_informer_start(r->inf);
+}
+
+int thaw_reconciler_synced(const thaw_reconciler_t *r) {
+  return thaw_informer_has_synced(r->inf);
+}
+
+int thaw_reconciler_exists(const thaw_reconciler_t *r, const char *normalized) {
+  char name[THAW_CACHEDIMAGE_NAME_MAX + 1];
+  if (thaw_cachedimage_name(normalized, name, sizeof name) != 0)
+    return 0;
+  return thaw_informer_get(r->inf, name, NULL) != NULL;
+}
+
+unsigned thaw_reconciler_warming(const thaw_reconciler_t *r) {
+  return r->warming;
+}
+
+void thaw_reconciler_release(thaw_reconciler_t *r) {
+  thaw_store_free(r->written);
+  free(r);
+}
+
+void thaw_reconciler_free(thaw_reconciler_t *r) {
+  if (r == NULL)
+    return;
+  thaw_reconciler_set_active(r, 0);
+  thaw_informer_free(r->inf);
+  r->inf = NULL;
+  /* Jobs still waiting on a kube callback hold r; the last one to end
+   * releases it (they all end once the kube client is freed). */
+  r->closing = 1;
+  if (r->jobs == NULL)
+    thaw_reconciler_release(r);
+}

@@ -1,0 +1,54 @@
+/* reconcile.h - the CachedImage reconciler: an informer on CachedImages, a
+ * rate-limited work queue, and per object the state machine of DESIGN.md
+ * ("Controller"):
+ *
+ *   Pending/Warming/(no status) -> warm -> Ready | Failed
+ *   Failed  -> after the backoff of `attempts` since lastCheckedAt -> warm
+ *   Ready   -> tag references: every refresh interval, HEAD upstream; a new
+ *              digest is warmed (the phase stays Ready, the cache's tag moves
+ *              at the last PUT) and swapped into status.
+ *
+ * Writes are merge patches on the status subresource, one at a time per
+ * object, progress at most once a second. Only one warm per object runs at
+ * once (the work queue never hands out a key twice), and only while active
+ * (the leader). Everything needed to resume is in the object: a restart
+ * warms Pending/Warming objects again and skips blobs already cached. */
+#ifndef THAW_RECONCILE_H
+#define THAW_RECONCILE_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "informer.h"
+#include "kube.h"
+#include "metrics.h"
+#include "sources.h"
+#include "warm.h"
+
+typedef struct thaw_reconciler thaw_reconciler_t;
+
+typedef struct {
+  const thaw_config_t *cfg;
+  thaw_kube_t *kube;
+  thaw_warmer_t *warmer;
+  thaw_sources_t *sources; /* namespace labels, pull secrets; may be NULL */
+  thaw_metrics_t *metrics; /* may be NULL */
+  /* Failed retries: base << attempts, capped; 0 = 2000 / 300000 ms. */
+  uint64_t backoff_base_ms, backoff_max_ms;
+} thaw_reconciler_opts_t;
+
+int thaw_reconciler_new(uv_loop_t *loop, const thaw_reconciler_opts_t *o,
+                        thaw_reconciler_t **out);
+/* Starts the CachedImage informer. */
+int thaw_reconciler_start(thaw_reconciler_t *r);
+int thaw_reconciler_synced(const thaw_reconciler_t *r);
+/* Leading: queue every object; not leading: cancel every warm at once (a
+ * resumed warm skips what was copied) and drop the queue. */
+void thaw_reconciler_set_active(thaw_reconciler_t *r, int active);
+/* 1 when a CachedImage for this normalised reference is in the store. */
+int thaw_reconciler_exists(const thaw_reconciler_t *r, const char *normalized);
+/* Warms in flight. */
+unsigned thaw_reconciler_warming(const thaw_reconciler_t *r);
+void thaw_reconciler_free(thaw_reconciler_t *r);
+
+#endif

@@ -1,0 +1,72 @@
+/* reconcile_internal.h - shared between reconcile.c (the queue, the
+ * informer, the decision) and rjob.c (one processing of one object:
+ * credentials, warm or refresh, status writes). */
+#ifndef THAW_RECONCILE_INTERNAL_H
+#define THAW_RECONCILE_INTERNAL_H
+
+#include <stdint.h>
+
+#include "cirec.h"
+#include "imgref.h"
+#include "reconcile.h"
+#include "store.h"
+#include "workqueue.h"
+
+typedef struct job job_t;
+
+struct thaw_reconciler {
+  uv_loop_t *loop;
+  thaw_reconciler_opts_t o;
+  const thaw_config_t *cfg;
+  thaw_informer_t *inf;
+  thaw_workqueue_t *q; /* NULL while not active */
+  job_t *jobs;         /* every live job, for cancel */
+  unsigned warming;
+  int closing; /* freed by its owner; the last job releases it */
+  /* name -> resourceVersion of our last final status write: the store is
+   * stale for that object until its watch event brings that version. */
+  thaw_store_t *written;
+  thaw_metric_t *m_phase, *m_size, *m_total, *m_duration, *m_bytes,
+      *m_expired;
+};
+
+struct job {
+  thaw_reconciler_t *r;
+  thaw_workqueue_t *q;
+  thaw_workqueue_token_t *tok;
+  job_t *prev, *next;
+  unsigned refs;        /* async operations outstanding */
+  int canceled, ending, writing, final_written;
+  thaw_workqueue_result_t result;
+  uint64_t after_ms;
+  cJSON *queued;        /* next status patch, sent when `writing` ends */
+  int queued_final;
+  thaw_warm_t *warm;
+  int refresh;          /* warming a new digest of a Ready tag */
+  int had_creds;
+  uint64_t started_ms, progress_ms;
+  /* A copy of what the decision needs from the record. */
+  enum thaw_ci_phase phase;
+  uint8_t flags;
+  uint32_t attempts;
+  thaw_imgref_t ref;
+  char name[254], uid[64], digest[136];
+  char *secrets[16];    /* "ns/name" usable pull secrets */
+  size_t n_secrets;
+  int secrets_from_pods; /* not in spec yet: write them there */
+};
+
+/* reconcile.c: frees r (after the last job, once closing). */
+void thaw_reconciler_release(thaw_reconciler_t *r);
+
+/* rjob.c */
+job_t *thaw_job_new(thaw_reconciler_t *r, thaw_workqueue_t *q,
+                    thaw_workqueue_token_t *tok, const char *key,
+                    const thaw_cirec_t *c);
+/* The decision for the object, from its phase (see reconcile.h). */
+void thaw_job_run(job_t *j);
+/* Stops the job's warm; no status is written afterwards. */
+void thaw_job_cancel(job_t *j);
+uint64_t thaw_job_backoff_ms(const thaw_reconciler_t *r, uint32_t attempts);
+
+#endif
