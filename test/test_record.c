@@ -1,6 +1,7 @@
-/* test_record.c - the webhook's CachedImage recorder against the API-server
- * emulator: de-duplication, results, retries, permanent failures, the queue
- * bound, and freeing with work in flight. Run under test/with-emulator.sh. */
+/* test_record.c - the CachedImage recorder (common/record.c), with the
+ * webhook's index as its `exists`, against the API-server emulator:
+ * de-duplication, results, retries, permanent failures, the queue bound,
+ * and freeing with work in flight. Run under test/with-emulator.sh. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,11 @@
 
 static harness_t h;
 static thaw_index_t *ix;
+
+/* The webhook's `exists`: the index has a CachedImage for the reference. */
+static int indexed(const char *normalized, void *data) {
+  return thaw_index_image_state(normalized, data) != THAW_IMAGE_ABSENT;
+}
 
 /* POSTs of CachedImages, as the client saw them (the informers only list
  * and watch, so every "create" is the recorder's). */
@@ -31,8 +37,10 @@ typedef struct {
   int created, exists, retry, failed, dropped, other;
 } results_t;
 
-static void on_result(const char *result, void *data) {
+static void on_result(const char *result, const char *normalized,
+                      void *data) {
   results_t *r = data;
+  CHECK(normalized != NULL && *normalized != '\0');
   if (strcmp(result, "created") == 0)
     r->created++;
   else if (strcmp(result, "exists") == 0)
@@ -105,7 +113,7 @@ static cJSON *get_ci(const char *ref) {
 static void test_dedup(void) {
   thaw_recorder_t *r;
   results_t res = {0};
-  CHECK(thaw_recorder_new(&h.loop, h.kube, ix, &r) == 0);
+  CHECK(thaw_recorder_new(&h.loop, h.kube, indexed, ix, &r) == 0);
   thaw_recorder_set_observer(r, on_result, &res);
   thaw_index_set_observer(ix, thaw_recorder_index_observer, r);
   char ref[20][64];
@@ -170,7 +178,7 @@ static void delete_ci(const char *ref) {
 static void test_rerecord_after_delete(void) {
   thaw_recorder_t *r;
   results_t res = {0};
-  CHECK(thaw_recorder_new(&h.loop, h.kube, ix, &r) == 0);
+  CHECK(thaw_recorder_new(&h.loop, h.kube, indexed, ix, &r) == 0);
   thaw_recorder_set_observer(r, on_result, &res);
   thaw_index_set_observer(ix, thaw_recorder_index_observer, r);
   const char *ref = "docker.io/again/img:1";
@@ -222,7 +230,7 @@ static void test_exists(void) {
   cJSON_Delete(o);
   thaw_recorder_t *r;
   results_t res = {0};
-  CHECK(thaw_recorder_new(&h.loop, h.kube, NULL, &r) == 0);
+  CHECK(thaw_recorder_new(&h.loop, h.kube, NULL, NULL, &r) == 0);
   thaw_recorder_set_observer(r, on_result, &res);
   int before = creates;
   thaw_recorder_record(r, ref);
@@ -241,7 +249,7 @@ static void test_exists(void) {
 static void test_retries(void) {
   thaw_recorder_t *r;
   results_t res = {0};
-  CHECK(thaw_recorder_new(&h.loop, h.kube, ix, &r) == 0);
+  CHECK(thaw_recorder_new(&h.loop, h.kube, indexed, ix, &r) == 0);
   thaw_recorder_set_observer(r, on_result, &res);
   fail("{\"count\":3,\"code\":500,\"pathPrefix\":\"/apis/thaw.dev\","
        "\"methods\":[\"POST\"]}");
@@ -271,7 +279,7 @@ static void test_retries(void) {
 static void test_permanent(void) {
   thaw_recorder_t *r;
   results_t res = {0};
-  CHECK(thaw_recorder_new(&h.loop, h.kube, NULL, &r) == 0);
+  CHECK(thaw_recorder_new(&h.loop, h.kube, NULL, NULL, &r) == 0);
   thaw_recorder_set_observer(r, on_result, &res);
   char longref[700];
   int n = snprintf(longref, sizeof(longref), "docker.io/library/");
@@ -309,7 +317,7 @@ static void test_retry_limit(void) {
   thaw_recorder_t *r;
   results_t res = {0};
   thaw_recorder_opts_t o = {.backoff_base_ms = 5, .backoff_max_ms = 40};
-  CHECK(thaw_recorder_new_opts(&h.loop, h.kube, NULL, &o, &r) == 0);
+  CHECK(thaw_recorder_new_opts(&h.loop, h.kube, NULL, NULL, &o, &r) == 0);
   thaw_recorder_set_observer(r, on_result, &res);
   fail("{\"count\":100,\"code\":500,\"pathPrefix\":\"/apis/thaw.dev\","
        "\"methods\":[\"POST\"]}");
@@ -329,7 +337,7 @@ static void test_retry_limit(void) {
 static void test_bound_and_free_in_flight(void) {
   thaw_recorder_t *r;
   results_t res = {0};
-  CHECK(thaw_recorder_new(&h.loop, h.kube, NULL, &r) == 0);
+  CHECK(thaw_recorder_new(&h.loop, h.kube, NULL, NULL, &r) == 0);
   thaw_recorder_set_observer(r, on_result, &res);
   CHECK(emu_post(&h, "/_emulator/latency", "{\"ms\":300}", NULL) == 200);
   char ref[64];
@@ -349,7 +357,7 @@ static void test_bound_and_free_in_flight(void) {
 
   /* freed again with creates in flight, this time before the client */
   CHECK(emu_post(&h, "/_emulator/latency", "{\"ms\":300}", NULL) == 200);
-  CHECK(thaw_recorder_new(&h.loop, h.kube, NULL, &r) == 0);
+  CHECK(thaw_recorder_new(&h.loop, h.kube, NULL, NULL, &r) == 0);
   for (int i = 0; i < 10; i++) {
     snprintf(ref, sizeof(ref), "docker.io/inflight/img-%d:1", i);
     thaw_recorder_record(r, ref);

@@ -51,6 +51,12 @@ static enum thaw_image_state image_state(const char *normalized, void *data) {
   return thaw_index_image_state(normalized, wh->index);
 }
 
+/* The recorder's `exists`: the index has a CachedImage for it. */
+static int indexed(const char *normalized, void *data) {
+  thaw_webhook_t *wh = data;
+  return thaw_index_image_state(normalized, wh->index) != THAW_IMAGE_ABSENT;
+}
+
 static void record(const char *normalized, void *data) {
   thaw_webhook_t *wh = data;
   thaw_recorder_record(wh->recorder, normalized); /* only enqueues */
@@ -96,7 +102,9 @@ static void on_kube_request(const char *verb, long status, void *data) {
   thaw_metric_inc(wh->kube_requests, v);
 }
 
-static void on_record(const char *result, void *data) {
+static void on_record(const char *result, const char *normalized,
+                      void *data) {
+  (void)normalized;
   thaw_webhook_t *wh = data;
   const char *v[] = {result};
   thaw_metric_inc(wh->records, v);
@@ -218,7 +226,8 @@ int thaw_webhook_new(uv_loop_t *loop, const thaw_webhook_config_t *cfg,
   }
   thaw_kube_set_observer(wh->kube, on_kube_request, wh);
   if ((rc = thaw_index_new(loop, wh->kube, &wh->index)) != 0 ||
-      (rc = thaw_recorder_new(loop, wh->kube, wh->index, &wh->recorder)) != 0)
+      (rc = thaw_recorder_new(loop, wh->kube, indexed, wh, &wh->recorder)) !=
+          0)
     goto fail;
   thaw_index_set_observer(wh->index, on_indexed, wh);
   thaw_recorder_set_observer(wh->recorder, on_record, wh);

@@ -1,5 +1,4 @@
-/* record.c - creates a CachedImage for every cold image, off the request
- * path (record.h).
+/* record.c - creates CachedImages off the hot path (record.h).
  *
  * One table, keyed by normalised reference, holds what the recorder is
  * doing or has just done: PENDING (queued, waiting for a retry, or in
@@ -8,7 +7,9 @@
  * of admissions of one cold image makes one POST, and a reference that
  * fails permanently is not retried on every admission. DONE entries sit in
  * a FIFO (they all live RECENT_MS, so it is in expiry order) and are swept
- * by record() itself: no timer.
+ * by record() itself: no timer. The owner's `exists` callback (the webhook's
+ * index, the controller's CachedImage informer) answers for objects that
+ * are already there, so only new references cost a request.
  *
  * Queue tuning: 4 creates at once; per-key backoff 200 ms doubling to 60 s;
  * a global bucket of 20 creates/s, burst 50 (an admission storm of new
@@ -39,6 +40,7 @@
 #define RECENT_MS (5 * 60 * 1000)
 #define MAX_RECENT 10000 /* DONE entries kept; the oldest go first */
 #define DROP_LOG_MS 10000 /* at most one "dropped" line per interval */
+#define FIELD_MANAGER "thaw-webhook"
 
 enum { PENDING = 1, DONE = 2 };
 
@@ -54,14 +56,16 @@ typedef struct entry {
 struct thaw_recorder {
   uv_loop_t *loop;
   thaw_kube_t *kube;
-  thaw_index_t *ix;
+  thaw_recorder_exists_cb exists;
+  void *exists_data;
   thaw_workqueue_t *q;
   thaw_store_t *entries; /* key -> entry_t (owned) */
   size_t pending;        /* entries PENDING */
   size_t recent;         /* entries DONE */
   entry_t *head, *tail;  /* DONE, oldest first */
   size_t inflight;       /* create requests not yet called back */
-  thaw_recorder_opts_t o;
+  thaw_recorder_opts_t o; /* o.field_manager points to field_manager */
+  char *field_manager;
   thaw_recorder_result_cb cb;
   void *cb_data;
   uint64_t drop_logged_at, drops_unlogged;
@@ -79,9 +83,14 @@ static void entry_free(void *rec, void *data) {
   free(rec);
 }
 
-static void report(thaw_recorder_t *r, const char *result) {
+static void report(thaw_recorder_t *r, const char *result,
+                   const char *normalized) {
   if (r->cb != NULL && !r->closing)
-    r->cb(result, r->cb_data);
+    r->cb(result, normalized, r->cb_data);
+}
+
+static int known(const thaw_recorder_t *r, const char *normalized) {
+  return r->exists != NULL && r->exists(normalized, r->exists_data);
 }
 
 /* --- the DONE FIFO ------------------------------------------------------ */
@@ -198,12 +207,13 @@ static void finish(thaw_recorder_t *r, thaw_workqueue_token_t *tok, int err,
   }
   if (e != NULL && wq == THAW_WQ_SUCCESS)
     mark_done(r, e);
+  report(r, result, key); /* while key is still valid */
   thaw_workqueue_done(r->q, tok, wq, after); /* key is invalid from here */
-  report(r, result);
 }
 
 static void release(thaw_recorder_t *r) {
   thaw_store_free(r->entries);
+  free(r->field_manager);
   free(r);
 }
 
@@ -233,9 +243,7 @@ static void process(thaw_workqueue_t *q, const char *key,
   (void)q;
   thaw_recorder_t *r = data;
   entry_t *e = thaw_store_get(r->entries, key, NULL);
-  if (e == NULL || e->state != PENDING || e->known ||
-      (r->ix != NULL &&
-       thaw_index_image_state(key, r->ix) != THAW_IMAGE_ABSENT)) {
+  if (e == NULL || e->state != PENDING || e->known || known(r, key)) {
     /* someone else created it meanwhile: nothing to do, nothing to report */
     if (e != NULL && e->state == PENDING)
       drop_entry(r, e);
@@ -253,7 +261,7 @@ static void process(thaw_workqueue_t *q, const char *key,
   rc = THAW_ENOMEM;
   if (obj != NULL && req != NULL) {
     *req = (req_t){r, tok};
-    thaw_kube_opts_t o = {.field_manager = "thaw-webhook"};
+    thaw_kube_opts_t o = {.field_manager = r->o.field_manager};
     rc = thaw_kube_create(r->kube, &thaw_kube_cachedimages, &o, obj,
                           on_created, req);
   }
@@ -268,13 +276,15 @@ static void process(thaw_workqueue_t *q, const char *key,
 
 /* --- public ------------------------------------------------------------- */
 
-int thaw_recorder_new(uv_loop_t *loop, thaw_kube_t *kube, thaw_index_t *ix,
+int thaw_recorder_new(uv_loop_t *loop, thaw_kube_t *kube,
+                      thaw_recorder_exists_cb exists, void *exists_data,
                       thaw_recorder_t **out) {
-  return thaw_recorder_new_opts(loop, kube, ix, NULL, out);
+  return thaw_recorder_new_opts(loop, kube, exists, exists_data, NULL, out);
 }
 
 int thaw_recorder_new_opts(uv_loop_t *loop, thaw_kube_t *kube,
-                           thaw_index_t *ix, const thaw_recorder_opts_t *opts,
+                           thaw_recorder_exists_cb exists, void *exists_data,
+                           const thaw_recorder_opts_t *opts,
                            thaw_recorder_t **out) {
   *out = NULL;
   thaw_recorder_t *r = calloc(1, sizeof(*r));
@@ -282,7 +292,8 @@ int thaw_recorder_new_opts(uv_loop_t *loop, thaw_kube_t *kube,
     return THAW_ENOMEM;
   r->loop = loop;
   r->kube = kube;
-  r->ix = ix;
+  r->exists = exists;
+  r->exists_data = exists_data;
   if (opts != NULL)
     r->o = *opts;
   thaw_recorder_opts_t *ro = &r->o;
@@ -304,15 +315,19 @@ int thaw_recorder_new_opts(uv_loop_t *loop, thaw_kube_t *kube,
     ro->max_pending = MAX_PENDING;
   if (ro->recent_ms == 0)
     ro->recent_ms = RECENT_MS;
+  r->field_manager = strdup(ro->field_manager != NULL ? ro->field_manager
+                                                       : FIELD_MANAGER);
+  ro->field_manager = r->field_manager;
   r->entries = thaw_store_new(entry_free, NULL);
   thaw_workqueue_opts_t o = {.concurrency = ro->concurrency,
                              .backoff_base_ms = ro->backoff_base_ms,
                              .backoff_max_ms = ro->backoff_max_ms,
                              .qps = ro->qps,
                              .burst = ro->burst};
-  if (r->entries == NULL ||
+  if (r->field_manager == NULL || r->entries == NULL ||
       thaw_workqueue_new(&r->q, loop, &o, process, r) != 0) {
     thaw_store_free(r->entries);
+    free(r->field_manager);
     free(r);
     return THAW_ENOMEM;
   }
@@ -336,14 +351,13 @@ static void dropped(thaw_recorder_t *r, const char *ref, uint64_t now) {
     r->drop_logged_at = now ? now : 1;
     r->drops_unlogged = 0;
   }
-  report(r, "dropped");
+  report(r, "dropped", ref);
 }
 
 void thaw_recorder_record(thaw_recorder_t *r, const char *normalized) {
   if (r == NULL || r->closing || normalized == NULL || *normalized == '\0')
     return;
-  if (r->ix != NULL &&
-      thaw_index_image_state(normalized, r->ix) != THAW_IMAGE_ABSENT)
+  if (known(r, normalized))
     return;
   uint64_t now = uv_now(r->loop);
   sweep(r, now);
@@ -354,7 +368,7 @@ void thaw_recorder_record(thaw_recorder_t *r, const char *normalized) {
   if (len > THAW_WORKQUEUE_KEY_MAX) {
     thaw_warn("cachedimage not recorded", "image", "(too long)", "result",
               "failed", "error", "reference too long");
-    report(r, "failed");
+    report(r, "failed", normalized);
     return;
   }
   if (r->pending >= r->o.max_pending) {
