@@ -7,7 +7,8 @@
 # fresh cache registry: on loopback (thaw/skopeo, target <= 0.8) and from an
 # upstream in a network namespace behind a veth pair with tc tbf 100mbit
 # both ways (thaw/(bytes/rate) <= 1.1, thaw/skopeo <= 1.0); the controller's
-# peak RSS (VmHWM, <= 32 MiB). 3 runs each, interleaved; medians.
+# peak RSS (VmHWM, <= 32 MiB). 5 runs on loopback, 3 over the link,
+# interleaved; medians.
 # --quick: 5 x 2 MiB, 1 run (the meson 'bench' smoke; numbers, no asserts).
 # --thaw skopeo: dry run of the plumbing, skopeo in thaw's place.
 # Without --thaw it builds BUILD (default build-bench) and uses

@@ -5,7 +5,7 @@ The image: LAYERS layers of LAYER_MIB MiB of seeded random bytes each
 (incompressible; test/images.py big(), cached in THAW_IMAGE_CACHE), one
 config, one OCI manifest: 5 x 20 MiB by default, 5 x 2 MiB with --quick.
 
-Cases (each REPS times, thaw and skopeo interleaved, alternating who goes
+Cases (each REPS times (default: loopback 5, netns 3), thaw and skopeo interleaved, alternating who goes
 first; every run copies into a fresh cache registry (new storage), and the
 controller is a fresh process pointed at it):
   loopback  upstream docker-registry on 127.0.0.1;
@@ -189,7 +189,8 @@ def one_run(kind, binary, ref, digest, insecure, work, quiet_cache=True):
 def run_case(name, ref, digest, insecure, a, work):
     times = {"thaw": [], "skopeo": []}
     rss = []
-    for rep in range(a.reps):
+    reps = a.reps or (1 if a.quick else {"loopback": 5}.get(name, 3))
+    for rep in range(reps):
         order = ("thaw", "skopeo") if rep % 2 == 0 else ("skopeo", "thaw")
         for kind in order:
             s, hwm = one_run(kind, a.thaw, ref, digest, insecure, work)
@@ -221,7 +222,6 @@ def main():
                     help="name of the network namespace to create (warm-bench.sh's trap "
                          "deletes it too)")
     a = ap.parse_args()
-    a.reps = a.reps or (1 if a.quick else 3)
     size = int((a.layer_mib or (2 if a.quick else 20)) * MIB)
     cases = [c for c in a.cases.split(",") if c]
     dry = a.thaw == "skopeo"
@@ -239,9 +239,9 @@ def main():
         lo, total = layered_image(imgs, a.layers, size)
         log("image: %d layers x %.1f MiB random, %d bytes moved per copy (%.1f s to make)"
             % (a.layers, size / MIB, total, time.monotonic() - t))
-        log("thaw: %s; %d run(s) each, interleaved; skopeo %s, cold blob-info cache"
+        log("thaw: %s; runs interleaved; skopeo %s, cold blob-info cache"
             % ("skopeo stand-in (DRY RUN: both columns are skopeo)" if dry else a.thaw,
-               a.reps, subprocess.run(["skopeo", "--version"], capture_output=True,
+               subprocess.run(["skopeo", "--version"], capture_output=True,
                                       text=True).stdout.strip()))
         for case in cases:
             if case == "loopback":

@@ -40,6 +40,7 @@ import registry  # noqa: E402
 
 MANIFESTS = os.path.join(REPO, "manifests")
 CACHE_HOST = "localhost:7439"
+WARM_TIMEOUT = 120  # seconds per copy; the meson timeout is 600 for all
 
 # Set by main() from the command line.
 COPIER = {"kind": "skopeo", "binary": None}
@@ -161,7 +162,7 @@ class CtrPull(unittest.TestCase):
         if check_cold:
             with self.assertRaises(RuntimeError):
                 self.cd.pull(containerd.rewritten(ref, CACHE_HOST), hosts_dir=self.hosts)
-        digest = self.copier.warm(ref)
+        digest = self.copier.warm(ref, timeout=WARM_TIMEOUT)
         self.assertEqual(digest, info["digest"], "cache digest != upstream digest")
         return info, containerd.rewritten(ref, CACHE_HOST)
 
@@ -210,6 +211,22 @@ class CtrPull(unittest.TestCase):
         self.assertEqual(self.cd.rootfs(by_digest),
                          containerd.layer_files(lo.path, info["digest"]))
         self.cd.remove(by_digest)
+
+    def test_digest_reference(self):
+        """A reference with a digest is pushed by digest only (DESIGN,
+        "Digests and tags"), and pulls by digest through the endpoint."""
+        lo = self.imgs.single(arch="amd64", name="pinned")
+        tagged = self.upstream_ref("pinned")
+        info = self.imgs.push(lo, tagged)
+        pinned = tagged.rsplit(":", 1)[0] + "@" + info["digest"]
+        self.assertEqual(self.copier.warm(pinned, timeout=WARM_TIMEOUT), info["digest"])
+        ref = containerd.rewritten(pinned, CACHE_HOST)
+        got = self.pull(ref)
+        self.assertEqual(got["digest"], info["digest"])
+        self.assertEqual(self.cd.rootfs(ref), containerd.layer_files(lo.path, info["digest"]))
+        self.cd.remove(ref)
+        with self.assertRaises(RuntimeError):  # no tag in the cache
+            self.cd.pull(containerd.rewritten(tagged, CACHE_HOST), hosts_dir=self.hosts)
 
     def test_multi_arch(self):
         lo = self.imgs.multiarch()
