@@ -1,5 +1,7 @@
 /* cirec.c - the compact CachedImage record and RFC 3339 times (cirec.h). */
-#define _GNU_SOURCE /* timegm */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* timegm, strptime */
+#endif
 #include "cirec.h"
 
 #include <stdio.h>

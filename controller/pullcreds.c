@@ -123,7 +123,7 @@ static int start_next(lookup_t *l) {
 static void try_next(lookup_t *l) {
   if (start_next(l) == 0)
     return;
-  char msg[600];
+  char msg[sizeof l->host + sizeof l->why + 64];
   snprintf(msg, sizeof msg, "no usable pull secret for %s (%s)", l->host,
            l->why[0] ? l->why : "none given");
   l->cb(THAW_ENOENT, NULL, msg, l->data);

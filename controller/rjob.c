@@ -323,7 +323,7 @@ static void on_warmed(const thaw_warm_result_t *res, void *data) {
     add_ready(st, 1, j->refresh ? "Refreshed" : "Cached", "");
   }
   send_patch(j, st, 1);
-  char msg[512];
+  char msg[1200];
   snprintf(msg, sizeof msg,
            "%s %s as %s: %lld bytes (%lld from upstream, %lld mounted, %lld "
            "already cached)",
@@ -401,7 +401,7 @@ static void on_resolved(const thaw_warm_result_t *res, void *data) {
     job_end(j, THAW_WQ_RETRY_AFTER, j->r->cfg->refresh_interval_ms);
     return;
   }
-  char msg[400];
+  char msg[1400];
   snprintf(msg, sizeof msg, "%s moved upstream from %s to %s: warming it",
            j->ref.str, j->digest, res->digest);
   event(j, "Normal", "Warming", msg);
@@ -454,6 +454,13 @@ static void on_pod_secret(const char *ns, const char *name, void *data) {
   add_secret(j, buf, 1);
 }
 
+static void on_spec_written(const thaw_kube_result_t *res, void *data) {
+  (void)data; /* NULL: the job may be gone */
+  if (res->err != 0 && res->err != THAW_ECANCELED)
+    thaw_warn("spec.pullSecrets not written", "error", thaw_err_name(res->err),
+              "message", res->message);
+}
+
 /* spec.pullSecrets from what pods use, so the choice is visible and
  * survives a restart. Fire and forget: the next attempt reads it back. */
 static void write_spec_secrets(job_t *j) {
@@ -476,7 +483,7 @@ static void write_spec_secrets(job_t *j) {
   thaw_kube_opts_t o = {.name = j->name, .field_manager = "thaw-controller"};
   if (list)
     thaw_kube_merge_patch(j->r->o.kube, &thaw_kube_cachedimages, &o, patch,
-                          NULL, NULL);
+                          on_spec_written, NULL);
   cJSON_Delete(patch);
 }
 

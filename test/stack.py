@@ -1,6 +1,6 @@
 """The thaw stack on loopback, for tests and the demo: a client of the
-emulator that test/with-emulator.sh started, thaw-webhook as a process on
-free ports, its MutatingWebhookConfiguration, and metric parsing."""
+emulator that test/with-emulator.sh started, thaw-webhook and thaw-controller
+as processes on free ports, its MutatingWebhookConfiguration, and metric parsing."""
 
 import hashlib
 import json
@@ -124,6 +124,75 @@ class Webhook:
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, context=self.ctx, timeout=5) as r:
             return json.load(r)
+
+
+class Controller:
+    """thaw-controller as a process on a free metrics port, stopped by PID.
+    extra: more flags (e.g. ["--leader-elect=false"])."""
+
+    def __init__(self, binary, registry_url, workdir, extra=(), name="thaw-controller"):
+        self.binary = binary
+        self.registry_url = registry_url
+        self.extra = list(extra)
+        self.metrics_port = registry.free_port()
+        self.metrics_url = "http://127.0.0.1:%d" % self.metrics_port
+        self.log_path = os.path.join(workdir, name + ".log")
+        self.proc = None
+        self._log = None
+
+    def start(self, timeout=20, wait_ready=True):
+        assert self.proc is None
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "--kubeconfig", os.environ["KUBECONFIG"],
+             "--namespace", SYSTEM_NS, "--registry-url", self.registry_url,
+             "--cache-host", CACHE_HOST,
+             "--metrics-bind-address", "127.0.0.1:%d" % self.metrics_port] + self.extra,
+            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=registry.die_with_parent)
+        deadline = time.time() + timeout
+        while wait_ready and registry.http_status(self.metrics_url + "/readyz", 0.5) != 200:
+            if self.proc.poll() is not None:
+                raise AssertionError("thaw-controller exited with %s before /readyz; log:\n%s"
+                                     % (self.proc.returncode, self.log_tail()))
+            if time.time() > deadline:
+                raise AssertionError("thaw-controller /readyz not 200 after %d s; log:\n%s"
+                                     % (timeout, self.log_tail()))
+            time.sleep(0.05)
+        return self
+
+    def kill(self):
+        """SIGKILL by PID: no graceful anything (a crash)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+            self._log.close()
+
+    def stop(self, timeout=15):
+        """SIGTERM by PID; returns the exit status, or kills after timeout."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            rc = "killed after %d s" % timeout
+        self.proc = None
+        self._log.close()
+        return rc
+
+    def log_tail(self, n=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def metrics(self):
+        with urllib.request.urlopen(self.metrics_url + "/metrics", timeout=5) as r:
+            return r.read().decode()
 
 
 def metric(text, name, labels=None):

@@ -1,0 +1,409 @@
+"""thaw-controller end to end: the real controller against the emulator, real
+docker-registry upstreams (plain and htpasswd) and a real cache registry.
+
+    test/with-emulator.sh python3 test/test_controller_e2e.py BUILD/controller/thaw-controller
+
+(re-runs itself under test/with-emulator.sh when THAW_EMU_URL is unset).
+Covers: phases Pending -> Warming -> Ready with byte-exact manifests (skopeo
+inspect --raw), tag vs digest pushes, index children, Events, Failed with
+attempts then Ready, tag refresh, private images through pull secrets of a
+cache-private namespace, OSCAR pre-warm from a PodTemplate, the pod sweep,
+metrics, a SIGKILL mid-warm resumed without copying done blobs again, and a
+leader killed mid-warm taken over by the standby within the lease.
+Every server runs on a free loopback port and is stopped by PID.
+"""
+
+import base64
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(HERE, "kubeemu"), HERE]
+
+if not os.environ.get("THAW_EMU_URL") and __name__ == "__main__":
+    os.execvp("sh", ["sh", os.path.join(HERE, "with-emulator.sh"), sys.executable,
+                     os.path.abspath(__file__)] + sys.argv[1:])
+
+import images  # noqa: E402
+import registry  # noqa: E402
+import stack  # noqa: E402
+from fault_proxy import FaultProxy  # noqa: E402
+from stack import CI_PATH, SYSTEM_NS, Api, Controller, ci_name, metric  # noqa: E402
+
+BINARY = None
+ACCEPT = ", ".join([images.OCI_MANIFEST, images.OCI_INDEX,
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                    "application/vnd.docker.distribution.manifest.list.v2+json"])
+NS_APPS, NS_PRIVATE, NS_OSCAR = "apps", "private-apps", "oscar-svc"
+READY_S = 60  # bound for one small warm on a loaded CI machine
+
+
+def cache_repo(ref_name):
+    """The cache repository of "host[:port]/path" (DESIGN rewritten form)."""
+    host, path = ref_name.split("/", 1)
+    return host.replace(":", "__") + "/" + path
+
+
+def http_get(url, accept=ACCEPT, method="GET"):
+    req = urllib.request.Request(url, method=method, headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def deterministic(seed, n):
+    return random.Random(seed).randbytes(n)
+
+
+class Env:
+    """Registries and images shared by the test classes."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="thaw-ctl-e2e.")
+        self.closers = [lambda: shutil.rmtree(self.tmp, ignore_errors=True)]
+        self.api = Api()
+        self.up = self._reg(registry.Registry())
+        self.cache = self._reg(registry.Registry())
+        self.priv = self._reg(registry.Registry(htpasswd={"alice": "wonderland"}))
+        self.proxy = FaultProxy(self.up.url)
+        self.closers.append(self.proxy.close)
+        self.imgs = images.Images(os.path.join(self.tmp, "layouts"))
+        self.uphost = self.up.url.split("//", 1)[1]
+        self.privhost = self.priv.url.split("//", 1)[1]
+        for ns, labels in ((SYSTEM_NS, {}), (NS_APPS, {}),
+                           (NS_PRIVATE, {"thaw.dev/cache-private": "true"}),
+                           (NS_OSCAR, {})):
+            self.api.ok("POST", "/api/v1/namespaces", {
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "labels": labels}}, want=(201, 409))
+
+    def _reg(self, r):
+        self.closers.append(r.close)
+        return r
+
+    def close(self):
+        for c in reversed(self.closers):
+            try:
+                c()
+            except Exception as e:  # keep closing the rest
+                sys.stderr.write("cleanup: %s\n" % e)
+
+    def push(self, layout, host, path, creds=None):
+        return self.imgs.push(layout, "%s/%s" % (host, path), creds)
+
+    def resumable(self):
+        """4 small layers and one 8 MiB incompressible layer (the slow one)."""
+        lo = self.imgs._layout("resumable")
+        layers = [lo.layer({"small%d" % i: deterministic(i, 64 << 10)}) for i in range(4)]
+        big = lo.layer({"big": deterministic(99, 8 << 20)})
+        return lo.tag(lo.image(layers + [big], "amd64", "resumable")), big[0]
+
+    def controller(self, name, extra=(), **kw):
+        c = Controller(BINARY, self.cache.url, self.tmp, name=name, extra=[
+            "--insecure-registries", ",".join([self.uphost, self.privhost, self.proxy.host]),
+            "--refresh-interval", "3s"] + list(extra))
+        self.closers.append(c.stop)
+        return c.start(**kw)
+
+    # ---- API helpers
+
+    def create_ci(self, image):
+        name = ci_name(image)
+        self.api.ok("POST", CI_PATH, {
+            "apiVersion": "thaw.dev/v1alpha1", "kind": "CachedImage",
+            "metadata": {"name": name}, "spec": {"image": image}}, want=(201,))
+        return name
+
+    def get_ci(self, name):
+        st, doc, _ = self.api.request("GET", CI_PATH + "/" + name)
+        return doc if st == 200 else None
+
+    def wait_ci(self, name, pred, timeout=READY_S, what="condition"):
+        deadline = time.time() + timeout
+        ci = None
+        while time.time() < deadline:
+            ci = self.get_ci(name)
+            if ci is not None and pred(ci):
+                return ci
+            time.sleep(0.1)
+        raise AssertionError("%s: no %s after %d s; last: %s" % (
+            name, what, timeout, json.dumps(ci and ci.get("status"))))
+
+    def wait_phase(self, name, phase, timeout=READY_S):
+        return self.wait_ci(name, lambda c: c.get("status", {}).get("phase") == phase,
+                            timeout, "phase " + phase)
+
+    def events(self, name):
+        doc = self.api.ok("GET", "/api/v1/namespaces/default/events")
+        return [e for e in doc["items"] if e["involvedObject"]["name"] == name]
+
+
+ENV = None
+
+
+def setUpModule():
+    global ENV
+    ENV = Env()
+
+
+def tearDownModule():
+    if ENV:
+        ENV.close()
+
+
+class WarmTest(unittest.TestCase):
+    """One controller without leader election, for most behaviour."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.e = ENV
+        cls.ctl = ENV.controller("ctl-main", ["--leader-elect=false", "--allow-private",
+                                              "--prewarm-namespaces", NS_OSCAR])
+
+    @classmethod
+    def tearDownClass(cls):
+        if os.environ.get("THAW_E2E_VERBOSE"):
+            sys.stderr.write("controller log:\n%s\n" % cls.ctl.log_tail(80))
+        cls.ctl.stop()
+
+    def assert_cached_like_upstream(self, image_name, ref, upstream_url):
+        """Same manifest bytes (and so digest) in the cache as upstream."""
+        st, up, _ = http_get("%s/v2/%s/manifests/%s" % (upstream_url, image_name.split("/", 1)[1], ref))
+        self.assertEqual(st, 200)
+        st, got, hdr = http_get("%s/v2/%s/manifests/%s" % (ENV.cache.url, cache_repo(image_name), ref))
+        self.assertEqual(st, 200, got)
+        self.assertEqual(got, up)
+        return hdr
+
+    def test_01_single_tag(self):
+        info = ENV.push(ENV.imgs.single(), ENV.uphost, "e2e/single:v1")
+        image = ENV.uphost + "/e2e/single:v1"
+        name = ENV.create_ci(image)
+        ci = ENV.wait_phase(name, "Ready")
+        st = ci["status"]
+        self.assertEqual(st["digest"], info["digest"])
+        self.assertEqual(st["upstreamDigest"], info["digest"])
+        self.assertGreater(st["sizeBytes"], 0)
+        self.assertEqual(st.get("attempts", 0), 0)
+        self.assertNotIn("progress", st)
+        for k in ("cachedAt", "lastCheckedAt"):
+            self.assertRegex(st[k], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertEqual([c["status"] for c in st["conditions"] if c["type"] == "Ready"], ["True"])
+        self.assert_cached_like_upstream(ENV.uphost + "/e2e/single", "v1", ENV.up.url)
+        # skopeo reads the same digests from the cache as from upstream.
+        out = {}
+        for host, repo in ((ENV.uphost, "e2e/single"),
+                           (ENV.cache.url.split("//")[1], cache_repo(ENV.uphost + "/e2e/single"))):
+            r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                                "docker://%s/%s:v1" % (host, repo)],
+                               capture_output=True, check=True)
+            out[host] = r.stdout
+        self.assertEqual(len(set(out.values())), 1)
+        reasons = [e["reason"] for e in ENV.events(name)]
+        self.assertIn("Warming", reasons)
+        self.assertIn("Cached", reasons)
+
+    def test_02_index_by_digest(self):
+        info = ENV.push(ENV.imgs.multiarch(), ENV.uphost, "e2e/multi:v1")
+        image = "%s/e2e/multi@%s" % (ENV.uphost, info["digest"])
+        name = ENV.create_ci(image)
+        ci = ENV.wait_phase(name, "Ready")
+        self.assertEqual(ci["status"]["digest"], info["digest"])
+        repo = cache_repo(ENV.uphost + "/e2e/multi")
+        self.assert_cached_like_upstream(ENV.uphost + "/e2e/multi", info["digest"], ENV.up.url)
+        for child in info["children"]:
+            st, _, _ = http_get("%s/v2/%s/manifests/%s" % (ENV.cache.url, repo, child), method="HEAD")
+            self.assertEqual(st, 200, child)
+        # A digest reference is pushed by digest only: no tag in the cache.
+        st, body, _ = http_get("%s/v2/%s/tags/list" % (ENV.cache.url, repo), "application/json")
+        tags = json.loads(body).get("tags") if st == 200 else None
+        self.assertFalse(tags, body)
+
+    def test_03_failed_then_ready(self):
+        image = ENV.uphost + "/e2e/later:v1"
+        name = ENV.create_ci(image)
+        ci = ENV.wait_phase(name, "Failed")
+        st = ci["status"]
+        self.assertGreaterEqual(st["attempts"], 1)
+        self.assertTrue(st["message"])
+        self.assertIn("WarmFailed", [e["reason"] for e in ENV.events(name)])
+        info = ENV.push(ENV.imgs.single("arm64", name="later"), ENV.uphost, "e2e/later:v1")
+        ci = ENV.wait_phase(name, "Ready")  # the backoff retry (2 s, 4 s, ...)
+        self.assertEqual(ci["status"]["digest"], info["digest"])
+        self.assertEqual(ci["status"]["attempts"], 0)
+        self.assertNotIn("message", ci["status"])
+
+    def test_04_refresh_moves_tag(self):
+        first = ENV.push(ENV.imgs.single(name="moving1"), ENV.uphost, "e2e/moving:v1")
+        name = ENV.create_ci(ENV.uphost + "/e2e/moving:v1")
+        ENV.wait_ci(name, lambda c: c.get("status", {}).get("digest") == first["digest"])
+        second = ENV.push(ENV.imgs.single("arm64", name="moving2"), ENV.uphost, "e2e/moving:v1")
+        self.assertNotEqual(first["digest"], second["digest"])
+        ci = ENV.wait_ci(name, lambda c: c["status"].get("digest") == second["digest"],
+                         timeout=30, what="refreshed digest")
+        self.assertEqual(ci["status"]["phase"], "Ready")
+        self.assertIn("Refreshed", [e["reason"] for e in ENV.events(name)])
+        self.assert_cached_like_upstream(ENV.uphost + "/e2e/moving", "v1", ENV.up.url)
+
+    def test_05_private_via_pod_pull_secret(self):
+        creds = "alice:wonderland"
+        ENV.push(ENV.imgs.single(name="secret"), ENV.privhost, "e2e/secret:v1", creds)
+        auth = base64.b64encode(creds.encode()).decode()
+        cfg = json.dumps({"auths": {ENV.privhost: {"auth": auth}}}).encode()
+        ENV.api.ok("POST", "/api/v1/namespaces/%s/secrets" % NS_PRIVATE, {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": "regcred"},
+            "data": {".dockerconfigjson": base64.b64encode(cfg).decode()}}, want=(201,))
+        image = ENV.privhost + "/e2e/secret:v1"
+        ENV.api.ok("POST", "/api/v1/namespaces/%s/pods" % NS_PRIVATE, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "uses-secret"},
+            "spec": {"imagePullSecrets": [{"name": "regcred"}],
+                     "containers": [{"name": "c", "image": image}]}}, want=(201,))
+        name = ci_name(image)  # created by the pod sweep
+        ci = ENV.wait_phase(name, "Ready")
+        self.assertTrue(ci["status"]["private"])
+        self.assertEqual(ci["spec"]["pullSecrets"], [{"namespace": NS_PRIVATE, "name": "regcred"}])
+        with open(ENV.tmp + "/ctl-main.log") as f:
+            log = f.read()
+        self.assertNotIn("wonderland", log)
+        self.assertNotIn(auth, log)
+        for e in ENV.events(name):
+            self.assertNotIn("wonderland", e["message"])
+
+    def test_06_private_without_cache_private_namespace(self):
+        creds = "alice:wonderland"
+        ENV.push(ENV.imgs.single(name="secret2"), ENV.privhost, "e2e/secret2:v1", creds)
+        image = ENV.privhost + "/e2e/secret2:v1"
+        ENV.api.ok("POST", "/api/v1/namespaces/%s/pods" % NS_APPS, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "no-secret"},
+            "spec": {"containers": [{"name": "c", "image": image}]}}, want=(201,))
+        name = ci_name(image)
+        ci = ENV.wait_ci(name, lambda c: c.get("status", {}).get("private") is True
+                         and c["status"].get("phase") == "Failed"
+                         and "cache-private" in c["status"].get("message", ""),
+                         what="Failed private with a cache-private message")
+        self.assertNotIn("digest", ci["status"])
+
+    def test_07_oscar_prewarm(self):
+        info = ENV.push(ENV.imgs.single(name="oscar"), ENV.uphost, "grycap/imagemagick:v1")
+        image = ENV.uphost + "/grycap/imagemagick:v1"
+        ENV.api.ok("POST", "/api/v1/namespaces/%s/podtemplates" % NS_OSCAR, {
+            "apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "imagemagick"},
+            "template": {"spec": {"containers": [{"name": "svc", "image": image}]}}},
+            want=(201,))
+        ci = ENV.wait_phase(ci_name(image), "Ready")
+        self.assertEqual(ci["status"]["digest"], info["digest"])
+
+    def test_08_metrics(self):
+        text = self.ctl.metrics()
+        self.assertGreaterEqual(metric(text, "thaw_warm_total", {"result": "success"}), 3)
+        self.assertGreaterEqual(metric(text, "thaw_warm_total", {"result": "failure"}), 1)
+        self.assertGreaterEqual(metric(text, "thaw_cachedimages", {"phase": "Ready"}), 3)
+        self.assertGreater(metric(text, "thaw_cache_size_bytes"), 0)
+        self.assertGreater(metric(text, "thaw_warm_bytes_total", {"source": "upstream"}), 0)
+        self.assertIsNotNone(metric(text, "thaw_warm_duration_seconds_count"))
+        self.assertGreater(metric(text, "thaw_upstream_requests_total",
+                                  {"registry": ENV.uphost, "code": "200"}), 0)
+        self.assertGreater(metric(text, "thaw_kube_requests_total", {"verb": "patch"}), 0)
+        self.assertEqual(metric(text, "thaw_leader"), 1)
+        self.assertIsNotNone(metric(text, "thaw_expired_total", {"reason": "unused"}))
+        self.assertIsNotNone(metric(text, "process_resident_memory_bytes"))
+        for path, want in (("/healthz", 200), ("/readyz", 200), ("/nope", 404)):
+            self.assertEqual(registry.http_status(self.ctl.metrics_url + path), want, path)
+
+
+class ResumeTest(unittest.TestCase):
+    """SIGKILL mid-warm; the restarted controller copies only what is missing."""
+
+    def test_sigkill_mid_warm_resumes(self):
+        lo, big = ENV.resumable()
+        info = ENV.push(lo, ENV.uphost, "e2e/resume:v1")
+        ENV.proxy.clear()
+        ENV.proxy.add(match="/blobs/" + big["digest"], method="GET", times=0, rate=512 << 10)
+        image = ENV.proxy.host + "/e2e/resume:v1"
+        ctl = ENV.controller("ctl-resume-1", ["--leader-elect=false"])
+        name = ENV.create_ci(image)
+        repo = cache_repo(ENV.proxy.host + "/e2e/resume")
+        small = [b for b in info["blobs"] if b != big["digest"]]
+
+        def small_cached():
+            return all(http_get("%s/v2/%s/blobs/%s" % (ENV.cache.url, repo, b),
+                                method="HEAD")[0] == 200 for b in small)
+        deadline = time.time() + READY_S
+        while not (small_cached() and (ENV.get_ci(name) or {}).get("status", {})
+                   .get("progress", {}).get("doneBytes", 0) > 0):
+            self.assertLess(time.time(), deadline, "small layers never cached")
+            time.sleep(0.2)
+        self.assertEqual(ENV.get_ci(name)["status"]["phase"], "Warming")
+        ctl.kill()
+        # Never a manifest whose blobs are missing.
+        st, _, _ = http_get("%s/v2/%s/manifests/v1" % (ENV.cache.url, repo), method="HEAD")
+        self.assertEqual(st, 404)
+        ENV.proxy.clear()
+        ctl2 = ENV.controller("ctl-resume-2", ["--leader-elect=false"])
+        ci = ENV.wait_phase(name, "Ready")
+        self.assertEqual(ci["status"]["digest"], info["digest"])
+        text = ctl2.metrics()
+        small_bytes = sum(os.path.getsize(lo.blob_path(b)) for b in small)
+        self.assertGreaterEqual(metric(text, "thaw_warm_bytes_total", {"source": "present"}),
+                                small_bytes)
+        self.assertLess(metric(text, "thaw_warm_bytes_total", {"source": "upstream"}),
+                        os.path.getsize(lo.blob_path(big["digest"])) + (64 << 10))
+        ctl2.stop()
+
+
+class LeaderTest(unittest.TestCase):
+    """Two replicas; the leader is killed mid-warm; the standby takes over
+    within the lease (15 s) plus one retry period, and finishes the warm.
+    The standby never warms while the leader lives."""
+
+    def test_leader_killed_standby_takes_over(self):
+        lo = ENV.imgs.big(6 << 20, seed=7)
+        info = ENV.push(lo, ENV.uphost, "e2e/lead:v1")
+        ENV.proxy.clear()
+        ENV.proxy.add(match="/blobs/", method="GET", times=0, rate=256 << 10)
+        a = ENV.controller("ctl-lead-a")
+        b = ENV.controller("ctl-lead-b")
+        deadline = time.time() + 30
+        while (metric(a.metrics(), "thaw_leader") or 0) + (metric(b.metrics(), "thaw_leader") or 0) != 1:
+            self.assertLess(time.time(), deadline, "no single leader")
+            time.sleep(0.2)
+        leader, standby = (a, b) if metric(a.metrics(), "thaw_leader") == 1 else (b, a)
+        name = ENV.create_ci(ENV.proxy.host + "/e2e/lead:v1")
+        ENV.wait_phase(name, "Warming")
+        time.sleep(1)
+        self.assertEqual(stack.metric_sum(standby.metrics(), "thaw_warm_total"), 0)
+        self.assertEqual(metric(standby.metrics(), "thaw_leader"), 0)
+        leader.kill()
+        t0 = time.time()
+        ENV.proxy.clear()
+        while metric(standby.metrics(), "thaw_leader") != 1:
+            self.assertLess(time.time() - t0, 15 + 2 + 3, "standby did not take over")
+            time.sleep(0.2)
+        ci = ENV.wait_phase(name, "Ready")
+        self.assertEqual(ci["status"]["digest"], info["digest"])
+        self.assertEqual(metric(standby.metrics(), "thaw_warm_total", {"result": "success"}), 1)
+        standby.stop()
+
+
+def main():
+    global BINARY
+    if len(sys.argv) < 2:
+        sys.exit("usage: test_controller_e2e.py PATH/thaw-controller [unittest args]")
+    BINARY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
