@@ -1,6 +1,7 @@
 #!/bin/sh
 # warm-bench.sh [--quick] [--thaw PATH|skopeo] [--reps N] [--layers N]
 #               [--layer-mib M] [--rate 100mbit] [--cases loopback,netns]
+#               [--concurrency N] [--blob-concurrency N]
 #
 # thaw-controller's warm (CachedImage created -> Ready) against a cold
 # `skopeo copy` of the same image (5 x 20 MiB incompressible layers) into a
@@ -32,8 +33,8 @@ if [ -z "$thaw" ]; then
     if ninja -C "$build" controller/thaw-controller >/dev/null 2>&1; then
         thaw=$build/controller/thaw-controller
     else
-        echo "warm-bench: no controller/thaw-controller target in $build yet:" \
-             "DRY RUN with skopeo in thaw's place" >&2
+        echo "warm-bench: cannot build controller/thaw-controller in $build" \
+             "(no target yet, or the build fails): DRY RUN with skopeo in thaw's place" >&2
         thaw=skopeo
     fi
 fi

@@ -164,13 +164,16 @@ class NetnsRegistry(registry.ChildServer):
             raise
 
 
-def one_run(kind, binary, ref, digest, insecure, work, quiet_cache=True):
+def one_run(kind, a, ref, digest, insecure, work):
     """One copy of ref into a fresh cache registry. Returns (seconds, VmHWM
     KiB or None)."""
     with registry.Registry() as cache:
-        copier = containerd.make_copier(
-            "thaw" if kind == "thaw" and binary != "skopeo" else "skopeo",
-            cache.url, work, binary=binary, insecure=insecure)
+        if kind == "thaw" and a.thaw != "skopeo":
+            copier = containerd.make_copier("thaw", cache.url, work, binary=a.thaw,
+                                            insecure=insecure, concurrency=a.concurrency,
+                                            blob_concurrency=a.blob_concurrency)
+        else:
+            copier = containerd.make_copier("skopeo", cache.url, work)
         try:
             copier.start()
             t0 = time.monotonic()
@@ -193,13 +196,13 @@ def run_case(name, ref, digest, insecure, a, work):
     for rep in range(reps):
         order = ("thaw", "skopeo") if rep % 2 == 0 else ("skopeo", "thaw")
         for kind in order:
-            s, hwm = one_run(kind, a.thaw, ref, digest, insecure, work)
+            s, hwm = one_run(kind, a, ref, digest, insecure, work)
             times[kind].append(s)
             if kind == "thaw" and hwm:
                 rss.append(hwm)
-            log("  %-8s run %d  %-6s %7.3f s%s" % (name, rep + 1, kind, s,
-                                                   "  VmHWM %.1f MiB" % (hwm / 1024) if hwm
-                                                   and kind == "thaw" else ""))
+            log("  %-8s run %d  %-6s %7.3f s  %6.1f MB/s%s"
+                % (name, rep + 1, kind, s, a.total / s / 1e6,
+                   "  VmHWM %.1f MiB" % (hwm / 1024) if hwm and kind == "thaw" else ""))
     med = {k: statistics.median(v) for k, v in times.items()}
     return med, (max(rss) if rss else None), times
 
@@ -218,6 +221,8 @@ def main():
     ap.add_argument("--layer-mib", type=float)
     ap.add_argument("--rate", default="100mbit")
     ap.add_argument("--cases", default="loopback,netns")
+    ap.add_argument("--concurrency", type=int, default=4, help="thaw-controller's flag")
+    ap.add_argument("--blob-concurrency", type=int, default=4, help="thaw-controller's flag")
     ap.add_argument("--netns", default="thaw-wb-%d" % os.getpid(),
                     help="name of the network namespace to create (warm-bench.sh's trap "
                          "deletes it too)")
@@ -237,6 +242,7 @@ def main():
         imgs = images.Images(os.path.join(work, "images"))
         t = time.monotonic()
         lo, total = layered_image(imgs, a.layers, size)
+        a.total = total
         log("image: %d layers x %.1f MiB random, %d bytes moved per copy (%.1f s to make)"
             % (a.layers, size / MIB, total, time.monotonic() - t))
         log("thaw: %s; runs interleaved; skopeo %s, cold blob-info cache"
