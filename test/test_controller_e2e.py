@@ -62,6 +62,12 @@ def http_get(url, accept=ACCEPT, method="GET"):
         return e.code, e.read(), dict(e.headers)
 
 
+def stack_time(rfc3339):
+    """Seconds since the epoch of an RFC 3339 UTC time."""
+    import calendar
+    return calendar.timegm(time.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ"))
+
+
 def deterministic(seed, n):
     return random.Random(seed).randbytes(n)
 
@@ -305,7 +311,45 @@ class WarmTest(unittest.TestCase):
         ci = ENV.wait_phase(ci_name(image), "Ready")
         self.assertEqual(ci["status"]["digest"], info["digest"])
 
-    def test_08_metrics(self):
+    def test_09_upstream_429_retry_after(self):
+        info = ENV.push(ENV.imgs.single(name="throttled"), ENV.uphost, "e2e/throttled:v1")
+        ENV.proxy.clear()
+        ENV.proxy.add(match="/v2/e2e/throttled/manifests/", status=429, retry_after="3", times=1)
+        name = ENV.create_ci(ENV.proxy.host + "/e2e/throttled:v1")
+        failed = ENV.wait_phase(name, "Failed")
+        self.assertIn("429", failed["status"]["message"])
+        ready = ENV.wait_phase(name, "Ready")
+        self.assertEqual(ready["status"]["digest"], info["digest"])
+        # Retry-After (3 s) outweighs the first backoff (2 s).
+        waited = (stack_time(ready["status"]["cachedAt"]) -
+                  stack_time(failed["status"]["lastCheckedAt"]))
+        self.assertGreaterEqual(waited, 2, (failed["status"], ready["status"]))
+        ENV.proxy.clear()
+
+    def test_10_cache_down_mid_copy(self):
+        lo = ENV.imgs.big(4 << 20, seed=11)
+        info = ENV.push(lo, ENV.uphost, "e2e/cachedown:v1")
+        ENV.proxy.clear()
+        ENV.proxy.add(match="/blobs/", method="GET", times=0, rate=512 << 10)
+        name = ENV.create_ci(ENV.proxy.host + "/e2e/cachedown:v1")
+        ENV.wait_ci(name, lambda c: c.get("status", {}).get("progress", {})
+                    .get("doneBytes", 0) > 0, what="progress")
+        ENV.cache.stop()
+        try:
+            ci = ENV.wait_phase(name, "Failed")
+            self.assertTrue(ci["status"]["message"])
+        finally:
+            ENV.cache.start()
+            ENV.proxy.clear()
+        ci = ENV.wait_phase(name, "Ready", timeout=READY_S + 30)
+        self.assertEqual(ci["status"]["digest"], info["digest"])
+        repo = cache_repo(ENV.proxy.host + "/e2e/cachedown")
+        for b in info["blobs"]:
+            st, body, _ = http_get("%s/v2/%s/blobs/%s" % (ENV.cache.url, repo, b), "*/*")
+            self.assertEqual(st, 200, b)
+            self.assertEqual(images.sha(body), b)
+
+    def test_99_metrics(self):
         text = self.ctl.metrics()
         self.assertGreaterEqual(metric(text, "thaw_warm_total", {"result": "success"}), 3)
         self.assertGreaterEqual(metric(text, "thaw_warm_total", {"result": "failure"}), 1)
