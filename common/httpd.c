@@ -1,0 +1,676 @@
+/* httpd.c - the plain HTTP/1.1 server of httpd.h: each connection reads one
+ * request at a time into a fixed 8 KiB buffer, answers it whole, then looks
+ * at what the client pipelined behind it.
+ *
+ * Reading stops while a reply is being written, so a client that pipelines
+ * without reading its replies holds at most one reply and 8 KiB of requests.
+ * After the last reply (Connection: close, HTTP/1.0, an error) the server
+ * sends FIN and drains input for a moment before closing, so unread request
+ * bytes do not turn the close into a reset that would destroy the reply.
+ * A peer gone mid-write is an error code only if the process ignores
+ * SIGPIPE, as both daemons' main() do. */
+#include "httpd.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+
+#define HEAD_MAX 8192             /* request line + headers */
+#define MAX_CONNS 256
+#define REQUEST_TIMEOUT_MS 10000  /* a whole request, from accept or 1st byte */
+#define IDLE_TIMEOUT_MS 30000     /* keep-alive with nothing sent */
+#define WRITE_TIMEOUT_MS 30000    /* a reply the client does not take */
+#define LINGER_MS 2000            /* draining input after the last reply */
+#define BACKLOG 128
+
+enum conn_state { C_READING, C_WRITING, C_LINGER, C_CLOSED };
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t write;
+  uv_shutdown_t shutdown;
+  thaw_httpd_t *srv;
+  struct conn *prev, *next;
+  enum conn_state state;
+  int handles;     /* handles not yet closed; the conn is freed at 0 */
+  int reading;
+  int idle;        /* the timer is the keep-alive one (no byte yet) */
+  int close_after; /* the reply being written is the last */
+  char *head;      /* reply head and body being written */
+  char *body;
+  size_t len;      /* bytes in buf */
+  char buf[HEAD_MAX];
+} conn_t;
+
+struct thaw_httpd {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  thaw_httpd_handler_cb handler;
+  void *data;
+  conn_t *conns;
+  unsigned nconns; /* accepted and not yet freed, closing ones included */
+  int port;
+  int listener_open;
+  int freeing;
+};
+
+/* One parsed request; path points into the connection's buffer. */
+typedef struct {
+  int status; /* 0: serve it; else the error to answer */
+  int head;   /* HEAD: headers only */
+  int close;  /* close after the reply */
+  int allow;  /* send "Allow: GET, HEAD" (405) */
+  const char *path;
+} req_t;
+
+/* --- addresses ------------------------------------------------------- */
+
+/* "HOST:PORT", ":PORT" or "[V6]:PORT" into *ss; HOST is an IP address or
+ * localhost, so binding never waits for a resolver. */
+static int parse_address(const char *s, struct sockaddr_storage *ss,
+                         int *wildcard, char *err, size_t errlen) {
+  char host[64];
+  const char *colon;
+  memset(ss, 0, sizeof *ss);
+  *wildcard = 0;
+  if (s == NULL || *s == '\0')
+    return thaw_errf(err, errlen, THAW_EINVAL, "httpd: empty address");
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+    if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host)
+      return thaw_errf(err, errlen, THAW_EINVAL, "httpd: %s: want [IPV6]:PORT", s);
+    snprintf(host, sizeof host, "%.*s", (int)(close - s - 1), s + 1);
+    colon = close + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (colon == NULL || (size_t)(colon - s) >= sizeof host)
+      return thaw_errf(err, errlen, THAW_EINVAL, "httpd: %s: want HOST:PORT", s);
+    snprintf(host, sizeof host, "%.*s", (int)(colon - s), s);
+  }
+  const char *p = colon + 1;
+  size_t n = strlen(p);
+  long port = 0;
+  if (n == 0 || n > 5 || strspn(p, "0123456789") != n ||
+      (port = strtol(p, NULL, 10)) > 65535)
+    return thaw_errf(err, errlen, THAW_EINVAL, "httpd: %s: bad port", s);
+  if (host[0] == '\0' && s[0] != '[') {
+    /* Every address: dual-stack "::" when the kernel has IPv6. */
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    *wildcard = 1;
+    if (fd >= 0) {
+      close(fd);
+      return uv_ip6_addr("::", (int)port, (struct sockaddr_in6 *)ss) == 0
+                 ? 0 : THAW_EINVAL;
+    }
+    return uv_ip4_addr("0.0.0.0", (int)port, (struct sockaddr_in *)ss) == 0
+               ? 0 : THAW_EINVAL;
+  }
+  if (strcmp(host, "localhost") == 0)
+    snprintf(host, sizeof host, "127.0.0.1");
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (s[0] != '[' && inet_pton(AF_INET, host, &a4) == 1)
+    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0
+               ? 0 : THAW_EINVAL;
+  if (s[0] == '[' && inet_pton(AF_INET6, host, &a6) == 1)
+    return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0
+               ? 0 : THAW_EINVAL;
+  return thaw_errf(err, errlen, THAW_EINVAL,
+                   "httpd: %s: host must be an IP address or localhost", s);
+}
+
+/* --- request parsing (pure) ------------------------------------------ */
+
+static int is_tchar(unsigned char ch) {
+  return ch != 0 && (isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* The length of the header block, through its empty line, or 0 while it
+ * is incomplete. Bare LF line ends are accepted, as RFC 9112 allows. */
+static size_t header_end(const char *buf, size_t len) {
+  for (size_t i = 0; i + 1 < len; i++) {
+    if (buf[i] != '\n')
+      continue;
+    if (buf[i + 1] == '\n')
+      return i + 2;
+    if (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n')
+      return i + 3;
+  }
+  return 0;
+}
+
+/* Cuts the next line out of [*p, stop) and NUL-terminates it. NULL when it
+ * holds a control character (a CR other than the last, NUL, ...): such
+ * bytes are how request smuggling starts, so they are refused. */
+static char *next_line(char **p, char *stop) {
+  char *line = *p, *eol = memchr(line, '\n', (size_t)(stop - line));
+  *p = eol + 1;
+  *eol = '\0';
+  if (eol > line && eol[-1] == '\r')
+    *--eol = '\0';
+  for (char *q = line; q < eol; q++)
+    if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
+      return NULL;
+  return line;
+}
+
+static char *trim(char *s) {
+  while (*s == ' ' || *s == '\t')
+    s++;
+  size_t n = strlen(s);
+  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+    s[--n] = '\0';
+  return s;
+}
+
+/* Has the comma-separated header value `v` the token `tok`? */
+static int has_token(const char *v, const char *tok) {
+  size_t n = strlen(tok);
+  while (*v) {
+    while (*v == ' ' || *v == '\t' || *v == ',')
+      v++;
+    size_t m = strcspn(v, ",");
+    size_t k = m;
+    while (k > 0 && (v[k - 1] == ' ' || v[k - 1] == '\t'))
+      k--;
+    if (k == n && strncasecmp(v, tok, n) == 0)
+      return 1;
+    v += m;
+  }
+  return 0;
+}
+
+/* Parses the request at buf[0..len). Returns the bytes it takes, with *r
+ * filled, or 0 while incomplete. The buffer is modified in place. */
+static size_t parse_request(char *buf, size_t len, req_t *r) {
+  size_t end = header_end(buf, len);
+  memset(r, 0, sizeof *r);
+  if (end == 0)
+    return 0;
+  r->close = 1; /* until the request is known to be sound */
+  char *p = buf, *stop = buf + end;
+  char *line = next_line(&p, stop);
+  if (line == NULL)
+    goto bad;
+
+  /* method SP request-target SP HTTP-version, single spaces */
+  char *sp1 = strchr(line, ' ');
+  char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+  if (sp1 == NULL || sp2 == NULL || strchr(sp2 + 1, ' ') != NULL ||
+      sp1 == line || sp1 - line > 32)
+    goto bad;
+  *sp1 = *sp2 = '\0';
+  const char *method = line, *version = sp2 + 1;
+  char *target = sp1 + 1;
+  for (const char *m = method; *m; m++)
+    if (!is_tchar((unsigned char)*m))
+      goto bad;
+  for (const char *t = target; *t; t++)
+    if ((unsigned char)*t <= ' ' || (unsigned char)*t >= 0x7f)
+      goto bad;
+  int http10 = 0;
+  if (strcmp(version, "HTTP/1.1") == 0)
+    http10 = 0;
+  else if (strcmp(version, "HTTP/1.0") == 0)
+    http10 = 1;
+  else if (strlen(version) == 8 && strncmp(version, "HTTP/", 5) == 0 &&
+           isdigit((unsigned char)version[5]) && version[6] == '.' &&
+           isdigit((unsigned char)version[7])) {
+    r->status = 505;
+    return end;
+  } else
+    goto bad;
+
+  /* origin-form, or absolute-form (which servers must accept) */
+  char *path = target;
+  if (strncasecmp(target, "http://", 7) == 0 ||
+      strncasecmp(target, "https://", 8) == 0) {
+    char *authority = strstr(target, "://") + 3;
+    path = authority + strcspn(authority, "/?#");
+  } else if (strcmp(target, "*") != 0 && target[0] != '/')
+    goto bad;
+  path[strcspn(path, "?#")] = '\0';
+  r->path = path[0] ? path : "/"; /* "http://host?q" */
+
+  int hosts = 0, te = 0, cl_seen = 0, conn_close = 0;
+  unsigned long long cl = 0;
+  for (;;) {
+    line = next_line(&p, stop);
+    if (line == NULL)
+      goto bad;
+    if (line[0] == '\0')
+      break;
+    if (line[0] == ' ' || line[0] == '\t')
+      goto bad; /* obsolete line folding */
+    char *colon = strchr(line, ':');
+    if (colon == NULL || colon == line)
+      goto bad;
+    *colon = '\0';
+    for (const char *n = line; *n; n++)
+      if (!is_tchar((unsigned char)*n))
+        goto bad;
+    char *value = trim(colon + 1);
+    if (strcasecmp(line, "host") == 0) {
+      hosts++;
+    } else if (strcasecmp(line, "content-length") == 0) {
+      size_t n = strlen(value);
+      if (n == 0 || n > 18 || strspn(value, "0123456789") != n)
+        goto bad;
+      unsigned long long v = strtoull(value, NULL, 10);
+      if (cl_seen && v != cl)
+        goto bad;
+      cl = v;
+      cl_seen = 1;
+    } else if (strcasecmp(line, "transfer-encoding") == 0) {
+      te = 1;
+    } else if (strcasecmp(line, "connection") == 0) {
+      conn_close |= has_token(value, "close");
+    }
+  }
+  if ((!http10 && hosts != 1) || hosts > 1 || (te && cl_seen))
+    goto bad;
+  int body = te || cl > 0;
+  r->head = strcmp(method, "HEAD") == 0;
+  r->close = http10 || conn_close || body;
+  if (!r->head && strcmp(method, "GET") != 0) {
+    r->status = 405;
+    r->allow = 1;
+  } else if (body) {
+    r->status = 413;
+  }
+  return end;
+
+bad:
+  memset(r, 0, sizeof *r);
+  r->status = 400;
+  r->close = 1;
+  return end;
+}
+
+/* --- replies --------------------------------------------------------- */
+
+static const char *reason(int status) {
+  switch (status) {
+  case 200: return "OK";
+  case 204: return "No Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 304: return "Not Modified";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 413: return "Content Too Large";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 503: return "Service Unavailable";
+  case 505: return "HTTP Version Not Supported";
+  default: return "Status";
+  }
+}
+
+static void conn_close(conn_t *c);
+static void process(conn_t *c);
+
+static void on_timeout(uv_timer_t *t) { conn_close(t->data); }
+
+static void timer_arm(conn_t *c, uint64_t ms, int idle) {
+  c->idle = idle;
+  uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  conn_t *c = h->data;
+  (void)suggested;
+  if (c->state == C_LINGER) /* draining: the bytes are dropped */
+    *b = uv_buf_init(c->buf, sizeof c->buf);
+  else
+    *b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof c->buf - c->len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  conn_t *c = s->data;
+  (void)b;
+  if (c->state == C_CLOSED)
+    return;
+  if (n < 0) { /* EOF, reset, or ENOBUFS (never with a sound buffer) */
+    conn_close(c);
+    return;
+  }
+  if (n == 0 || c->state != C_READING)
+    return;
+  if (c->idle) /* the first byte starts the request deadline */
+    timer_arm(c, REQUEST_TIMEOUT_MS, 0);
+  c->len += (size_t)n;
+  process(c);
+}
+
+static void read_start(conn_t *c) {
+  if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    c->reading = 1;
+}
+
+static void read_stop(conn_t *c) {
+  if (c->reading)
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = 0;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  conn_t *c = req->data;
+  if (status < 0 && c->state != C_CLOSED)
+    conn_close(c);
+}
+
+/* After the last reply: FIN, then drop input until EOF or LINGER_MS. */
+static void linger(conn_t *c) {
+  c->state = C_LINGER;
+  timer_arm(c, LINGER_MS, 0);
+  if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    conn_close(c);
+    return;
+  }
+  read_start(c);
+}
+
+static void on_written(uv_write_t *req, int status) {
+  conn_t *c = req->data;
+  free(c->head);
+  free(c->body);
+  c->head = c->body = NULL;
+  if (c->state == C_CLOSED)
+    return;
+  if (status < 0) { /* the client went away */
+    conn_close(c);
+    return;
+  }
+  if (c->close_after) {
+    linger(c);
+    return;
+  }
+  c->state = C_READING;
+  if (c->len > 0) {
+    timer_arm(c, REQUEST_TIMEOUT_MS, 0);
+    process(c); /* a pipelined request may be complete already */
+  } else {
+    timer_arm(c, IDLE_TIMEOUT_MS, 1);
+  }
+  if (c->state == C_READING)
+    read_start(c);
+}
+
+static void fmt_date(char *buf, size_t len) {
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(buf, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* Writes the reply; takes reply->body. */
+static void send_reply(conn_t *c, thaw_httpd_reply_t *rep, int head,
+                       int allow, int close_after) {
+  static const struct {
+    int status;
+    const char *text;
+  } error_text[] = {{400, "bad request\n"}, {404, "not found\n"},
+                    {405, "method not allowed\n"},
+                    {413, "request bodies are refused\n"},
+                    {431, "request headers too large\n"},
+                    {505, "HTTP version not supported\n"}};
+  if (rep->body == NULL) {
+    rep->len = 0;
+    for (size_t i = 0; i < sizeof error_text / sizeof error_text[0]; i++)
+      if (error_text[i].status == rep->status) {
+        rep->body = strdup(error_text[i].text);
+        rep->len = rep->body ? strlen(rep->body) : 0;
+      }
+  }
+  const char *ct = rep->content_type ? rep->content_type
+                                     : "text/plain; charset=utf-8";
+  char date[64];
+  fmt_date(date, sizeof date);
+  size_t cap = 256 + strlen(ct);
+  c->head = malloc(cap);
+  if (c->head == NULL) {
+    free(rep->body);
+    conn_close(c);
+    return;
+  }
+  int n = snprintf(c->head, cap,
+                   "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
+                   "Content-Length: %zu\r\n%s%s\r\n",
+                   rep->status, reason(rep->status), date, ct, rep->len,
+                   allow ? "Allow: GET, HEAD\r\n" : "",
+                   close_after ? "Connection: close\r\n" : "");
+  uv_buf_t bufs[2] = {uv_buf_init(c->head, (unsigned)n),
+                      uv_buf_init(rep->body, (unsigned)rep->len)};
+  if (head || rep->len == 0) {
+    free(rep->body);
+    rep->body = NULL;
+  }
+  c->body = rep->body;
+  c->close_after = close_after;
+  c->state = C_WRITING;
+  read_stop(c);
+  timer_arm(c, WRITE_TIMEOUT_MS, 0);
+  if (uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, c->body ? 2 : 1,
+               on_written) != 0) {
+    free(c->head);
+    free(c->body);
+    c->head = c->body = NULL;
+    conn_close(c);
+  }
+}
+
+/* Answers the first request in the buffer if it is complete. */
+static void process(conn_t *c) {
+  /* Empty lines before a request line are ignored (RFC 9112, 2.2). */
+  size_t skip = 0;
+  while (skip < c->len && (c->buf[skip] == '\r' || c->buf[skip] == '\n'))
+    skip++;
+  if (skip > 0) {
+    memmove(c->buf, c->buf + skip, c->len - skip);
+    c->len -= skip;
+  }
+  req_t r;
+  size_t used = parse_request(c->buf, c->len, &r);
+  if (used == 0) {
+    if (c->len < sizeof c->buf)
+      return; /* wait for more */
+    memset(&r, 0, sizeof r);
+    r.status = 431;
+    r.close = 1;
+    used = c->len;
+  }
+  thaw_httpd_reply_t rep = {0};
+  if (r.status != 0) {
+    rep.status = r.status;
+  } else {
+    c->srv->handler(r.path, &rep, c->srv->data);
+    if (c->state == C_CLOSED) { /* the handler freed the server */
+      free(rep.body);
+      return;
+    }
+    if (rep.status == 0)
+      rep.status = 404;
+    if (rep.status < 100 || rep.status > 599) {
+      free(rep.body);
+      rep = (thaw_httpd_reply_t){.status = 500};
+    }
+    if (rep.body == NULL)
+      rep.len = 0;
+  }
+  memmove(c->buf, c->buf + used, c->len - used);
+  c->len -= used;
+  send_reply(c, &rep, r.head, r.allow, r.close);
+}
+
+/* --- connections ----------------------------------------------------- */
+
+static void maybe_free_server(thaw_httpd_t *s) {
+  if (s->freeing && !s->listener_open && s->nconns == 0)
+    free(s);
+}
+
+static void on_conn_handle_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  if (--c->handles > 0)
+    return;
+  thaw_httpd_t *s = c->srv;
+  free(c->head);
+  free(c->body);
+  free(c);
+  s->nconns--;
+  maybe_free_server(s);
+}
+
+static void conn_close(conn_t *c) {
+  if (c->state == C_CLOSED)
+    return;
+  c->state = C_CLOSED;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    c->srv->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+static void on_rejected_closed(uv_handle_t *h) { free(h); }
+
+static void on_connection(uv_stream_t *l, int status) {
+  thaw_httpd_t *s = l->data;
+  if (status < 0 || s->freeing)
+    return;
+  if (s->nconns >= MAX_CONNS) {
+    /* Accepted and closed at once, so the backlog does not fill. */
+    uv_tcp_t *t = malloc(sizeof *t);
+    if (t == NULL)
+      return;
+    uv_tcp_init(s->loop, t);
+    uv_accept(l, (uv_stream_t *)t);
+    uv_close((uv_handle_t *)t, on_rejected_closed);
+    return;
+  }
+  conn_t *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return;
+  c->srv = s;
+  c->tcp.data = c->timer.data = c->write.data = c->shutdown.data = c;
+  uv_tcp_init(s->loop, &c->tcp);
+  uv_timer_init(s->loop, &c->timer);
+  c->handles = 2;
+  s->nconns++;
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->state = C_READING;
+  timer_arm(c, REQUEST_TIMEOUT_MS, 1);
+  read_start(c);
+}
+
+/* --- server ---------------------------------------------------------- */
+
+static void on_listener_closed(uv_handle_t *h) {
+  thaw_httpd_t *s = h->data;
+  s->listener_open = 0;
+  maybe_free_server(s);
+}
+
+int thaw_httpd_start(uv_loop_t *loop, const char *address,
+                     thaw_httpd_handler_cb handler, void *data,
+                     thaw_httpd_t **out, char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  int wildcard;
+  *out = NULL;
+  if (loop == NULL || handler == NULL)
+    return thaw_errf(err, errlen, THAW_EINVAL, "httpd: no loop or handler");
+  int rc = parse_address(address, &ss, &wildcard, err, errlen);
+  if (rc != 0)
+    return rc;
+  /* Bound and listening before any handle exists, so a failure leaves
+   * nothing on the loop to close. */
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return thaw_errf(err, errlen, THAW_EIO, "httpd: %s: socket: %s", address,
+                     strerror(errno));
+  int one = 1, zero = 0;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (wildcard && ss.ss_family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  socklen_t sl = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                           : sizeof(struct sockaddr_in);
+  if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, BACKLOG) != 0) {
+    int e = errno;
+    close(fd);
+    return thaw_errf(err, errlen, THAW_EIO, "httpd: %s: %s", address,
+                     strerror(e));
+  }
+  struct sockaddr_storage bound;
+  sl = sizeof bound;
+  getsockname(fd, (struct sockaddr *)&bound, &sl);
+  thaw_httpd_t *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    close(fd);
+    return THAW_ENOMEM;
+  }
+  s->loop = loop;
+  s->handler = handler;
+  s->data = data;
+  s->port = ntohs(bound.ss_family == AF_INET6
+                      ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                      : ((struct sockaddr_in *)&bound)->sin_port);
+  uv_tcp_init(loop, &s->listener);
+  s->listener.data = s;
+  s->listener_open = 1;
+  int owned = (rc = uv_tcp_open(&s->listener, fd)) == 0;
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&s->listener, BACKLOG, on_connection);
+  if (rc != 0) {
+    /* Not seen in practice; the handle closes on the next loop run. */
+    if (!owned)
+      close(fd);
+    s->freeing = 1;
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    return thaw_errf(err, errlen, THAW_EIO, "httpd: %s: %s", address,
+                     uv_strerror(rc));
+  }
+  *out = s;
+  return 0;
+}
+
+int thaw_httpd_port(const thaw_httpd_t *s) { return s ? s->port : 0; }
+
+void thaw_httpd_free(thaw_httpd_t *s) {
+  if (s == NULL || s->freeing)
+    return;
+  s->freeing = 1;
+  uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  while (s->conns != NULL)
+    conn_close(s->conns);
+}

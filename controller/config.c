@@ -1,0 +1,627 @@
+/* config.c - thaw-controller's flags (config.h): getopt_long over argv,
+ * defaults first, every value checked here so that the rest of the
+ * controller can trust its settings. Bad input is one line on stderr and
+ * status 2, as in thaw-webhook. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "error.h"
+
+#define PROG "thaw-controller"
+#define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+#define NS_MAX 63          /* a namespace is a DNS label */
+#define HOST_MAX 255
+#define PLATFORM_PART_MAX 32
+#define MIN_INTERVAL_MS 1000 /* refresh and expiry below 1 s are mistakes */
+
+/* Slots of c->owned: the copies each list (and the URL) point into. */
+enum { OWN_INSECURE, OWN_PLATFORMS, OWN_PREWARM, OWN_REGISTRY };
+
+void thaw_config_usage(FILE *f) {
+  fprintf(f,
+"usage: " PROG " --registry-url URL [options]\n"
+"  --kubeconfig PATH            kubeconfig to use (default: $KUBECONFIG;\n"
+"                               in-cluster config when neither is set)\n"
+"  --namespace NS               the system's namespace: the Lease, never\n"
+"                               cached (default: the service account's\n"
+"                               namespace, else thaw-system)\n"
+"  --registry-url URL           cache registry base URL, http:// or\n"
+"                               https://HOST[:PORT] (required)\n"
+"  --cache-host HOST[:PORT]     host in rewritten references\n"
+"                               (default localhost:7439)\n"
+"  --insecure-registries LIST   comma-separated HOST[:PORT] upstreams reached\n"
+"                               over plain HTTP (default: none)\n"
+"  --metrics-bind-address HOST:PORT\n"
+"                               plain HTTP for /metrics, /healthz, /readyz\n"
+"                               (default :8081)\n"
+"  --concurrency N              images warmed at once, 1..256 (default 4)\n"
+"  --blob-concurrency N         blobs copied at once per image, 1..64\n"
+"                               (default 4)\n"
+"  --platforms LIST             comma-separated OS/ARCH[/VARIANT] children\n"
+"                               of an index to copy for tag references\n"
+"                               (default: every platform)\n"
+"  --refresh-interval DURATION  re-resolve tags upstream this often, at\n"
+"                               least 1s (default 1h)\n"
+"  --expire-after DURATION      expire images unused this long, at least 1s\n"
+"                               (default 720h; spec.expireAfter overrides)\n"
+"  --max-cache-bytes SIZE       evict unused images, least recently used\n"
+"                               first, above this size, e.g. 50Gi or 200G\n"
+"                               (default 0: unbounded)\n"
+"  --prewarm-namespaces LIST    comma-separated namespaces whose\n"
+"                               PodTemplates are warmed, as with the label\n"
+"                               thaw.dev/prewarm=true (default: none)\n"
+"  --allow-private[=BOOL]       cache images that need pull secrets\n"
+"                               (default false)\n"
+"  --leader-elect[=BOOL]        hold the Lease thaw-controller before\n"
+"                               reconciling (default true)\n"
+"  --upstream-ca-file PATH      extra PEM trust anchors for upstream\n"
+"                               registries (default: system store only)\n"
+"  --log-level LEVEL            debug, info, warn or error (default info,\n"
+"                               or $THAW_LOG_LEVEL)\n"
+"  --help                       this text\n"
+"DURATION is Go's: 90s, 1h30m, 1.5h (units ns us ms s m h). BOOL is true or\n"
+"false (also 1/0, t/f). A LIST that is empty (--platforms=) is empty; an\n"
+"empty entry in it is an error.\n");
+}
+
+/* One line on stderr and status 2: the contract for bad input. */
+static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, PROG ": ");
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return 2;
+}
+
+/* --- values ---------------------------------------------------------- */
+
+int thaw_parse_duration(const char *s, uint64_t *ms) {
+  /* Nanoseconds in uint64 with Go's limit (int64 max) as the overflow. */
+  static const struct {
+    const char *name;
+    uint64_t ns;
+  } units[] = {{"ns", 1},
+               {"us", 1000},
+               {"\xc2\xb5s", 1000}, /* U+00B5 micro sign */
+               {"\xce\xbcs", 1000}, /* U+03BC Greek mu */
+               {"ms", 1000000},
+               {"s", 1000000000ull},
+               {"m", 60000000000ull},
+               {"h", 3600000000000ull}};
+  const uint64_t max = (uint64_t)INT64_MAX;
+  if (s == NULL)
+    return THAW_EINVAL;
+  if (*s == '+')
+    s++;
+  if (strcmp(s, "0") == 0) {
+    *ms = 0;
+    return 0;
+  }
+  if (*s == '\0')
+    return THAW_EINVAL; /* also "" and "+"; and '-' is never a digit below */
+  uint64_t total = 0;
+  while (*s) {
+    /* [0-9]*(\.[0-9]*)? with at least one digit */
+    uint64_t v = 0, f = 0;
+    double scale = 1;
+    int digits = 0, overflow = 0;
+    for (; *s >= '0' && *s <= '9'; s++, digits++) {
+      if (v > (max - (uint64_t)(*s - '0')) / 10)
+        return THAW_EINVAL;
+      v = v * 10 + (uint64_t)(*s - '0');
+    }
+    if (*s == '.') {
+      for (s++; *s >= '0' && *s <= '9'; s++, digits++) {
+        if (overflow)
+          continue; /* precision past 19 digits is dropped, as in Go */
+        if (f > (max - (uint64_t)(*s - '0')) / 10) {
+          overflow = 1;
+          continue;
+        }
+        f = f * 10 + (uint64_t)(*s - '0');
+        scale *= 10;
+      }
+    }
+    if (digits == 0)
+      return THAW_EINVAL;
+    size_t ulen = strcspn(s, "0123456789.");
+    uint64_t unit = 0;
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+      if (strlen(units[i].name) == ulen && strncmp(s, units[i].name, ulen) == 0)
+        unit = units[i].ns;
+    if (unit == 0)
+      return THAW_EINVAL; /* missing or unknown unit ("1", "1d") */
+    s += ulen;
+    if (v > max / unit)
+      return THAW_EINVAL;
+    v *= unit;
+    if (f > 0) {
+      uint64_t frac = (uint64_t)((double)f * ((double)unit / scale));
+      if (frac > max - v)
+        return THAW_EINVAL;
+      v += frac;
+    }
+    if (v > max - total)
+      return THAW_EINVAL;
+    total += v;
+  }
+  *ms = total / 1000000;
+  return 0;
+}
+
+int thaw_parse_bytes(const char *s, uint64_t *out) {
+  static const struct {
+    const char *suffix;
+    uint64_t mult;
+  } suffixes[] = {{"", 1},
+                  {"k", 1000ull},
+                  {"M", 1000000ull},
+                  {"G", 1000000000ull},
+                  {"T", 1000000000000ull},
+                  {"Ki", 1ull << 10},
+                  {"Mi", 1ull << 20},
+                  {"Gi", 1ull << 30},
+                  {"Ti", 1ull << 40}};
+  if (s == NULL)
+    return THAW_EINVAL;
+  /* digits[.digits]: integer part and fraction apart, so the products fit
+   * in 128 bits; rounded up as a Kubernetes quantity's Value() is. */
+  uint64_t ip = 0, frac = 0, den = 1;
+  int digits = 0;
+  const char *p = s;
+  for (; *p >= '0' && *p <= '9'; p++, digits++) {
+    if (ip > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+      return THAW_EINVAL;
+    ip = ip * 10 + (uint64_t)(*p - '0');
+  }
+  if (*p == '.') {
+    for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
+      if (den == 1000000000000000000ull)
+        return THAW_EINVAL; /* more than 18 decimals */
+      frac = frac * 10 + (uint64_t)(*p - '0');
+      den *= 10;
+    }
+  }
+  if (digits == 0)
+    return THAW_EINVAL;
+  for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+    if (strcmp(p, suffixes[i].suffix) != 0)
+      continue;
+    unsigned __int128 m = suffixes[i].mult;
+    unsigned __int128 v =
+        (unsigned __int128)ip * m + ((unsigned __int128)frac * m + den - 1) / den;
+    if (v > UINT64_MAX)
+      return THAW_EINVAL;
+    *out = (uint64_t)v;
+    return 0;
+  }
+  return THAW_EINVAL;
+}
+
+/* Go's strconv.ParseBool. Returns 0/1, or -1. */
+static int parse_bool(const char *s) {
+  static const char *const t[] = {"1", "t", "T", "true", "TRUE", "True"};
+  static const char *const f[] = {"0", "f", "F", "false", "FALSE", "False"};
+  for (size_t i = 0; i < 6; i++) {
+    if (strcmp(s, t[i]) == 0)
+      return 1;
+    if (strcmp(s, f[i]) == 0)
+      return 0;
+  }
+  return -1;
+}
+
+/* A decimal in [lo, hi], digits only. */
+static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 9 || strspn(s, "0123456789") != n)
+    return -1;
+  unsigned long v = strtoul(s, NULL, 10);
+  if (v < lo || v > hi)
+    return -1;
+  *out = (unsigned)v;
+  return 0;
+}
+
+static int valid_namespace(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > NS_MAX || s[0] == '-' || s[n - 1] == '-')
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+          s[i] == '-'))
+      return 0;
+  return 1;
+}
+
+/* A port: 1..65535, digits only (allow0: also 0, for a listener). */
+static int valid_port(const char *s, size_t n, int allow0) {
+  if (n == 0 || n > 5)
+    return 0;
+  unsigned long v = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return 0;
+    v = v * 10 + (unsigned long)(s[i] - '0');
+  }
+  return v <= 65535 && (allow0 || v > 0);
+}
+
+/* host[:port] as in an image reference: DNS labels (letters, digits,
+ * inner '-') joined by '.', or "[" IPv6 "]", then an optional port. */
+static int valid_hostport(const char *s, size_t n) {
+  if (n == 0 || n > HOST_MAX)
+    return 0;
+  size_t h;
+  if (s[0] == '[') {
+    const char *close = memchr(s, ']', n);
+    char a[64];
+    struct in6_addr a6;
+    size_t al = close ? (size_t)(close - s - 1) : 0;
+    if (close == NULL || al == 0 || al >= sizeof a)
+      return 0;
+    memcpy(a, s + 1, al);
+    a[al] = '\0';
+    if (inet_pton(AF_INET6, a, &a6) != 1)
+      return 0;
+    h = (size_t)(close - s) + 1;
+  } else {
+    h = 0;
+    size_t label = 0;
+    for (; h < n && s[h] != ':'; h++) {
+      char ch = s[h];
+      if (ch == '.') {
+        if (label == 0 || s[h - 1] == '-')
+          return 0;
+        label = 0;
+      } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                 (ch >= '0' && ch <= '9') || (ch == '-' && label > 0)) {
+        if (++label > 63)
+          return 0;
+      } else {
+        return 0;
+      }
+    }
+    if (label == 0 || s[h - 1] == '-')
+      return 0;
+  }
+  if (h == n)
+    return 1;
+  return s[h] == ':' && valid_port(s + h + 1, n - h - 1, 0);
+}
+
+/* HOST:PORT for a listener: ":PORT", an IPv4 address, localhost, or
+ * "[IPV6]"; the port may be 0 (any). */
+static int valid_bind_address(const char *s) {
+  char host[64];
+  const char *colon;
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+    struct in6_addr a6;
+    if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host)
+      return 0;
+    snprintf(host, sizeof host, "%.*s", (int)(close - s - 1), s + 1);
+    if (inet_pton(AF_INET6, host, &a6) != 1)
+      return 0;
+    colon = close + 1;
+  } else {
+    struct in_addr a4;
+    colon = strrchr(s, ':');
+    if (colon == NULL || (size_t)(colon - s) >= sizeof host)
+      return 0;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - s), s);
+    if (host[0] != '\0' && strcmp(host, "localhost") != 0 &&
+        inet_pton(AF_INET, host, &a4) != 1)
+      return 0;
+  }
+  return valid_port(colon + 1, strlen(colon + 1), 1);
+}
+
+/* os/arch[/variant], each part [a-z0-9._-], as OCI platform values are. */
+static int valid_platform(const char *s) {
+  int parts = 1;
+  size_t len = 0;
+  for (const char *p = s;; p++) {
+    if (*p == '/' || *p == '\0') {
+      if (len == 0)
+        return 0;
+      if (*p == '\0')
+        break;
+      if (++parts > 3)
+        return 0;
+      len = 0;
+    } else if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+               *p == '.' || *p == '_' || *p == '-') {
+      if (++len > PLATFORM_PART_MAX)
+        return 0;
+    } else {
+      return 0;
+    }
+  }
+  return parts >= 2;
+}
+
+/* Splits a copy of `value` at commas into list (NULL-ended), each entry
+ * checked by `ok`. The copy goes to c->owned[slot]. Returns 0, or 2 with
+ * the line printed. */
+static int parse_list(thaw_config_t *c, int slot, const char *flag,
+                      const char *value, const char **list,
+                      int (*ok)(const char *), const char *want) {
+  free(c->owned[slot]);
+  c->owned[slot] = NULL;
+  list[0] = NULL;
+  if (*value == '\0')
+    return 0; /* an empty list */
+  char *copy = strdup(value);
+  if (copy == NULL)
+    return bad("out of memory");
+  c->owned[slot] = copy;
+  size_t n = 0;
+  for (char *p = copy;;) {
+    char *comma = strchr(p, ',');
+    if (comma)
+      *comma = '\0';
+    if (*p == '\0')
+      return bad("%s %s: empty entry", flag, value);
+    if (!ok(p))
+      return bad("%s %s: %s is not %s", flag, value, p, want);
+    if (n == THAW_CONFIG_LIST_MAX)
+      return bad("%s: more than %d entries", flag, THAW_CONFIG_LIST_MAX);
+    list[n++] = p;
+    list[n] = NULL;
+    if (comma == NULL)
+      break;
+    p = comma + 1;
+  }
+  return 0;
+}
+
+static int ok_hostport(const char *s) { return valid_hostport(s, strlen(s)); }
+
+/* Parses the registry URL into c: scheme, host[:port], and a copy without
+ * a trailing '/', so callers can append "/v2/...". */
+static int parse_registry_url(thaw_config_t *c, const char *url) {
+  const char *rest;
+  if (strncmp(url, "https://", 8) == 0) {
+    rest = url + 8;
+    c->registry_insecure = 0;
+  } else if (strncmp(url, "http://", 7) == 0) {
+    rest = url + 7;
+    c->registry_insecure = 1;
+  } else {
+    return bad("--registry-url %s: want http:// or https://HOST[:PORT]", url);
+  }
+  size_t n = strlen(rest);
+  if (n > 0 && rest[n - 1] == '/')
+    n--;
+  if (!valid_hostport(rest, n) || n >= sizeof c->registry_host)
+    return bad("--registry-url %s: want http:// or https://HOST[:PORT], "
+               "without a path", url);
+  for (size_t i = 0; i < n; i++) /* hosts compare lower-case */
+    c->registry_host[i] = (rest[i] >= 'A' && rest[i] <= 'Z')
+                              ? (char)(rest[i] - 'A' + 'a') : rest[i];
+  c->registry_host[n] = '\0';
+  free(c->owned[OWN_REGISTRY]);
+  c->owned[OWN_REGISTRY] = strndup(url, (size_t)(rest - url) + n);
+  if (c->owned[OWN_REGISTRY] == NULL)
+    return bad("out of memory");
+  c->registry_url = c->owned[OWN_REGISTRY];
+  return 0;
+}
+
+/* The service account's namespace into buf, or "" when there is none. */
+static void sa_namespace(char *buf, size_t len) {
+  const char *dir = getenv("THAW_SERVICEACCOUNT_DIR");
+  char path[4096];
+  buf[0] = '\0';
+  snprintf(path, sizeof path, "%s/namespace", dir && *dir ? dir : SA_DIR);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return;
+  size_t n = fread(buf, 1, len - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ' ||
+                   buf[n - 1] == '\r' || buf[n - 1] == '\t'))
+    buf[--n] = '\0';
+}
+
+/* --- flags ----------------------------------------------------------- */
+
+enum {
+  O_KUBECONFIG = 256, O_NAMESPACE, O_REGISTRY, O_CACHE_HOST, O_INSECURE,
+  O_METRICS, O_CONCURRENCY, O_BLOB_CONCURRENCY, O_PLATFORMS, O_REFRESH,
+  O_EXPIRE, O_MAX_BYTES, O_PREWARM, O_ALLOW_PRIVATE, O_LEADER_ELECT,
+  O_CA_FILE, O_LOG_LEVEL
+};
+
+static const struct option opts[] = {
+    {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
+    {"namespace", required_argument, NULL, O_NAMESPACE},
+    {"registry-url", required_argument, NULL, O_REGISTRY},
+    {"cache-host", required_argument, NULL, O_CACHE_HOST},
+    {"insecure-registries", required_argument, NULL, O_INSECURE},
+    {"metrics-bind-address", required_argument, NULL, O_METRICS},
+    {"concurrency", required_argument, NULL, O_CONCURRENCY},
+    {"blob-concurrency", required_argument, NULL, O_BLOB_CONCURRENCY},
+    {"platforms", required_argument, NULL, O_PLATFORMS},
+    {"refresh-interval", required_argument, NULL, O_REFRESH},
+    {"expire-after", required_argument, NULL, O_EXPIRE},
+    {"max-cache-bytes", required_argument, NULL, O_MAX_BYTES},
+    {"prewarm-namespaces", required_argument, NULL, O_PREWARM},
+    {"allow-private", optional_argument, NULL, O_ALLOW_PRIVATE},
+    {"leader-elect", optional_argument, NULL, O_LEADER_ELECT},
+    {"upstream-ca-file", required_argument, NULL, O_CA_FILE},
+    {"log-level", required_argument, NULL, O_LOG_LEVEL},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+
+static int parse_duration_flag(const char *flag, const char *v, uint64_t *ms) {
+  if (thaw_parse_duration(v, ms) != 0)
+    return bad("%s %s: want a duration such as 90s, 1h30m or 720h", flag, v);
+  if (*ms < MIN_INTERVAL_MS)
+    return bad("%s %s: must be at least 1s", flag, v);
+  return 0;
+}
+
+/* One flag into c. Returns 0, 1 (--help) or 2. */
+static int apply(thaw_config_t *c, int opt, const char *v, const char *arg,
+                 const char **ns) {
+  int b;
+  switch (opt) {
+  case O_KUBECONFIG:
+    if (*v == '\0')
+      return bad("--kubeconfig: empty path");
+    c->kubeconfig = v;
+    return 0;
+  case O_NAMESPACE:
+    *ns = v;
+    return 0;
+  case O_REGISTRY:
+    return parse_registry_url(c, v);
+  case O_CACHE_HOST:
+    if (!valid_hostport(v, strlen(v)))
+      return bad("--cache-host %s: want HOST[:PORT]", v);
+    c->cache_host = v;
+    return 0;
+  case O_INSECURE: {
+    int rc = parse_list(c, OWN_INSECURE, "--insecure-registries", v,
+                        c->insecure_registries, ok_hostport, "HOST[:PORT]");
+    for (char *p = c->owned[OWN_INSECURE]; rc == 0 && p && *p; p++)
+      if (*p >= 'A' && *p <= 'Z') /* as image references normalise hosts */
+        *p = (char)(*p - 'A' + 'a');
+    return rc;
+  }
+  case O_METRICS:
+    if (!valid_bind_address(v))
+      return bad("--metrics-bind-address %s: want HOST:PORT, :PORT or "
+                 "[IPV6]:PORT with an IP address or localhost", v);
+    c->metrics_bind_address = v;
+    return 0;
+  case O_CONCURRENCY:
+    if (parse_uint(v, 1, 256, &c->concurrency) != 0)
+      return bad("--concurrency %s: want a number from 1 to 256", v);
+    return 0;
+  case O_BLOB_CONCURRENCY:
+    if (parse_uint(v, 1, 64, &c->blob_concurrency) != 0)
+      return bad("--blob-concurrency %s: want a number from 1 to 64", v);
+    return 0;
+  case O_PLATFORMS:
+    return parse_list(c, OWN_PLATFORMS, "--platforms", v, c->platforms,
+                      valid_platform, "OS/ARCH[/VARIANT]");
+  case O_REFRESH:
+    return parse_duration_flag("--refresh-interval", v, &c->refresh_interval_ms);
+  case O_EXPIRE:
+    return parse_duration_flag("--expire-after", v, &c->expire_after_ms);
+  case O_MAX_BYTES:
+    if (thaw_parse_bytes(v, &c->max_cache_bytes) != 0)
+      return bad("--max-cache-bytes %s: want a size such as 50Gi, 200G or "
+                 "0", v);
+    return 0;
+  case O_PREWARM:
+    return parse_list(c, OWN_PREWARM, "--prewarm-namespaces", v,
+                      c->prewarm_namespaces, valid_namespace,
+                      "a namespace name");
+  case O_ALLOW_PRIVATE:
+  case O_LEADER_ELECT:
+    b = arg ? parse_bool(arg) : 1;
+    if (b < 0)
+      return bad("--%s=%s: want true or false",
+                 opt == O_ALLOW_PRIVATE ? "allow-private" : "leader-elect", arg);
+    *(opt == O_ALLOW_PRIVATE ? &c->allow_private : &c->leader_elect) = b;
+    return 0;
+  case O_CA_FILE:
+    if (*v == '\0' || access(v, R_OK) != 0)
+      return bad("--upstream-ca-file %s: %s", v,
+                 *v ? strerror(errno) : "empty path");
+    c->ca_file = v;
+    return 0;
+  case O_LOG_LEVEL:
+    if (strcmp(v, "debug") && strcmp(v, "info") && strcmp(v, "warn") &&
+        strcmp(v, "error"))
+      return bad("--log-level %s: want debug, info, warn or error", v);
+    c->log_level = v;
+    return 0;
+  case 'h':
+    thaw_config_usage(stdout);
+    return 1;
+  }
+  return 2;
+}
+
+static int parse(thaw_config_t *c, int argc, char **argv) {
+  const char *ns = NULL;
+  optind = 0; /* glibc: a full restart, so parse can run more than once */
+  opterr = 0; /* our own one-line messages */
+  int opt;
+  while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (opt == ':')
+      return bad("%s needs a value (see --help)", argv[optind - 1]);
+    if (opt == '?') {
+      /* glibc sets optopt for a long flag given a value it does not take */
+      if (optopt != 0 && strncmp(argv[optind - 1], "--", 2) == 0)
+        return bad("%s takes no value (see --help)", argv[optind - 1]);
+      return bad("unknown option %s (see --help)", argv[optind - 1]);
+    }
+    int rc = apply(c, opt, optarg ? optarg : "", optarg, &ns);
+    if (rc != 0)
+      return rc;
+  }
+  if (optind < argc)
+    return bad("unexpected argument %s (see --help)", argv[optind]);
+  if (c->registry_url == NULL)
+    return bad("--registry-url is required (see --help)");
+
+  char sa_ns[NS_MAX + 2];
+  if (ns == NULL) {
+    sa_namespace(sa_ns, sizeof sa_ns);
+    ns = valid_namespace(sa_ns) ? sa_ns : "thaw-system";
+  }
+  if (!valid_namespace(ns))
+    return bad("--namespace %s: not a namespace name", ns);
+  memcpy(c->namespace_, ns, strlen(ns) + 1); /* valid: at most 63 bytes */
+
+  /* As kubectl: the flag, else $KUBECONFIG, else in-cluster. */
+  const char *env = getenv("KUBECONFIG");
+  if (c->kubeconfig == NULL && env != NULL && *env != '\0')
+    c->kubeconfig = env;
+  return 0;
+}
+
+int thaw_config_parse(thaw_config_t *c, int argc, char **argv) {
+  memset(c, 0, sizeof *c);
+  c->cache_host = "localhost:7439";
+  c->metrics_bind_address = ":8081";
+  c->concurrency = 4;
+  c->blob_concurrency = 4;
+  c->refresh_interval_ms = 3600ull * 1000;
+  c->expire_after_ms = 720ull * 3600 * 1000;
+  c->leader_elect = 1;
+  int rc = parse(c, argc, argv);
+  if (rc != 0)
+    thaw_config_free(c); /* nothing to free for a caller that exits */
+  return rc;
+}
+
+void thaw_config_free(thaw_config_t *c) {
+  if (c == NULL)
+    return;
+  for (size_t i = 0; i < sizeof c->owned / sizeof *c->owned; i++) {
+    free(c->owned[i]);
+    c->owned[i] = NULL;
+  }
+  c->insecure_registries[0] = c->platforms[0] = c->prewarm_namespaces[0] = NULL;
+  c->registry_url = NULL;
+}
