@@ -342,7 +342,10 @@ static void got_manifest(thaw_warm_t *wm, node_t *n,
   const char *what = n->depth == 1 ? "manifest" : "child manifest";
   char err[256] = "", sum[WARM_DIGEST_MAX];
   if (res->err) {
-    fail_res(wm, res, 1, what);
+    char ref[160];
+    snprintf(ref, sizeof ref, "upstream %s %.19s", what,
+             n->digest[0] ? n->digest : wm->tag);
+    fail_res(wm, res, 1, ref);
     return;
   }
   if (n->media[0] && strcmp(n->media, res->media_type)) {
