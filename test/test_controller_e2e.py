@@ -62,6 +62,21 @@ def http_get(url, accept=ACCEPT, method="GET"):
         return e.code, e.read(), dict(e.headers)
 
 
+SANITIZER = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+
+
+def stop_clean(ctl):
+    """SIGTERM: the controller must exit 0 (a sanitizer report or a leak
+    found at exit fails it) and its log must hold no sanitizer report."""
+    rc = ctl.stop()
+    with open(ctl.log_path, errors="replace") as f:
+        log = f.read()
+    bad = [s for s in SANITIZER if s in log]
+    if rc != 0 or bad:
+        raise AssertionError("%s: exit %s, %s; log tail:\n%s" % (
+            ctl.log_path, rc, bad, "\n".join(log.splitlines()[-60:])))
+
+
 def stack_time(rfc3339):
     """Seconds since the epoch of an RFC 3339 UTC time."""
     import calendar
@@ -181,7 +196,7 @@ class WarmTest(unittest.TestCase):
     def tearDownClass(cls):
         if os.environ.get("THAW_E2E_VERBOSE"):
             sys.stderr.write("controller log:\n%s\n" % cls.ctl.log_tail(80))
-        cls.ctl.stop()
+        stop_clean(cls.ctl)
 
     def assert_cached_like_upstream(self, image_name, ref, upstream_url):
         """Same manifest bytes (and so digest) in the cache as upstream."""
@@ -404,7 +419,7 @@ class ResumeTest(unittest.TestCase):
                                 small_bytes)
         self.assertLess(metric(text, "thaw_warm_bytes_total", {"source": "upstream"}),
                         os.path.getsize(lo.blob_path(big["digest"])) + (64 << 10))
-        ctl2.stop()
+        stop_clean(ctl2)
 
 
 class LeaderTest(unittest.TestCase):
@@ -438,7 +453,7 @@ class LeaderTest(unittest.TestCase):
         ci = ENV.wait_phase(name, "Ready")
         self.assertEqual(ci["status"]["digest"], info["digest"])
         self.assertEqual(metric(standby.metrics(), "thaw_warm_total", {"result": "success"}), 1)
-        standby.stop()
+        stop_clean(standby)
 
 
 def main():
