@@ -2,19 +2,22 @@
 
     test/with-emulator.sh python3 test/demo.py BUILD [JOBS]
 
-Starts a real docker-registry (the cache registry) and thaw-webhook, registers
-the webhook's MutatingWebhookConfiguration in the API-server emulator, and
-plays an OSCAR-like workload with thaw-showcase: job pods created with
-generateName in oscar-svc, through the emulator's admission chain. The first
-pods of each image are cold and thaw-webhook records a CachedImage for them;
-once a CachedImage is Ready, later pods are pointed at the cache.
+Starts two real docker-registry instances, one as the upstream (it plays
+Docker Hub and ghcr.io, holding small synthetic images of the OSCAR
+services) and one as the cache registry; thaw-webhook behind the emulator's
+admission chain; and thaw-controller, which warms the cache from the
+upstream. Then it plays an OSCAR-like workload with thaw-showcase: job pods
+created with generateName in oscar-svc.
 
-Until thaw-controller arrives (Step 3 of the roadmap), a stand-in here turns
-each CachedImage Ready a moment after it appears, without copying anything:
-it shows the webhook's side only. Meanwhile the emulator drops every watch
-each second and compacts its history every 3 s."""
+- The imagemagick service exists before the first upload, as a PodTemplate
+  in oscar-svc: the controller pre-warms it, so its first job starts warm.
+- The other images are cold at first: thaw-webhook records a CachedImage,
+  thaw-controller copies the image byte for byte, and later pods are
+  pointed at the cache (localhost:7439/...).
 
-import hashlib
+Meanwhile the emulator drops every watch each second and compacts its
+history every 3 s."""
+
 import os
 import shutil
 import ssl
@@ -28,30 +31,40 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, "kubeemu"), HERE]
 
+import images  # noqa: E402
 import registry  # noqa: E402
 import stack  # noqa: E402
 import webhook_stub  # noqa: E402
 
-WARM_S = 1.5  # how long the stand-in pretends a warm takes
+NS = "oscar-svc"
+# The repositories thaw-showcase --upstream uses, with a distinct image each.
+SERVICES = ["grycap/imagemagick:latest", "grycap/oscar-theano-plants:latest",
+            "rclone/rclone:latest", "library/alpine:3.19"]
+PREWARM_S = 60
 
 
-def stand_in_controller(api, stop):
-    """Marks each CachedImage Ready WARM_S after it appears."""
-    seen = {}
-    while not stop.wait(0.3):
-        for ci in api.ok("GET", stack.CI_PATH)["items"]:
-            name = ci["metadata"]["name"]
-            if (ci.get("status") or {}).get("phase") == "Ready":
-                continue
-            first = seen.setdefault(name, time.time())
-            if time.time() - first < WARM_S:
-                continue
-            image = ci["spec"]["image"]
-            digest = "sha256:" + hashlib.sha256(image.encode()).hexdigest()
-            api.ok("PATCH", stack.CI_PATH + "/" + name + "/status",
-                   {"status": {"phase": "Ready", "digest": digest}},
-                   ctype="application/merge-patch+json")
-            print("  [stand-in controller] %s is Ready" % image, flush=True)
+def push_services(up, tmp):
+    imgs = images.Images(os.path.join(tmp, "layouts"))
+    for i, path in enumerate(SERVICES):
+        if i == 0:  # a multi-platform index, as many public images are
+            lo = imgs.multiarch()
+        else:
+            lo = imgs._layout(path.split(":")[0].replace("/", "-"))
+            layer = lo.layer({"service": path.encode() + b"\n",
+                              "etc/os-release": b"ID=thaw-demo\n"})
+            lo.tag(lo.image([layer], "amd64", path))
+        imgs.push(lo, "%s/%s" % (up, path))
+
+
+def wait_ready(api, image, timeout):
+    name = stack.ci_name(image)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st, doc, _ = api.request("GET", stack.CI_PATH + "/" + name)
+        if st == 200 and (doc.get("status") or {}).get("phase") == "Ready":
+            return doc
+        time.sleep(0.2)
+    return None
 
 
 def chaos(stop):
@@ -73,38 +86,71 @@ def main():
     tmp = tempfile.mkdtemp(prefix="thaw-demo.")
     api = stack.Api()
     certs = webhook_stub.make_certs(tmp)
-    reg = registry.Registry()
-    hook = stack.Webhook(os.path.join(build, "webhook", "thaw-webhook"), certs, reg.url, tmp)
+    cache = registry.Registry()
+    upstream = registry.Registry()
+    up = upstream.url.split("//", 1)[1]
+    hook = stack.Webhook(os.path.join(build, "webhook", "thaw-webhook"), certs, cache.url, tmp)
+    ctl = stack.Controller(os.path.join(build, "controller", "thaw-controller"), cache.url, tmp,
+                           extra=["--insecure-registries", up, "--prewarm-namespaces", NS,
+                                  "--leader-elect=false"])
     stop = threading.Event()
     threads = []
     rc = 1
     try:
-        for ns in ("oscar-svc", stack.SYSTEM_NS):
+        push_services(up, tmp)
+        for ns in (NS, stack.SYSTEM_NS):
             api.ok("POST", "/api/v1/namespaces", {
                 "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
                 want=(201, 409))
         hook.start()
         api.ok("POST", stack.MWC_PATH, stack.webhook_configuration(hook.url, certs["ca_bundle"]),
                want=(201,))
-        print("thaw-webhook on %s, cache registry on %s" % (hook.url, reg.url), flush=True)
-        threads = [threading.Thread(target=stand_in_controller, args=(api, stop), daemon=True),
-                   threading.Thread(target=chaos, args=(stop,), daemon=True)]
+        ctl.start()
+        print("thaw-webhook on %s, thaw-controller metrics on %s" % (hook.url, ctl.metrics_url))
+        print("upstream registry %s, cache registry %s" % (upstream.url, cache.url), flush=True)
+        # An OSCAR service is a PodTemplate: warmed before its first job.
+        magick = "%s/%s" % (up, SERVICES[0])
+        api.ok("POST", "/api/v1/namespaces/%s/podtemplates" % NS, {
+            "apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "imagemagick"},
+            "template": {"spec": {"containers": [{"name": "oscar-container", "image": magick}]}}},
+            want=(201, 409))
+        ci = wait_ready(api, magick, PREWARM_S)
+        if ci is None:
+            print("pre-warm of %s did not finish in %d s; log:\n%s"
+                  % (magick, PREWARM_S, ctl.log_tail()), flush=True)
+            return 1
+        print("pre-warmed %s: %s, %d bytes\n" % (magick, ci["status"]["digest"],
+                                               ci["status"]["sizeBytes"]), flush=True)
+        threads = [threading.Thread(target=chaos, args=(stop,), daemon=True)]
         for t in threads:
             t.start()
         rc = subprocess.call([os.path.join(build, "test", "thaw-showcase"),
-                              "--kubeconfig", os.environ["KUBECONFIG"], "--jobs", jobs])
-        text = hook.metrics()
-        print("\nthaw-webhook decisions:", flush=True)
-        for line in text.splitlines():
-            if line.startswith(("thaw_webhook_images_total", "thaw_webhook_records_total",
-                                "thaw_cache_registry_up")):
-                print("  " + line)
+                              "--kubeconfig", os.environ["KUBECONFIG"], "--jobs", jobs,
+                              "--upstream", up])
+        print("\nCachedImages:", flush=True)
+        for ci in api.ok("GET", stack.CI_PATH)["items"]:
+            st = ci.get("status") or {}
+            print("  %-8s %-50s %s %s" % (st.get("phase", "Pending"), ci["spec"]["image"],
+                                         st.get("digest", "")[:19], st.get("sizeBytes", "")))
+        for who, text, prefixes in (
+                ("thaw-webhook", hook.metrics(), ("thaw_webhook_images_total",
+                                                  "thaw_webhook_records_total",
+                                                  "thaw_cache_registry_up")),
+                ("thaw-controller", ctl.metrics(), ("thaw_warm_total", "thaw_cachedimages",
+                                                    "thaw_warm_bytes_total",
+                                                    "thaw_cache_size_bytes"))):
+            print("\n%s metrics:" % who, flush=True)
+            for line in text.splitlines():
+                if line.startswith(prefixes):
+                    print("  " + line)
     finally:
         stop.set()
         for t in threads:
             t.join(5)
+        ctl.stop()
         hook.stop()
-        reg.close()
+        cache.close()
+        upstream.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return rc
 

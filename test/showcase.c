@@ -22,11 +22,18 @@
 #include "podinfo.h"
 
 /* The images of OSCAR services; the last one is an invalid reference, which
- * the webhook will pass through with a warning. */
+ * the webhook will pass through with a warning. With --upstream HOST, the
+ * same repositories under HOST (a registry on this machine that holds them),
+ * so a real controller can warm them. */
 static const char *const images_[] = {
     "grycap/imagemagick", "ghcr.io/grycap/oscar-theano-plants:latest",
     "rclone/rclone", "docker.io/library/alpine:3.19", "Bad/Image:tag"};
+static const char *const paths_[] = {
+    "grycap/imagemagick:latest", "grycap/oscar-theano-plants:latest",
+    "rclone/rclone:latest", "library/alpine:3.19", NULL};
 #define N_IMAGES (sizeof images_ / sizeof images_[0])
+#define SIDECAR 2 /* rclone/rclone */
+static char upstream_images[N_IMAGES][300];
 
 typedef struct {
   uv_loop_t *loop;
@@ -39,6 +46,7 @@ typedef struct {
   int attempts, recorded, already, invalid, synced;
   int record, pods_cached;
   const char *cache_host;
+  const char *images[N_IMAGES];
   int done;
 } showcase_t;
 
@@ -167,14 +175,14 @@ static cJSON *job_pod(const showcase_t *s, int i) {
            "\"labels\":{\"oscar_service\":\"imagemagick\"}},"
            "\"spec\":{\"restartPolicy\":\"Never\",\"containers\":[{"
            "\"name\":\"oscar-container\",\"image\":\"%s\"}]}}",
-           i, s->ns, images_[i % N_IMAGES]);
+           i, s->ns, s->images[i % N_IMAGES]);
   cJSON *pod = cJSON_Parse(buf);
   if (pod != NULL && i % 2 == 1) {
     cJSON *spec = cJSON_GetObjectItemCaseSensitive(pod, "spec");
     cJSON *init = cJSON_AddArrayToObject(spec, "initContainers");
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "name", "rclone-container");
-    cJSON_AddStringToObject(c, "image", "rclone/rclone");
+    cJSON_AddStringToObject(c, "image", s->images[SIDECAR]);
     cJSON_AddItemToArray(init, c);
   }
   return pod;
@@ -241,7 +249,10 @@ static void usage(FILE *f) {
           "  --record           record a CachedImage for each cold image, as\n"
           "                     thaw-webhook does (for runs without it)\n"
           "  --cache-host HOST  host of rewritten references (default "
-          "localhost:7439)\n");
+          "localhost:7439)\n"
+          "  --upstream HOST    take the services' images from registry HOST\n"
+          "                     (HOST/grycap/imagemagick:latest, ...) instead\n"
+          "                     of their public registries\n");
 }
 
 int main(int argc, char **argv) {
@@ -251,11 +262,14 @@ int main(int argc, char **argv) {
       {"jobs", required_argument, NULL, 'j'},
       {"record", no_argument, NULL, 'r'},
       {"cache-host", required_argument, NULL, 'c'},
+      {"upstream", required_argument, NULL, 'u'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   setvbuf(stdout, NULL, _IOLBF, 0); /* lines, not blocks, among the logs */
   const char *kubeconfig = NULL;
   showcase_t s = {.ns = "oscar-svc", .jobs = 20, .cache_host = "localhost:7439"};
+  for (size_t i = 0; i < N_IMAGES; i++)
+    s.images[i] = images_[i];
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     char *end;
@@ -271,6 +285,14 @@ int main(int argc, char **argv) {
       break;
     case 'c':
       s.cache_host = optarg;
+      break;
+    case 'u':
+      for (size_t i = 0; i < N_IMAGES; i++)
+        if (paths_[i] != NULL) {
+          snprintf(upstream_images[i], sizeof upstream_images[i], "%.200s/%s",
+                   optarg, paths_[i]);
+          s.images[i] = upstream_images[i];
+        }
       break;
     case 'j':
       s.jobs = (int)strtol(optarg, &end, 10);
