@@ -28,7 +28,8 @@
 
 #define HEAD_MAX 8192             /* request line + headers */
 #define MAX_CONNS 256
-#define REQUEST_TIMEOUT_MS 10000  /* a whole request, from accept or 1st byte */
+#define REQUEST_TIMEOUT_MS 10000  /* a whole request: from accept, or from
+                                     the first byte after a keep-alive wait */
 #define IDLE_TIMEOUT_MS 30000     /* keep-alive with nothing sent */
 #define WRITE_TIMEOUT_MS 30000    /* a reply the client does not take */
 #define LINGER_MS 2000            /* draining input after the last reply */
@@ -89,8 +90,10 @@ static int parse_address(const char *s, struct sockaddr_storage *ss,
     return thaw_errf(err, errlen, THAW_EINVAL, "httpd: empty address");
   if (s[0] == '[') {
     const char *close = strchr(s, ']');
-    if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host)
-      return thaw_errf(err, errlen, THAW_EINVAL, "httpd: %s: want [IPV6]:PORT", s);
+    if (close == NULL || close[1] != ':' ||
+        (size_t)(close - s - 1) >= sizeof host)
+      return thaw_errf(err, errlen, THAW_EINVAL, "httpd: %s: want [IPV6]:PORT",
+                       s);
     snprintf(host, sizeof host, "%.*s", (int)(close - s - 1), s + 1);
     colon = close + 1;
   } else {
@@ -362,7 +365,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
 }
 
 static void read_start(conn_t *c) {
-  if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+  if (!c->reading &&
+      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
     c->reading = 1;
 }
 
@@ -590,7 +594,7 @@ static void on_connection(uv_stream_t *l, int status) {
   }
   uv_tcp_nodelay(&c->tcp, 1);
   c->state = C_READING;
-  timer_arm(c, REQUEST_TIMEOUT_MS, 1);
+  timer_arm(c, REQUEST_TIMEOUT_MS, 0); /* counts from accept, not 1st byte */
   read_start(c);
 }
 
