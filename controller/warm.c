@@ -20,69 +20,6 @@
 #include "imgref.h"
 #include "warm_internal.h"
 
-#define LEARN_MAX 4096              /* digest -> cache repo entries */
-#define NODES_MAX 10000             /* manifests of one image */
-#define BLOBS_MAX 100000            /* distinct blobs of one image */
-#define MANIFEST_BYTES_MAX (64 << 20) /* all manifests of one image */
-#define REPO_MAX 256
-
-enum { PH_FETCH, PH_BLOBS, PH_PUT, PH_DONE };
-
-typedef struct {
-  thaw_warm_t *wm;
-  char digest[WARM_DIGEST_MAX]; /* "" for the top before it is read */
-  char media[WARM_MEDIA_MAX];   /* from the parent index; "" for the top */
-  char *bytes;                  /* the exact bytes to PUT */
-  size_t len;
-  int depth;
-} node_t;
-
-typedef struct {
-  thaw_warm_t *wm;
-  char digest[WARM_DIGEST_MAX];
-  long long size, prog; /* prog: bytes counted into progress so far */
-} blob_t;
-
-typedef struct {
-  char digest[WARM_DIGEST_MAX];
-  char *repo;
-  uint64_t stamp;
-} learned_t;
-
-struct thaw_warmer {
-  thaw_registry_t *reg;
-  char *cache;
-  char **platforms; /* NULL: no filter */
-  unsigned conc;
-  int closing;
-  thaw_warm_t *warms; /* not yet finished */
-  learned_t *learned;
-  size_t nlearned;
-  uint64_t clock;
-};
-
-struct thaw_warm {
-  thaw_warmer_t *w; /* NULL once finished */
-  thaw_warm_t *prev, *next;
-  int resolve, phase, finished, inflight, hold;
-  char up_host[THAW_IMGREF_NAME_MAX + 1], up_repo[THAW_IMGREF_NAME_MAX + 1];
-  char cache_repo[REPO_MAX], tag[THAW_IMGREF_TAG_MAX + 1];
-  char pin[THAW_IMGREF_DIGEST_MAX + 1]; /* the reference's digest, or "" */
-  thaw_regauth_creds_t creds;
-  thaw_registry_target_t up, cache;
-  thaw_warm_progress_cb progress;
-  thaw_warm_done_cb done;
-  void *data;
-  node_t **nodes;
-  size_t nnodes, capnodes, next_fetch, next_put, manifest_bytes;
-  blob_t *blobs;
-  size_t nblobs, capblobs, next_blob;
-  size_t *hash, hcap; /* open addressing over blobs: index + 1, 0 empty */
-  long long total, done_bytes;
-  thaw_warm_result_t res;
-  char msg[512], digest[WARM_DIGEST_MAX], media[WARM_MEDIA_MAX];
-};
-
 /* ---- lifetime ---- */
 
 static void warm_destroy(thaw_warm_t *wm) {
@@ -110,7 +47,7 @@ static void finish(thaw_warm_t *wm, int err) {
     return;
   thaw_warmer_t *w = wm->w;
   wm->finished = 1;
-  wm->phase = PH_DONE;
+  wm->phase = WARM_DONE;
   if (wm->prev)
     wm->prev->next = wm->next;
   else if (w->warms == wm)
@@ -163,114 +100,6 @@ static void fail_res(thaw_warm_t *wm, const thaw_registry_result_t *res,
   failf(wm, res->err, upstream, "%s: %s", what, res->message);
 }
 
-/* ---- the digest -> cache repository table ---- */
-
-static const char *learned_repo(thaw_warmer_t *w, const char *digest,
-                                const char *not_repo) {
-  for (size_t i = 0; i < w->nlearned; i++)
-    if (strcmp(w->learned[i].digest, digest) == 0)
-      return strcmp(w->learned[i].repo, not_repo) ? w->learned[i].repo : NULL;
-  return NULL;
-}
-
-void thaw_warmer_learn(thaw_warmer_t *w, const char *digest,
-                       const char *repo) {
-  if (!w || !warm_digest_valid(digest) || !repo || !repo[0] ||
-      strlen(repo) >= REPO_MAX)
-    return;
-  learned_t *e = NULL;
-  for (size_t i = 0; i < w->nlearned && !e; i++)
-    if (strcmp(w->learned[i].digest, digest) == 0)
-      e = &w->learned[i];
-  if (!e && w->nlearned < LEARN_MAX) {
-    e = &w->learned[w->nlearned++];
-    e->repo = NULL;
-  } else if (!e) { /* full: forget the oldest */
-    e = &w->learned[0];
-    for (size_t i = 1; i < w->nlearned; i++)
-      if (w->learned[i].stamp < e->stamp)
-        e = &w->learned[i];
-  }
-  char *copy = strdup(repo);
-  if (!copy) /* keep the old entry; a missed mount only costs a copy */
-    return;
-  free(e->repo);
-  e->repo = copy;
-  memcpy(e->digest, digest, WARM_DIGEST_MAX);
-  e->stamp = ++w->clock;
-}
-
-/* ---- the image's manifests and blobs ---- */
-
-static node_t *add_node(thaw_warm_t *wm, const char *digest, const char *media,
-                        int depth) {
-  if (wm->nnodes == wm->capnodes) {
-    size_t cap = wm->capnodes ? wm->capnodes * 2 : 8;
-    node_t **n = realloc(wm->nodes, cap * sizeof *n);
-    if (!n)
-      return NULL;
-    wm->nodes = n;
-    wm->capnodes = cap;
-  }
-  node_t *n = calloc(1, sizeof *n);
-  if (!n)
-    return NULL;
-  n->wm = wm;
-  snprintf(n->digest, sizeof n->digest, "%s", digest);
-  snprintf(n->media, sizeof n->media, "%s", media);
-  n->depth = depth;
-  wm->nodes[wm->nnodes++] = n;
-  return n;
-}
-
-static size_t hash_of(const char *digest) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (; *digest; digest++)
-    h = (h ^ (unsigned char)*digest) * 1099511628211ull;
-  return (size_t)h;
-}
-
-/* Adds a blob unless the image already lists it: 1 added, 0 known,
- * THAW_EPARSE (same digest, another size) or THAW_ENOMEM. */
-static int add_blob(thaw_warm_t *wm, const warm_desc_t *d) {
-  if (2 * (wm->nblobs + 1) > wm->hcap) {
-    size_t cap = wm->hcap ? wm->hcap * 2 : 64;
-    size_t *h = calloc(cap, sizeof *h);
-    if (!h)
-      return THAW_ENOMEM;
-    for (size_t i = 0; i < wm->nblobs; i++) {
-      size_t k = hash_of(wm->blobs[i].digest) & (cap - 1);
-      while (h[k])
-        k = (k + 1) & (cap - 1);
-      h[k] = i + 1;
-    }
-    free(wm->hash);
-    wm->hash = h;
-    wm->hcap = cap;
-  }
-  size_t k = hash_of(d->digest) & (wm->hcap - 1);
-  for (; wm->hash[k]; k = (k + 1) & (wm->hcap - 1)) {
-    blob_t *b = &wm->blobs[wm->hash[k] - 1];
-    if (strcmp(b->digest, d->digest) == 0)
-      return b->size == d->size ? 0 : THAW_EPARSE;
-  }
-  if (wm->nblobs == wm->capblobs) {
-    size_t cap = wm->capblobs ? wm->capblobs * 2 : 16;
-    blob_t *b = realloc(wm->blobs, cap * sizeof *b);
-    if (!b)
-      return THAW_ENOMEM;
-    wm->blobs = b;
-    wm->capblobs = cap;
-  }
-  blob_t *b = &wm->blobs[wm->nblobs];
-  memset(b, 0, sizeof *b);
-  b->wm = wm;
-  memcpy(b->digest, d->digest, WARM_DIGEST_MAX);
-  b->size = d->size;
-  wm->hash[k] = ++wm->nblobs;
-  return 1;
-}
-
 static void report_progress(thaw_warm_t *wm) {
   if (wm->progress)
     wm->progress(wm->done_bytes, wm->total, wm->data);
@@ -287,9 +116,9 @@ static void on_put(const thaw_registry_result_t *res, void *data);
 static void pump(thaw_warm_t *wm) {
   thaw_warmer_t *w = wm->w;
   int rc;
-  if (wm->phase == PH_FETCH) {
+  if (wm->phase == WARM_FETCH) {
     while (wm->inflight < (int)w->conc && wm->next_fetch < wm->nnodes) {
-      node_t *n = wm->nodes[wm->next_fetch++];
+      warm_node_t *n = wm->nodes[wm->next_fetch++];
       if ((rc = thaw_registry_manifest_get(w->reg, &wm->up, n->digest, 0,
                                            on_manifest, n))) {
         failf(wm, rc, 1, "manifest %.19s: %s", n->digest, thaw_strerror(rc));
@@ -299,12 +128,12 @@ static void pump(thaw_warm_t *wm) {
     }
     if (wm->inflight || wm->next_fetch < wm->nnodes)
       return;
-    wm->phase = PH_BLOBS;
+    wm->phase = WARM_BLOBS;
   }
-  if (wm->phase == PH_BLOBS) {
+  if (wm->phase == WARM_BLOBS) {
     while (wm->inflight < (int)w->conc && wm->next_blob < wm->nblobs) {
-      blob_t *b = &wm->blobs[wm->next_blob++];
-      const char *from = learned_repo(w, b->digest, wm->cache_repo);
+      warm_blob_t *b = &wm->blobs[wm->next_blob++];
+      const char *from = warm_learned_repo(w, b->digest, wm->cache_repo);
       if ((rc = thaw_registry_blob_copy(w->reg, &wm->up, &wm->cache,
                                         b->digest, b->size, from,
                                         on_blob_progress, on_blob, b))) {
@@ -315,15 +144,15 @@ static void pump(thaw_warm_t *wm) {
     }
     if (wm->inflight || wm->next_blob < wm->nblobs)
       return;
-    wm->phase = PH_PUT;
+    wm->phase = WARM_PUT;
     wm->next_put = wm->nnodes;
   }
-  if (wm->phase == PH_PUT && wm->inflight == 0) {
+  if (wm->phase == WARM_PUT && wm->inflight == 0) {
     if (wm->next_put == 0) {
       finish(wm, 0);
       return;
     }
-    node_t *n = wm->nodes[--wm->next_put];
+    warm_node_t *n = wm->nodes[--wm->next_put];
     /* The top goes under its tag unless the reference pins a digest. */
     const char *ref = wm->next_put == 0 && !wm->pin[0] ? wm->tag : n->digest;
     if ((rc = thaw_registry_manifest_put(w->reg, &wm->cache, ref, n->media,
@@ -336,110 +165,32 @@ static void pump(thaw_warm_t *wm) {
   }
 }
 
-/* A manifest arrived: keep its bytes, queue its children or blobs. */
-static void got_manifest(thaw_warm_t *wm, node_t *n,
-                         const thaw_registry_result_t *res) {
-  const char *what = n->depth == 1 ? "manifest" : "child manifest";
-  char err[256] = "", sum[WARM_DIGEST_MAX];
-  if (res->err) {
-    char ref[160];
-    snprintf(ref, sizeof ref, "upstream %s %.19s", what,
-             n->digest[0] ? n->digest : wm->tag);
-    fail_res(wm, res, 1, ref);
-    return;
-  }
-  if (n->media[0] && strcmp(n->media, res->media_type)) {
-    failf(wm, THAW_EPARSE, 1, "%s %.19s is '%.80s', its index says '%.80s'",
-          what, n->digest, res->media_type, n->media);
-    return;
-  }
-  wm->manifest_bytes += res->body_len;
-  if (wm->manifest_bytes > MANIFEST_BYTES_MAX) {
-    failf(wm, THAW_E2BIG, 1, "manifests over %d bytes", MANIFEST_BYTES_MAX);
-    return;
-  }
-  if (warm_sha256(res->body, res->body_len, sum)) {
-    failf(wm, THAW_EIO, 1, "sha256 failed");
-    return;
-  }
-  if (n->digest[0] && strcmp(sum, n->digest)) {
-    failf(wm, THAW_EDIGEST, 1, "%s %.19s hashes to %s", what, n->digest, sum);
-    return;
-  }
-  snprintf(n->media, sizeof n->media, "%s", res->media_type);
-  memcpy(n->digest, sum, sizeof sum);
-  warm_manifest_t m;
-  /* Only a tag's index is filtered: a digest pins every child. */
-  const char *const *filter = n->depth == 1 && !wm->pin[0]
-                                  ? (const char *const *)wm->w->platforms
-                                  : NULL;
-  int rc = warm_manifest_parse(res->body, res->body_len, n->media, n->depth,
-                               filter, &m, err, sizeof err);
-  if (rc) {
-    failf(wm, rc, 1, "%s %.19s: %s", what, n->digest, err);
-    return;
-  }
-  const char *src = m.rewritten ? m.rewritten : res->body;
-  size_t len = m.rewritten ? m.rewritten_len : res->body_len;
-  if (!(n->bytes = malloc(len ? len : 1))) {
-    rc = THAW_ENOMEM;
-    goto out;
-  }
-  memcpy(n->bytes, src, len);
-  n->len = len;
-  if (m.rewritten && (rc = warm_sha256(n->bytes, len, n->digest)))
-    goto out;
-  if (m.is_index && m.n == 0 && m.all > 0) {
-    rc = thaw_errf(wm->msg, sizeof wm->msg, THAW_ENOTFOUND,
-                   "no child of the index matches --platforms");
-    goto out;
-  }
-  for (size_t i = 0; i < m.n && !rc; i++) {
-    if (m.is_index) {
-      if (wm->nnodes >= NODES_MAX)
-        rc = thaw_errf(wm->msg, sizeof wm->msg, THAW_EPARSE,
-                       "over %d manifests", NODES_MAX);
-      else if (!add_node(wm, m.descs[i].digest, m.descs[i].media,
-                         n->depth + 1))
-        rc = THAW_ENOMEM;
-      continue;
-    }
-    if (wm->nblobs >= BLOBS_MAX)
-      rc = thaw_errf(wm->msg, sizeof wm->msg, THAW_EPARSE, "over %d blobs",
-                     BLOBS_MAX);
-    else if ((rc = add_blob(wm, &m.descs[i])) == 1)
-      wm->total += m.descs[i].size;
-    else if (rc == THAW_EPARSE)
-      thaw_errf(wm->msg, sizeof wm->msg, rc, "blob %.19s listed with two sizes",
-                m.descs[i].digest);
-    rc = rc == 1 ? 0 : rc;
-  }
-out:
-  warm_manifest_clear(&m);
-  if (rc) {
-    if (!wm->msg[0])
-      snprintf(wm->msg, sizeof wm->msg, "%s", thaw_strerror(rc));
-    wm->res.upstream_failed = 1;
-    finish(wm, rc);
-    return;
-  }
-  report_progress(wm);
-  pump(wm);
-}
-
 static void on_manifest(const thaw_registry_result_t *res, void *data) {
-  node_t *n = data;
+  warm_node_t *n = data;
   thaw_warm_t *wm = n->wm;
+  int rc;
   wm->inflight--;
   wm->hold++;
-  if (!wm->finished)
-    got_manifest(wm, n, res);
+  if (wm->finished) {
+  } else if (res->err) {
+    char what[160];
+    snprintf(what, sizeof what, "upstream %s %.19s",
+             n->depth == 1 ? "manifest" : "child manifest",
+             n->digest[0] ? n->digest : wm->tag);
+    fail_res(wm, res, 1, what);
+  } else if ((rc = warm_plan_manifest(wm, n, res))) {
+    wm->res.upstream_failed = 1;
+    finish(wm, rc);
+  } else {
+    report_progress(wm);
+    pump(wm);
+  }
   wm->hold--;
   warm_release(wm);
 }
 
 static void on_blob_progress(long long done, void *data) {
-  blob_t *b = data;
+  warm_blob_t *b = data;
   thaw_warm_t *wm = b->wm;
   if (wm->finished || done <= b->prog)
     return;
@@ -449,7 +200,7 @@ static void on_blob_progress(long long done, void *data) {
 }
 
 static void on_blob(const thaw_registry_result_t *res, void *data) {
-  blob_t *b = data;
+  warm_blob_t *b = data;
   thaw_warm_t *wm = b->wm;
   wm->inflight--;
   wm->hold++;
@@ -480,7 +231,7 @@ static void on_blob(const thaw_registry_result_t *res, void *data) {
 }
 
 static void on_put(const thaw_registry_result_t *res, void *data) {
-  node_t *n = data;
+  warm_node_t *n = data;
   thaw_warm_t *wm = n->wm;
   wm->inflight--;
   wm->hold++;
@@ -568,7 +319,7 @@ int thaw_warmer_new(thaw_registry_t *reg, const thaw_warmer_opts_t *o,
   while (o->platforms && o->platforms[n])
     n++;
   if (!(w->cache = strdup(o->cache_registry)) ||
-      !(w->learned = calloc(LEARN_MAX, sizeof *w->learned)) ||
+      !(w->learned = calloc(WARM_LEARN_MAX, sizeof *w->learned)) ||
       (n && !(w->platforms = calloc(n + 1, sizeof *w->platforms))))
     goto fail;
   for (size_t i = 0; i < n; i++)
@@ -661,7 +412,7 @@ int thaw_warm_start(thaw_warmer_t *w, const thaw_warm_req_t *req,
   thaw_warm_t *wm = warm_new(w, req, &rc);
   if (!wm)
     return rc;
-  node_t *top = add_node(wm, wm->pin, "", 1);
+  warm_node_t *top = warm_add_node(wm, wm->pin, "", 1);
   if (!top) {
     warm_destroy(wm);
     return THAW_ENOMEM;

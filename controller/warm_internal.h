@@ -1,9 +1,15 @@
-/* warm_internal.h - internal to warm.c and warm_manifest.c: reading image
- * manifests and indexes into the descriptors a warm copies. Pure: no I/O. */
+/* warm_internal.h - internal to controller/warm*.c: the state of a warmer
+ * and of one warm (warm.c runs it), what a warm copies (warm_plan.c), the
+ * digest -> cache repository table (warm_learn.c), and reading manifests
+ * into descriptors (warm_manifest.c, pure). */
 #ifndef THAW_WARM_INTERNAL_H
 #define THAW_WARM_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "imgref.h"
+#include "warm.h"
 
 #define WARM_DIGEST_MAX 72     /* "sha256:" + 64 hex + NUL */
 #define WARM_MEDIA_MAX 128
@@ -47,5 +53,89 @@ int warm_media_is_index(const char *media);
 int warm_digest_valid(const char *d);
 /* sha256 of the bytes as "sha256:<hex>". 0 or THAW_EIO. */
 int warm_sha256(const void *p, size_t n, char out[WARM_DIGEST_MAX]);
+
+
+/* ---- state (warm.c) ---- */
+
+#define WARM_LEARN_MAX 4096              /* digest -> cache repo entries */
+#define WARM_NODES_MAX 10000             /* manifests of one image */
+#define WARM_BLOBS_MAX 100000            /* distinct blobs of one image */
+#define WARM_MANIFEST_BYTES_MAX (64 << 20) /* all manifests of one image */
+#define WARM_REPO_MAX 256
+
+enum { WARM_FETCH, WARM_BLOBS, WARM_PUT, WARM_DONE }; /* phases */
+
+typedef struct {
+  thaw_warm_t *wm;
+  char digest[WARM_DIGEST_MAX]; /* "" for the top before it is read */
+  char media[WARM_MEDIA_MAX];   /* from the parent index; "" for the top */
+  char *bytes;                  /* the exact bytes to PUT */
+  size_t len;
+  int depth;
+} warm_node_t;
+
+typedef struct {
+  thaw_warm_t *wm;
+  char digest[WARM_DIGEST_MAX];
+  long long size, prog; /* prog: bytes counted into progress so far */
+} warm_blob_t;
+
+typedef struct {
+  char digest[WARM_DIGEST_MAX];
+  char *repo;
+  uint64_t stamp;
+} warm_learned_t;
+
+struct thaw_warmer {
+  thaw_registry_t *reg;
+  char *cache;
+  char **platforms; /* NULL: no filter */
+  unsigned conc;
+  int closing;
+  thaw_warm_t *warms; /* not yet finished */
+  warm_learned_t *learned;
+  size_t nlearned;
+  uint64_t clock;
+};
+
+struct thaw_warm {
+  thaw_warmer_t *w; /* NULL once finished */
+  thaw_warm_t *prev, *next;
+  int resolve, phase, finished, inflight, hold;
+  char up_host[THAW_IMGREF_NAME_MAX + 1], up_repo[THAW_IMGREF_NAME_MAX + 1];
+  char cache_repo[WARM_REPO_MAX], tag[THAW_IMGREF_TAG_MAX + 1];
+  char pin[THAW_IMGREF_DIGEST_MAX + 1]; /* the reference's digest, or "" */
+  thaw_regauth_creds_t creds;
+  thaw_registry_target_t up, cache;
+  thaw_warm_progress_cb progress;
+  thaw_warm_done_cb done;
+  void *data;
+  warm_node_t **nodes;
+  size_t nnodes, capnodes, next_fetch, next_put, manifest_bytes;
+  warm_blob_t *blobs;
+  size_t nblobs, capblobs, next_blob;
+  size_t *hash, hcap; /* open addressing over blobs: index + 1, 0 empty */
+  long long total, done_bytes;
+  thaw_warm_result_t res;
+  char msg[512], digest[WARM_DIGEST_MAX], media[WARM_MEDIA_MAX];
+};
+
+/* ---- what one warm copies (warm_plan.c) ---- */
+
+/* Appends a manifest to fetch; NULL when out of memory. */
+warm_node_t *warm_add_node(thaw_warm_t *wm, const char *digest,
+                           const char *media, int depth);
+/* Takes a fetched manifest (res, a GET's result, ok) into node n: keeps the
+ * bytes to PUT (an index narrowed by --platforms when it is a tag's top),
+ * queues its children or its blobs, each distinct blob once. Returns 0, or
+ * a THAW_E* with wm->msg saying why (the upstream's fault). */
+int warm_plan_manifest(thaw_warm_t *wm, warm_node_t *n,
+                       const thaw_registry_result_t *res);
+
+/* ---- digest -> cache repository (warm_learn.c) ---- */
+
+/* A cache repository other than not_repo known to hold digest, or NULL. */
+const char *warm_learned_repo(thaw_warmer_t *w, const char *digest,
+                              const char *not_repo);
 
 #endif
