@@ -10,6 +10,10 @@
  *   thaw.dev/prewarm=true or listed in --prewarm-namespaces get one too, as
  *   soon as the template appears (OSCAR keeps each service as a PodTemplate
  *   in oscar-svc). A namespace that gains the label is swept then.
+ *   OSCAR's per-user service namespaces (oscar-svc-<user>-<hash>) count as
+ *   pre-warm too: a namespace labelled app.kubernetes.io/managed-by=oscar
+ *   whose name starts with "oscar-svc". A template labelled (or whose pod
+ *   template is labelled) thaw.dev/caching=disabled is skipped.
  * - Pull secrets: for each image, the {namespace, name} imagePullSecrets of
  *   the pods and PodTemplates that use it (learned from every pod, filtered
  *   at lookup time), so a private image can be warmed with them.
@@ -65,7 +69,10 @@ typedef void (*thaw_sources_secret_cb)(const char *ns, const char *name,
                                        void *data);
 void thaw_sources_pull_secrets(const thaw_sources_t *s, const char *normalized,
                                thaw_sources_secret_cb cb, void *data);
-/* The Pod informer (records are thaw_podinfo_t), for use tracking. */
+/* The Pod informer (records are thaw_podinfo_t), for use tracking. Mirror
+ * pods (annotation kubernetes.io/config.mirror) are stored with this bit,
+ * which podinfo.h leaves free, set in their flags. */
+#define THAW_SOURCES_POD_MIRROR 0x80
 const thaw_informer_t *thaw_sources_pods(const thaw_sources_t *s);
 /* Stops the informers and frees; run the loop afterwards. NULL is a no-op. */
 void thaw_sources_free(thaw_sources_t *s);
