@@ -138,12 +138,10 @@ static void use_free(thaw_pullsecrets_t *ps, thaw_pullsecrets_use_t *u) {
   free(u);
 }
 
-thaw_pullsecrets_use_t *thaw_pullsecrets_add(thaw_pullsecrets_t *ps,
-                                             const char *ns,
-                                             const char *const *images,
-                                             size_t n_images,
-                                             const char *const *names,
-                                             size_t n_names) {
+thaw_pullsecrets_use_t *
+thaw_pullsecrets_add(thaw_pullsecrets_t *ps, const char *ns,
+                     const char *const *images, size_t n_images,
+                     const char *const *names, size_t n_names) {
   if (ps == NULL || ns == NULL || n_images == 0 || n_names == 0)
     return NULL;
   if (ps->warned && ps->pairs < ps->max_pairs / 2)
@@ -152,8 +150,8 @@ thaw_pullsecrets_use_t *thaw_pullsecrets_add(thaw_pullsecrets_t *ps,
   if (n_names > ps->max_pairs / n_images ||
       ps->pairs + n_images * n_names > ps->max_pairs) {
     if (!ps->warned)
-      thaw_warn("pull secret table full; secrets of new pods not learned",
-                "ns", ns);
+      thaw_warn("pull secret table full; secrets of new pods not learned", "ns",
+                ns);
     ps->warned = 1;
     return NULL;
   }

@@ -26,12 +26,10 @@ void thaw_pullsecrets_free(thaw_pullsecrets_t *ps);
 /* Adds the pairs of `images` (normalised references) x {ns, names[i]}.
  * Returns the use (owned by the table until dropped), or NULL when there is
  * nothing to add, the bound would be passed (logged), or memory is out. */
-thaw_pullsecrets_use_t *thaw_pullsecrets_add(thaw_pullsecrets_t *ps,
-                                             const char *ns,
-                                             const char *const *images,
-                                             size_t n_images,
-                                             const char *const *names,
-                                             size_t n_names);
+thaw_pullsecrets_use_t *
+thaw_pullsecrets_add(thaw_pullsecrets_t *ps, const char *ns,
+                     const char *const *images, size_t n_images,
+                     const char *const *names, size_t n_names);
 /* Takes back what a use added and frees it. NULL does nothing. */
 void thaw_pullsecrets_drop(thaw_pullsecrets_t *ps, thaw_pullsecrets_use_t *u);
 

@@ -1,47 +1,26 @@
-/* sources.c - the pod sweep, pre-warm and pull-secret learning of
- * sources.h: Namespace, Pod and PodTemplate informers feeding a recorder
- * (common/record.c) while active, and a pull-secret table (pullsecrets.c).
+/* sources.c - the pod sweep, pre-warm and pull-secret lookups of
+ * sources.h: Namespace, Pod and PodTemplate informers (their records are in
+ * sources_records.c) feeding a recorder (common/record.c) while active.
  *
  * Every sweep is level-triggered and cheap to repeat: an image whose
  * CachedImage exists (the owner's `exists`) or is already queued costs a
  * lookup, so handlers simply sweep the whole pod or template again. A pod
  * or template whose namespace is not known yet is skipped; the namespace's
  * add sweeps it, so informer order never opens a gap (nor records an image
- * of a namespace that turns out to be opted out).
- *
- * Pull secrets are tied to the lifetime of informer records: a record's
- * free drops what it added, so the table stays exact across re-lists, when
- * old and new records briefly coexist. Pods keep that link in a side table
- * keyed by record address (thaw_podinfo_t has no room for it); templates
- * carry it in their own record. */
-#include "sources.h"
+ * of a namespace that turns out to be opted out). */
+#include "sources_internal.h"
 
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
-#include "imgref.h"
-#include "intern.h"
 #include "log.h"
 #include "podinfo.h"
-#include "pullsecrets.h"
-#include "record.h"
-#include "store.h"
 
-#define LABEL_CACHING "thaw.dev/caching"
-#define LABEL_PRIVATE "thaw.dev/cache-private"
-#define LABEL_PREWARM "thaw.dev/prewarm"
-#define LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
-#define ANN_MIRROR "kubernetes.io/config.mirror"
-#define OSCAR_PREFIX "oscar-svc"
 #define DEFAULT_SYSTEM_NS "thaw-system"
 #define DEFAULT_CACHE_HOST "localhost:7439"
-
-#define MAX_LABELS 255   /* per namespace; more are ignored */
-#define MAX_SECRETS 16   /* imagePullSecrets per pod or template */
-#define MAX_BAD 1024     /* unparsable images remembered, to log each once */
+#define MAX_BAD 1024 /* unparsable images remembered, to log each once */
 #define NS_MAX 256
 
 /* Controller tuning of the recorder: a sweep of a large cluster queues many
@@ -50,55 +29,7 @@
 #define REC_MAX_PENDING 100000
 #define REC_RECENT_MS 30000
 
-enum { NS_OPTED_OUT = 1, NS_PRIVATE = 2, NS_PREWARM = 4, NS_EXCLUDED = 8 };
-
-/* A namespace: its thaw flags and all its labels (ns_has_label answers
- * any), interned key, value pairs. */
-typedef struct {
-  uint8_t flags;
-  uint8_t n;
-  const char *kv[];
-} ns_rec_t;
-
-/* A PodTemplate: distinct images of template.spec containers and
- * initContainers, as written. */
-enum { TPL_OPTED_OUT = 1 };
-typedef struct {
-  thaw_pullsecrets_use_t *use; /* its imagePullSecrets, or NULL */
-  uint8_t flags;
-  uint8_t n;
-  const char *refs[];
-} tpl_rec_t;
-
 static const char SRC_POD[] = "pod", SRC_TEMPLATE[] = "podtemplate";
-
-struct thaw_sources {
-  uv_loop_t *loop;
-  thaw_kube_t *kube;
-  char *system_ns, *cache_host;
-  char **prewarm; /* NULL-ended */
-  thaw_sources_exists_cb exists;
-  void *exists_data;
-  thaw_metric_t *created; /* thaw_sweep_created_total{source}, or NULL */
-  thaw_intern_t *intern;  /* images and labels of all records */
-  thaw_informer_t *ns_inf, *pod_inf, *tpl_inf;
-  thaw_recorder_t *rec;   /* while active */
-  thaw_store_t *srcs;     /* image queued by us -> its source, for metrics */
-  thaw_store_t *bad;      /* unparsable images already logged */
-  thaw_pullsecrets_t *ps;
-  thaw_store_t *pod_uses; /* "%p" of a pod record -> its pull-secret use */
-  size_t records;         /* live records of the three informers */
-  int active, started, closing;
-};
-
-static const cJSON *field(const cJSON *o, const char *name) {
-  return cJSON_GetObjectItemCaseSensitive(o, name);
-}
-
-static int str_is(const cJSON *o, const char *name, const char *want) {
-  const char *v = cJSON_GetStringValue(field(o, name));
-  return v != NULL && strcmp(v, want) == 0;
-}
 
 /* The namespace part of a "namespace/name" key, or -1. */
 static int key_ns(const char *key, char *buf) {
@@ -109,15 +40,6 @@ static int key_ns(const char *key, char *buf) {
   memcpy(buf, key, n);
   buf[n] = '\0';
   return 0;
-}
-
-/* `raw` as written in a spec, normalised; a rewritten image counts as its
- * original. Returns 0 or THAW_EINVAL (out->err says why). */
-static int normalize(const thaw_sources_t *s, const char *raw,
-                     thaw_imgref_t *out) {
-  size_t len = strlen(raw);
-  int rc = thaw_imgref_unrewrite(raw, len, s->cache_host, out);
-  return rc == THAW_ENOENT ? thaw_imgref_parse(raw, len, out) : rc;
 }
 
 static void release(thaw_sources_t *s) {
@@ -136,45 +58,9 @@ static void release(thaw_sources_t *s) {
 
 /* A record is gone; the last one after thaw_sources_free() frees s (the
  * informers release their stores after their free returns). */
-static void record_gone(thaw_sources_t *s) {
+void thaw_sources__record_gone(thaw_sources_t *s) {
   if (--s->records == 0 && s->closing)
     release(s);
-}
-
-/* --- pull secrets ------------------------------------------------------- */
-
-/* Up to MAX_SECRETS names of spec.imagePullSecrets into names[]. */
-static size_t secret_names(const cJSON *spec, const char **names) {
-  size_t n = 0;
-  const cJSON *it;
-  cJSON_ArrayForEach(it, field(spec, "imagePullSecrets")) {
-    const char *name = cJSON_GetStringValue(field(it, "name"));
-    if (name != NULL && *name != '\0' && n < MAX_SECRETS)
-      names[n++] = name;
-  }
-  return n;
-}
-
-/* Learns names x the normalised images of raw[] for namespace ns. */
-static thaw_pullsecrets_use_t *learn(thaw_sources_t *s, const char *ns,
-                                     const char *const *raw, size_t n,
-                                     const char **names, size_t n_names) {
-  if (ns == NULL || n == 0 || n_names == 0)
-    return NULL;
-  char **imgs = calloc(n, sizeof(*imgs));
-  size_t k = 0;
-  thaw_imgref_t ref;
-  for (size_t i = 0; imgs != NULL && i < n; i++)
-    if (normalize(s, raw[i], &ref) == 0 && (imgs[k] = strdup(ref.str)) != NULL)
-      k++;
-  thaw_pullsecrets_use_t *u =
-      k > 0 ? thaw_pullsecrets_add(s->ps, ns, (const char *const *)imgs, k,
-                                   names, n_names)
-            : NULL;
-  for (size_t i = 0; i < k; i++)
-    free(imgs[i]);
-  free(imgs);
-  return u;
 }
 
 typedef struct {
@@ -188,8 +74,8 @@ typedef struct {
 static void secret_filter(const char *ns, const char *name, void *data) {
   secret_filter_t *f = data;
   const ns_rec_t *r = thaw_informer_get(f->s->ns_inf, ns, NULL);
-  if (r != NULL && (r->flags & (NS_PRIVATE | NS_OPTED_OUT | NS_EXCLUDED)) ==
-                       NS_PRIVATE)
+  if (r != NULL &&
+      (r->flags & (NS_PRIVATE | NS_OPTED_OUT | NS_EXCLUDED)) == NS_PRIVATE)
     f->cb(ns, name, f->data);
 }
 
@@ -211,7 +97,7 @@ static void log_bad(thaw_sources_t *s, const char *raw, const char *why) {
 
 static void record_image(thaw_sources_t *s, const char *raw, const char *src) {
   thaw_imgref_t ref;
-  if (normalize(s, raw, &ref) != 0) {
+  if (thaw_sources__normalize(s, raw, &ref) != 0) {
     log_bad(s, raw, ref.err);
     return;
   }
@@ -223,8 +109,7 @@ static void record_image(thaw_sources_t *s, const char *raw, const char *src) {
     thaw_store_put(s->srcs, ref.str, 0, (void *)src, NULL);
 }
 
-static void on_result(const char *result, const char *normalized,
-                      void *data) {
+static void on_result(const char *result, const char *normalized, void *data) {
   thaw_sources_t *s = data;
   void *src;
   if (strcmp(result, "retry") == 0 ||
@@ -244,9 +129,6 @@ static int ns_allows(const thaw_sources_t *s, const char *ns) {
     return -1;
   return r->flags;
 }
-
-/* The private flag podinfo.h leaves free, for mirror pods (sources.h). */
-#define POD_MIRROR THAW_SOURCES_POD_MIRROR
 
 static void sweep_pod(thaw_sources_t *s, const char *key,
                       const thaw_podinfo_t *p) {
@@ -286,51 +168,7 @@ static void sweep_store(thaw_sources_t *s, const thaw_informer_t *inf,
   }
 }
 
-/* --- Pod informer ------------------------------------------------------- */
-
-static void ptr_key(const void *p, char *buf, size_t cap) {
-  snprintf(buf, cap, "%p", p);
-}
-
-static void *pod_project(const cJSON *obj, size_t *size, void *data) {
-  thaw_sources_t *s = data;
-  thaw_podinfo_t *p = thaw_podinfo_project(obj, size, s->intern);
-  if (p == NULL)
-    return NULL;
-  s->records++;
-  const cJSON *meta = field(obj, "metadata"), *spec = field(obj, "spec");
-  if (field(field(meta, "annotations"), ANN_MIRROR) != NULL)
-    p->flags |= POD_MIRROR;
-  const char *names[MAX_SECRETS];
-  size_t n = secret_names(spec, names);
-  thaw_pullsecrets_use_t *u =
-      n > 0 ? learn(s, cJSON_GetStringValue(field(meta, "namespace")),
-                    p->refs, p->n_images, names, n)
-            : NULL;
-  char k[32];
-  ptr_key(p, k, sizeof(k));
-  if (u != NULL && thaw_store_put(s->pod_uses, k, 0, u, NULL) < 0)
-    thaw_pullsecrets_drop(s->ps, u);
-  return p;
-}
-
-static void pod_free(void *rec, void *data) {
-  thaw_sources_t *s = data;
-  void *u;
-  char k[32];
-  if (thaw_store_count(s->pod_uses) > 0) {
-    ptr_key(rec, k, sizeof(k));
-    if (thaw_store_remove(s->pod_uses, k, &u, NULL) == 0)
-      thaw_pullsecrets_drop(s->ps, u);
-  }
-  thaw_podinfo_free(rec, s->intern);
-  record_gone(s);
-}
-
-static int pod_equal(const void *a, const void *b, void *data) {
-  thaw_sources_t *s = data;
-  return thaw_podinfo_equal(a, b, s->intern);
-}
+/* --- handlers ----------------------------------------------------------- */
 
 static void pod_add(const char *key, const void *rec, void *data) {
   sweep_pod(data, key, rec);
@@ -340,74 +178,6 @@ static void pod_update(const char *key, const void *old_rec,
                        const void *new_rec, void *data) {
   (void)old_rec;
   sweep_pod(data, key, new_rec); /* e.g. an ephemeral container came */
-}
-
-/* --- PodTemplate informer ----------------------------------------------- */
-
-static void add_images(const cJSON *spec, const char *list, const char **refs,
-                       size_t *n) {
-  const cJSON *c;
-  cJSON_ArrayForEach(c, field(spec, list)) {
-    const char *img = cJSON_GetStringValue(field(c, "image"));
-    size_t i = 0;
-    while (img != NULL && *img != '\0' && i < *n && strcmp(refs[i], img) != 0)
-      i++;
-    if (img != NULL && *img != '\0' && i == *n && *n < UINT8_MAX)
-      refs[(*n)++] = img;
-  }
-}
-
-static void tpl_free(void *rec, void *data) {
-  thaw_sources_t *s = data;
-  tpl_rec_t *t = rec;
-  thaw_pullsecrets_drop(s->ps, t->use);
-  for (size_t i = 0; i < t->n; i++)
-    thaw_intern_unref(s->intern, t->refs[i]);
-  free(t);
-  record_gone(s);
-}
-
-static void *tpl_project(const cJSON *obj, size_t *size, void *data) {
-  thaw_sources_t *s = data;
-  const cJSON *meta = field(obj, "metadata"), *tmpl = field(obj, "template");
-  const cJSON *spec = field(tmpl, "spec");
-  const char *raw[UINT8_MAX];
-  size_t n = 0;
-  add_images(spec, "containers", raw, &n);
-  add_images(spec, "initContainers", raw, &n);
-  tpl_rec_t *t = calloc(1, sizeof(*t) + n * sizeof(char *));
-  if (t == NULL)
-    return NULL;
-  s->records++;
-  if (str_is(field(meta, "labels"), LABEL_CACHING, "disabled") ||
-      str_is(field(field(tmpl, "metadata"), "labels"), LABEL_CACHING,
-             "disabled"))
-    t->flags |= TPL_OPTED_OUT; /* its pods would be opted out */
-  for (; t->n < n; t->n++) {
-    if ((t->refs[t->n] = thaw_intern_ref(s->intern, raw[t->n],
-                                         strlen(raw[t->n]))) == NULL) {
-      tpl_free(t, s);
-      return NULL;
-    }
-  }
-  const char *names[MAX_SECRETS];
-  size_t nn = secret_names(spec, names);
-  if (nn > 0)
-    t->use = learn(s, cJSON_GetStringValue(field(meta, "namespace")), raw, n,
-                   names, nn);
-  *size = sizeof(*t) + n * sizeof(char *);
-  return t;
-}
-
-static int tpl_equal(const void *a, const void *b, void *data) {
-  (void)data;
-  const tpl_rec_t *x = a, *y = b;
-  if (x->flags != y->flags || x->n != y->n)
-    return 0;
-  for (size_t i = 0; i < x->n; i++)
-    if (x->refs[i] != y->refs[i]) /* interned */
-      return 0;
-  return 1;
 }
 
 static void tpl_add(const char *key, const void *rec, void *data) {
@@ -420,77 +190,10 @@ static void tpl_update(const char *key, const void *old_rec,
   sweep_template(data, key, new_rec);
 }
 
-/* --- Namespace informer ------------------------------------------------- */
-
-static int listed(const thaw_sources_t *s, const char *name) {
-  for (char **p = s->prewarm; p != NULL && *p != NULL; p++)
-    if (strcmp(*p, name) == 0)
-      return 1;
-  return 0;
-}
-
-static void ns_free(void *rec, void *data) {
-  thaw_sources_t *s = data;
-  ns_rec_t *r = rec;
-  for (size_t i = 0; i < 2u * r->n; i++)
-    thaw_intern_unref(s->intern, r->kv[i]);
-  free(r);
-  record_gone(s);
-}
-
-static void *ns_project(const cJSON *obj, size_t *size, void *data) {
-  thaw_sources_t *s = data;
-  const cJSON *meta = field(obj, "metadata"), *labels = field(meta, "labels");
-  const char *name = cJSON_GetStringValue(field(meta, "name"));
-  if (name == NULL)
-    return NULL;
-  size_t n = 0;
-  const cJSON *l;
-  cJSON_ArrayForEach(l, labels) {
-    if (cJSON_IsString(l) && n < MAX_LABELS)
-      n++;
-  }
-  ns_rec_t *r = calloc(1, sizeof(*r) + 2 * n * sizeof(char *));
-  if (r == NULL)
-    return NULL;
-  s->records++;
-  cJSON_ArrayForEach(l, labels) {
-    if (!cJSON_IsString(l) || r->n == n)
-      continue;
-    const char **kv = &r->kv[2 * r->n];
-    kv[0] = thaw_intern_ref(s->intern, l->string, strlen(l->string));
-    kv[1] = thaw_intern_ref(s->intern, l->valuestring, strlen(l->valuestring));
-    r->n++; /* counted even when half failed: unref(NULL) is a no-op */
-    if (kv[0] == NULL || kv[1] == NULL) {
-      ns_free(r, s);
-      return NULL;
-    }
-  }
-  if (strcmp(name, s->system_ns) == 0 || strcmp(name, "kube-system") == 0)
-    r->flags |= NS_EXCLUDED;
-  if (str_is(labels, LABEL_CACHING, "disabled"))
-    r->flags |= NS_OPTED_OUT;
-  if (str_is(labels, LABEL_PRIVATE, "true"))
-    r->flags |= NS_PRIVATE;
-  if (str_is(labels, LABEL_PREWARM, "true") || listed(s, name) ||
-      (str_is(labels, LABEL_MANAGED_BY, "oscar") &&
-       strncmp(name, OSCAR_PREFIX, strlen(OSCAR_PREFIX)) == 0))
-    r->flags |= NS_PREWARM;
-  *size = sizeof(*r) + 2 * n * sizeof(char *);
-  return r;
-}
-
-static int ns_equal(const void *a, const void *b, void *data) {
-  (void)data;
-  const ns_rec_t *x = a, *y = b;
-  return x->flags == y->flags && x->n == y->n &&
-         memcmp(x->kv, y->kv, 2 * x->n * sizeof(char *)) == 0;
-}
-
 /* A namespace appeared (old NULL) or changed: sweep what it now allows
  * and did not before. */
-static void ns_changed(thaw_sources_t *s, const char *name,
-                       const ns_rec_t *old, const ns_rec_t *r) {
+static void ns_changed(thaw_sources_t *s, const char *name, const ns_rec_t *old,
+                       const ns_rec_t *r) {
   if (!s->active || (r->flags & (NS_EXCLUDED | NS_OPTED_OUT)))
     return;
   int was_open = old != NULL && !(old->flags & (NS_EXCLUDED | NS_OPTED_OUT));
@@ -506,8 +209,8 @@ static void ns_add(const char *key, const void *rec, void *data) {
   ns_changed(data, key, NULL, rec);
 }
 
-static void ns_update(const char *key, const void *old_rec,
-                      const void *new_rec, void *data) {
+static void ns_update(const char *key, const void *old_rec, const void *new_rec,
+                      void *data) {
   ns_changed(data, key, old_rec, new_rec);
 }
 
@@ -550,21 +253,27 @@ int thaw_sources_new(uv_loop_t *loop, thaw_kube_t *kube,
   const thaw_informer_config_t ns = {
       .resource = &thaw_kube_namespaces,
       .name = "sources-namespaces",
-      .project = ns_project, .free_rec = ns_free, .equal = ns_equal,
+      .project = thaw_sources__ns_project,
+      .free_rec = thaw_sources__ns_free,
+      .equal = thaw_sources__ns_equal,
       .project_data = s,
       .handlers = {.on_add = ns_add, .on_update = ns_update, .data = s},
   };
   const thaw_informer_config_t pods = {
       .resource = &thaw_kube_pods,
       .name = "sources-pods",
-      .project = pod_project, .free_rec = pod_free, .equal = pod_equal,
+      .project = thaw_sources__pod_project,
+      .free_rec = thaw_sources__pod_free,
+      .equal = thaw_sources__pod_equal,
       .project_data = s,
       .handlers = {.on_add = pod_add, .on_update = pod_update, .data = s},
   };
   const thaw_informer_config_t tpls = {
       .resource = &thaw_kube_podtemplates,
       .name = "sources-podtemplates",
-      .project = tpl_project, .free_rec = tpl_free, .equal = tpl_equal,
+      .project = thaw_sources__tpl_project,
+      .free_rec = thaw_sources__tpl_free,
+      .equal = thaw_sources__tpl_equal,
       .project_data = s,
       .handlers = {.on_add = tpl_add, .on_update = tpl_update, .data = s},
   };
@@ -655,8 +364,8 @@ void thaw_sources_set_active(thaw_sources_t *s, int active) {
 
 int thaw_sources_ns_has_label(const thaw_sources_t *s, const char *ns,
                               const char *key, const char *value) {
-  const ns_rec_t *r = ns != NULL ? thaw_informer_get(s->ns_inf, ns, NULL)
-                                 : NULL;
+  const ns_rec_t *r =
+      ns != NULL ? thaw_informer_get(s->ns_inf, ns, NULL) : NULL;
   for (size_t i = 0; r != NULL && i < r->n; i++)
     if (strcmp(r->kv[2 * i], key) == 0)
       return strcmp(r->kv[2 * i + 1], value) == 0;

@@ -87,7 +87,7 @@ static void make_ns(const char *name, const char *labels) {
 
 /* A pod; `extra_meta` and `spec` are JSON members (without braces). */
 static void new_pod(const char *ns, const char *name, const char *extra_meta,
-                     const char *spec) {
+                    const char *spec) {
   char buf[4096];
   snprintf(buf, sizeof(buf),
            "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":"
@@ -136,8 +136,8 @@ static void add_ephemeral(const char *ns, const char *pod, const char *image) {
            image);
   cJSON *p = cJSON_Parse(buf);
   wait_t w = {0};
-  thaw_kube_opts_t o = {.namespace = ns, .name = pod,
-                        .subresource = "ephemeralcontainers"};
+  thaw_kube_opts_t o = {
+      .namespace = ns, .name = pod, .subresource = "ephemeralcontainers"};
   CHECK(thaw_kube_merge_patch(h.kube, &thaw_kube_pods, &o, p, on_done, &w) ==
         0);
   CHECK(run_until(&h, is_done, &w, 10000));
@@ -306,49 +306,49 @@ static void seed(void) {
 
   /* swept: containers and init containers, normalised; bad ones skipped */
   new_pod("src-plain", "app", "",
-           "\"containers\":[{\"name\":\"a\",\"image\":\"nginx\"},"
-           "{\"name\":\"b\",\"image\":\"Foo/bar:1\"},"
-           "{\"name\":\"c\",\"image\":\"bad image!\"}],"
-           "\"initContainers\":[{\"name\":\"i\",\"image\":"
-           "\"Quay.IO/org/init:2\"}]");
+          "\"containers\":[{\"name\":\"a\",\"image\":\"nginx\"},"
+          "{\"name\":\"b\",\"image\":\"Foo/bar:1\"},"
+          "{\"name\":\"c\",\"image\":\"bad image!\"}],"
+          "\"initContainers\":[{\"name\":\"i\",\"image\":"
+          "\"Quay.IO/org/init:2\"}]");
   /* rewritten images count as their originals */
   new_pod("src-plain", "rewritten",
-           "\"annotations\":{\"thaw.dev/original-images\":"
-           "\"{\\\"container/r\\\":\\\"redis:7\\\"}\"}",
-           "\"containers\":[{\"name\":\"r\",\"image\":"
-           "\"localhost:7439/docker.io/library/redis:7\"},"
-           "{\"name\":\"m\",\"image\":"
-           "\"localhost:7439/my.reg__5000/team/app:2\"}]");
+          "\"annotations\":{\"thaw.dev/original-images\":"
+          "\"{\\\"container/r\\\":\\\"redis:7\\\"}\"}",
+          "\"containers\":[{\"name\":\"r\",\"image\":"
+          "\"localhost:7439/docker.io/library/redis:7\"},"
+          "{\"name\":\"m\",\"image\":"
+          "\"localhost:7439/my.reg__5000/team/app:2\"}]");
   /* an existing CachedImage is not created again */
   new_pod("src-plain", "pre", "",
-           "\"containers\":[{\"name\":\"a\",\"image\":"
-           "\"docker.io/library/preexisting:1\"}]");
+          "\"containers\":[{\"name\":\"a\",\"image\":"
+          "\"docker.io/library/preexisting:1\"}]");
   /* opt-outs */
   new_pod("src-plain", "mirror",
-           "\"annotations\":{\"kubernetes.io/config.mirror\":\"abc\"}",
-           "\"containers\":[{\"name\":\"a\",\"image\":\"mirror-only:1\"}]");
+          "\"annotations\":{\"kubernetes.io/config.mirror\":\"abc\"}",
+          "\"containers\":[{\"name\":\"a\",\"image\":\"mirror-only:1\"}]");
   new_pod("src-plain", "optout",
-           "\"labels\":{\"thaw.dev/caching\":\"disabled\"}",
-           "\"containers\":[{\"name\":\"a\",\"image\":\"pod-optout:1\"}]");
+          "\"labels\":{\"thaw.dev/caching\":\"disabled\"}",
+          "\"containers\":[{\"name\":\"a\",\"image\":\"pod-optout:1\"}]");
   new_pod("src-optout", "p", "",
-           "\"containers\":[{\"name\":\"a\",\"image\":\"ns-optout:1\"}]");
+          "\"containers\":[{\"name\":\"a\",\"image\":\"ns-optout:1\"}]");
   new_pod("kube-system", "p", "",
-           "\"containers\":[{\"name\":\"a\",\"image\":\"kube-sys:1\"}]");
+          "\"containers\":[{\"name\":\"a\",\"image\":\"kube-sys:1\"}]");
   new_pod(SYSTEM_NS, "p", "",
-           "\"containers\":[{\"name\":\"a\",\"image\":\"own-sys:1\"}]");
+          "\"containers\":[{\"name\":\"a\",\"image\":\"own-sys:1\"}]");
   new_pod("src-optin-late", "p", "",
-           "\"containers\":[{\"name\":\"a\",\"image\":\"optin-late:1\"}]");
+          "\"containers\":[{\"name\":\"a\",\"image\":\"optin-late:1\"}]");
   /* pull secrets: only the cache-private namespace lends them */
   new_pod("src-private", "p", "",
-           "\"containers\":[{\"name\":\"a\",\"image\":\"private:1\"}],"
-           "\"imagePullSecrets\":[{\"name\":\"regcred\"},{\"name\":\"other\"}]");
+          "\"containers\":[{\"name\":\"a\",\"image\":\"private:1\"}],"
+          "\"imagePullSecrets\":[{\"name\":\"regcred\"},{\"name\":\"other\"}]");
   new_pod("src-private-optout", "p", "",
           "\"containers\":[{\"name\":\"a\",\"image\":\"private:1\"}],"
           "\"imagePullSecrets\":[{\"name\":\"optcred\"}]");
   new_pod("src-plain", "withsecret", "",
-           "\"containers\":[{\"name\":\"a\",\"image\":"
-           "\"docker.io/library/private:1\"}],"
-           "\"imagePullSecrets\":[{\"name\":\"plaincred\"}]");
+          "\"containers\":[{\"name\":\"a\",\"image\":"
+          "\"docker.io/library/private:1\"}],"
+          "\"imagePullSecrets\":[{\"name\":\"plaincred\"}]");
 
   /* templates: only in pre-warm namespaces */
   make_template("src-prewarm", "t", "",
@@ -362,8 +362,9 @@ static void seed(void) {
                 "\"containers\":[{\"name\":\"a\",\"image\":\"listed:1\"}]");
   make_template("src-plain", "t", "",
                 "\"containers\":[{\"name\":\"a\",\"image\":\"notwarmed:1\"}]");
-  make_template("src-optout", "t", "",
-                "\"containers\":[{\"name\":\"a\",\"image\":\"tpl-nsoptout:1\"}]");
+  make_template(
+      "src-optout", "t", "",
+      "\"containers\":[{\"name\":\"a\",\"image\":\"tpl-nsoptout:1\"}]");
   make_template(SYSTEM_NS, "t", "",
                 "\"containers\":[{\"name\":\"a\",\"image\":\"tpl-sys:1\"}]");
   make_template("src-late", "t", "",
@@ -388,25 +389,25 @@ static void seed(void) {
 }
 
 static const char *const expected[] = {
-    "docker.io/library/nginx:latest",
-    "quay.io/org/init:2",
-    "docker.io/library/redis:7",
-    "my.reg:5000/team/app:2",
-    "docker.io/library/private:1",
-    "ghcr.io/org/svc:1",
-    "docker.io/library/alpine:3",
-    "docker.io/library/listed:1",
-    "docker.io/grycap/imagemagick:latest",
-    "docker.io/grycap/plants:1",
+    "docker.io/library/nginx:latest",      "quay.io/org/init:2",
+    "docker.io/library/redis:7",           "my.reg:5000/team/app:2",
+    "docker.io/library/private:1",         "ghcr.io/org/svc:1",
+    "docker.io/library/alpine:3",          "docker.io/library/listed:1",
+    "docker.io/grycap/imagemagick:latest", "docker.io/grycap/plants:1",
 };
 #define N_EXPECTED ((int)(sizeof(expected) / sizeof(expected[0])))
 
 static const char *const never[] = {
-    "docker.io/library/mirror-only:1", "docker.io/library/pod-optout:1",
-    "docker.io/library/ns-optout:1",   "docker.io/library/kube-sys:1",
-    "docker.io/library/own-sys:1",     "docker.io/library/tpl-optout:1",
-    "docker.io/library/notwarmed:1",   "docker.io/library/tpl-nsoptout:1",
-    "docker.io/library/tpl-sys:1",     "docker.io/library/oscarish:1",
+    "docker.io/library/mirror-only:1",
+    "docker.io/library/pod-optout:1",
+    "docker.io/library/ns-optout:1",
+    "docker.io/library/kube-sys:1",
+    "docker.io/library/own-sys:1",
+    "docker.io/library/tpl-optout:1",
+    "docker.io/library/notwarmed:1",
+    "docker.io/library/tpl-nsoptout:1",
+    "docker.io/library/tpl-sys:1",
+    "docker.io/library/oscarish:1",
     "localhost:7439/docker.io/library/redis:7",
 };
 
@@ -425,7 +426,8 @@ int main(void) {
   CHECK(thaw_kube_new(&h.loop, &h.cfg, &skube) == 0);
   thaw_kube_set_observer(skube, on_kube, NULL);
   thaw_informer_config_t cc = {.resource = &thaw_kube_cachedimages,
-                               .project = ci_project, .free_rec = ci_free};
+                               .project = ci_project,
+                               .free_rec = ci_free};
   CHECK(thaw_informer_new(&h.loop, h.kube, &cc, &ci_inf) == 0);
   CHECK(thaw_informer_start(ci_inf) == 0);
   seed();
@@ -452,8 +454,8 @@ int main(void) {
   CHECK(total_cis() == 1);
   CHECK(thaw_sources_ns_has_label(src, "src-private", "thaw.dev/cache-private",
                                   "true"));
-  CHECK(!thaw_sources_ns_has_label(src, "src-private",
-                                   "thaw.dev/cache-private", "false"));
+  CHECK(!thaw_sources_ns_has_label(src, "src-private", "thaw.dev/cache-private",
+                                   "false"));
   CHECK(!thaw_sources_ns_has_label(src, "src-plain", "thaw.dev/cache-private",
                                    "true"));
   CHECK(!thaw_sources_ns_has_label(src, "nowhere", "a", "b"));
@@ -503,11 +505,10 @@ int main(void) {
   patch_ns_labels("src-late", "\"thaw.dev/prewarm\":\"true\"");
   patch_ns_labels("src-optin-late", "\"thaw.dev/caching\":null");
   new_pod("src-plain", "new", "",
-           "\"containers\":[{\"name\":\"a\",\"image\":\"fresh:1\"}]");
-  const char *later[] = {"docker.io/library/busybox:1.36",
-                         "docker.io/library/late:1",
-                         "docker.io/library/optin-late:1",
-                         "docker.io/library/fresh:1"};
+          "\"containers\":[{\"name\":\"a\",\"image\":\"fresh:1\"}]");
+  const char *later[] = {
+      "docker.io/library/busybox:1.36", "docker.io/library/late:1",
+      "docker.io/library/optin-late:1", "docker.io/library/fresh:1"};
   CHECK(wait_present(later, 4));
   run_until(&h, NULL, NULL, 300);
   check_never();
@@ -532,7 +533,7 @@ int main(void) {
   /* inactive again: new images wait for the next activation */
   thaw_sources_set_active(src, 0);
   new_pod("src-plain", "while-inactive", "",
-           "\"containers\":[{\"name\":\"a\",\"image\":\"inactive:1\"}]");
+          "\"containers\":[{\"name\":\"a\",\"image\":\"inactive:1\"}]");
   make_template("src-prewarm", "while-inactive", "",
                 "\"containers\":[{\"name\":\"a\",\"image\":\"inactive-t:1\"}]");
   run_until(&h, NULL, NULL, 800);
@@ -560,8 +561,8 @@ int main(void) {
   CHECK(s.n == 0);
   /* a namespace that stops being cache-private stops lending */
   new_pod("src-private", "p2", "",
-           "\"containers\":[{\"name\":\"a\",\"image\":\"private:1\"}],"
-           "\"imagePullSecrets\":[{\"name\":\"regcred\"}]");
+          "\"containers\":[{\"name\":\"a\",\"image\":\"private:1\"}],"
+          "\"imagePullSecrets\":[{\"name\":\"regcred\"}]");
   run_until(&h, NULL, NULL, 300);
   CHECK(secrets_of(src, "docker.io/library/private:1").n == 1);
   patch_ns_labels("src-private", "\"thaw.dev/cache-private\":null");
