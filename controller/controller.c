@@ -82,10 +82,41 @@ static void on_activate_tick(uv_timer_t *t) {
   thaw_sources_set_active(c->sources, 1);
 }
 
+/* The registry client lives only while leading: freeing it on a step-down
+ * stops every transfer at once, so a new leader never warms alongside. */
+static int make_warmer(thaw_controller_t *c) {
+  const thaw_config_t *cfg = c->cfg;
+  thaw_registry_opts_t ro = {.insecure = c->insecure,
+                             .ca_file = cfg->ca_file,
+                             .observe = on_registry_request,
+                             .observe_data = c};
+  thaw_warmer_opts_t wo = {.cache_registry = cfg->registry_host,
+                           .platforms = cfg->platforms,
+                           .blob_concurrency = cfg->blob_concurrency};
+  int rc = thaw_registry_new(c->http, &ro, &c->registry);
+  if (rc == 0)
+    rc = thaw_warmer_new(c->registry, &wo, &c->warmer);
+  return rc;
+}
+
+static void free_warmer(thaw_controller_t *c) {
+  thaw_warmer_free(c->warmer); /* warms' done ran already: none is left */
+  thaw_registry_free(c->registry);
+  c->warmer = NULL;
+  c->registry = NULL;
+}
+
 static void start_leading(thaw_controller_t *c) {
+  int rc = make_warmer(c);
+  if (rc != 0) {
+    free_warmer(c);
+    thaw_error("leading, but cannot make the registry client",
+               "error", thaw_strerror(rc));
+    return;
+  }
   c->leading = 1;
   thaw_info("leading: reconciling CachedImages");
-  thaw_reconciler_set_active(c->rec, 1);
+  thaw_reconciler_set_active(c->rec, c->warmer);
   uv_timer_start(&c->activate, on_activate_tick, 0, ACTIVATE_POLL_MS);
 }
 
@@ -95,7 +126,8 @@ static void stop_leading(thaw_controller_t *c) {
   if (c->sources_active)
     thaw_sources_set_active(c->sources, 0);
   c->sources_active = 0;
-  thaw_reconciler_set_active(c->rec, 0); /* cancels warms in flight */
+  thaw_reconciler_set_active(c->rec, NULL); /* cancels warms in flight */
+  free_warmer(c);
 }
 
 static void on_started_leading(thaw_leader_t *l, void *data) {
@@ -175,18 +207,8 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
   if (cfg->registry_insecure)
     c->insecure[n++] = cfg->registry_host;
   c->insecure[n] = NULL;
-  thaw_registry_opts_t ro = {.insecure = c->insecure,
-                             .ca_file = cfg->ca_file,
-                             .observe = on_registry_request,
-                             .observe_data = c};
-  thaw_warmer_opts_t wo = {.cache_registry = cfg->registry_host,
-                           .platforms = cfg->platforms,
-                           .blob_concurrency = cfg->blob_concurrency};
-  if ((rc = thaw_http_new(c->loop, &c->http)) != 0 ||
-      (rc = thaw_registry_new(c->http, &ro, &c->registry)) != 0 ||
-      (rc = thaw_warmer_new(c->registry, &wo, &c->warmer)) != 0)
-    return thaw_errf(err, errlen, rc, "registry client: %s",
-                     thaw_strerror(rc));
+  if ((rc = thaw_http_new(c->loop, &c->http)) != 0)
+    return thaw_errf(err, errlen, rc, "http client: %s", thaw_strerror(rc));
 
   thaw_sources_opts_t so = {.system_namespace = cfg->namespace_,
                             .cache_host = cfg->cache_host,
@@ -198,7 +220,6 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
     return thaw_errf(err, errlen, rc, "sources: %s", thaw_strerror(rc));
   thaw_reconciler_opts_t reo = {.cfg = cfg,
                                 .kube = c->kube,
-                                .warmer = c->warmer,
                                 .sources = c->sources,
                                 .metrics = c->metrics};
   if ((rc = thaw_reconciler_new(c->loop, &reo, &c->rec)) != 0)
@@ -293,8 +314,7 @@ void thaw_controller_free(thaw_controller_t *c) {
   thaw_leader_free(c->leader);
   thaw_sources_free(c->sources);
   thaw_reconciler_free(c->rec); /* cancels warms; jobs end with the kube */
-  thaw_warmer_free(c->warmer);
-  thaw_registry_free(c->registry);
+  free_warmer(c);
   thaw_http_free(c->http);
   thaw_kube_free(c->kube);
   thaw_metrics_free(c->metrics);

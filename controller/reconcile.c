@@ -69,8 +69,10 @@ static void process(thaw_workqueue_t *q, const char *key,
   thaw_job_run(j);
 }
 
-void thaw_reconciler_set_active(thaw_reconciler_t *r, int active) {
+void thaw_reconciler_set_active(thaw_reconciler_t *r, thaw_warmer_t *warmer) {
+  int active = warmer != NULL;
   if (active && r->q == NULL) {
+    r->warmer = warmer;
     thaw_workqueue_opts_t wo = {.concurrency = r->cfg->concurrency,
                                 .backoff_base_ms = r->o.backoff_base_ms,
                                 .backoff_max_ms = r->o.backoff_max_ms,
@@ -94,6 +96,7 @@ void thaw_reconciler_set_active(thaw_reconciler_t *r, int active) {
       thaw_job_cancel(j);
     }
     thaw_workqueue_free(q); /* in-flight tokens may still be done() */
+    r->warmer = NULL;
   }
 }
 
@@ -164,7 +167,7 @@ static int register_metrics(thaw_reconciler_t *r, thaw_metrics_t *m) {
 int thaw_reconciler_new(uv_loop_t *loop, const thaw_reconciler_opts_t *o,
                         thaw_reconciler_t **out) {
   *out = NULL;
-  if (o == NULL || o->cfg == NULL || o->kube == NULL || o->warmer == NULL)
+  if (o == NULL || o->cfg == NULL || o->kube == NULL)
     return THAW_EINVAL;
   thaw_reconciler_t *r = calloc(1, sizeof *r);
   if (r == NULL)
@@ -225,7 +228,7 @@ void thaw_reconciler_release(thaw_reconciler_t *r) {
 void thaw_reconciler_free(thaw_reconciler_t *r) {
   if (r == NULL)
     return;
-  thaw_reconciler_set_active(r, 0);
+  thaw_reconciler_set_active(r, NULL);
   thaw_informer_free(r->inf);
   r->inf = NULL;
   /* Jobs still waiting on a kube callback hold r; the last one to end

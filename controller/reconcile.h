@@ -30,7 +30,6 @@ typedef struct thaw_reconciler thaw_reconciler_t;
 typedef struct {
   const thaw_config_t *cfg;
   thaw_kube_t *kube;
-  thaw_warmer_t *warmer;
   thaw_sources_t *sources; /* namespace labels, pull secrets; may be NULL */
   thaw_metrics_t *metrics; /* may be NULL */
   /* Failed retries: base << attempts, capped; 0 = 2000 / 300000 ms. */
@@ -42,9 +41,12 @@ int thaw_reconciler_new(uv_loop_t *loop, const thaw_reconciler_opts_t *o,
 /* Starts the CachedImage informer. */
 int thaw_reconciler_start(thaw_reconciler_t *r);
 int thaw_reconciler_synced(const thaw_reconciler_t *r);
-/* Leading: queue every object; not leading: cancel every warm at once (a
- * resumed warm skips what was copied) and drop the queue. */
-void thaw_reconciler_set_active(thaw_reconciler_t *r, int active);
+/* Leading (warmer not NULL; it must stay alive until the next call):
+ * queue every object and warm with `warmer`. Not leading (NULL): cancel
+ * every warm at once (a resumed warm skips what was copied) and drop the
+ * queue; the caller then frees the warmer and its registry client, which
+ * stops the transfers the warms had in flight. */
+void thaw_reconciler_set_active(thaw_reconciler_t *r, thaw_warmer_t *warmer);
 /* 1 when a CachedImage for this normalised reference is in the store. */
 int thaw_reconciler_exists(const thaw_reconciler_t *r, const char *normalized);
 /* Warms in flight. */

@@ -20,6 +20,7 @@ struct thaw_reconciler {
   const thaw_config_t *cfg;
   thaw_informer_t *inf;
   thaw_workqueue_t *q; /* NULL while not active */
+  thaw_warmer_t *warmer; /* NULL while not active */
   job_t *jobs;         /* every live job, for cancel */
   unsigned warming;
   int closing; /* freed by its owner; the last job releases it */
@@ -50,7 +51,7 @@ struct job {
   uint8_t flags;
   uint32_t attempts;
   thaw_imgref_t ref;
-  char name[254], uid[64], digest[136];
+  char name[254], uid[64], digest[136], upstream[136];
   char *secrets[16];    /* "ns/name" usable pull secrets */
   size_t n_secrets;
   int secrets_from_pods; /* not in spec yet: write them there */

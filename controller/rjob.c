@@ -51,6 +51,10 @@ job_t *thaw_job_new(thaw_reconciler_t *r, thaw_workqueue_t *q,
   snprintf(j->name, sizeof j->name, "%s", key);
   snprintf(j->uid, sizeof j->uid, "%s", c->uid);
   snprintf(j->digest, sizeof j->digest, "%s", c->digest);
+  /* What a refresh compares with: the digest upstream, which differs from
+   * the cache's when --platforms narrowed the index. */
+  snprintf(j->upstream, sizeof j->upstream, "%s",
+           c->upstream[0] ? c->upstream : c->digest);
   j->next = r->jobs;
   if (r->jobs)
     r->jobs->prev = j;
@@ -311,7 +315,7 @@ static void on_warmed(const thaw_warm_result_t *res, void *data) {
   if (st) {
     cJSON_AddStringToObject(st, "phase", "Ready");
     cJSON_AddStringToObject(st, "digest", res->digest);
-    cJSON_AddStringToObject(st, "upstreamDigest", res->digest);
+    cJSON_AddStringToObject(st, "upstreamDigest", res->upstream_digest);
     cJSON_AddNumberToObject(st, "sizeBytes", (double)res->size_bytes);
     add_time(st, "cachedAt", now);
     add_time(st, "lastCheckedAt", now);
@@ -365,7 +369,7 @@ static void begin_warm(job_t *j, const thaw_regauth_creds_t *creds) {
   thaw_warm_req_t req = {.image = j->ref.str, .creds = creds,
                          .progress = on_progress, .done = on_warmed,
                          .data = j};
-  int rc = thaw_warm_start(r->o.warmer, &req, &j->warm);
+  int rc = thaw_warm_start(r->warmer, &req, &j->warm);
   if (rc != 0) {
     char msg[128];
     snprintf(msg, sizeof msg, "cannot start the warm: %s", thaw_strerror(rc));
@@ -390,7 +394,7 @@ static void on_resolved(const thaw_warm_result_t *res, void *data) {
     refresh_failed(j, res->message, res->retry_after);
     return;
   }
-  if (strcmp(res->digest, j->digest) == 0) {
+  if (strcmp(res->digest, j->upstream) == 0) {
     cJSON *st = cJSON_CreateObject();
     if (st) {
       add_time(st, "lastCheckedAt", time(NULL));
@@ -403,9 +407,9 @@ static void on_resolved(const thaw_warm_result_t *res, void *data) {
   }
   char msg[1400];
   snprintf(msg, sizeof msg, "%s moved upstream from %s to %s: warming it",
-           j->ref.str, j->digest, res->digest);
+           j->ref.str, j->upstream, res->digest);
   event(j, "Normal", "Warming", msg);
-  thaw_info("tag moved upstream", "name", j->name, "from", j->digest, "to",
+  thaw_info("tag moved upstream", "name", j->name, "from", j->upstream, "to",
             res->digest);
   j->refresh = 1;
   begin_warm(j, NULL); /* credentials are passed again below when private */
@@ -538,7 +542,7 @@ static void next_step(job_t *j, const thaw_regauth_creds_t *creds) {
     begin_warm(j, creds);
     return;
   }
-  int rc = thaw_warm_resolve(j->r->o.warmer, &req);
+  int rc = thaw_warm_resolve(j->r->warmer, &req);
   if (rc != 0) {
     refresh_failed(j, thaw_strerror(rc), 0);
     return;

@@ -65,8 +65,9 @@ static void finish(thaw_warm_t *wm, int err) {
     snprintf(wm->media, sizeof wm->media, "%s", wm->nodes[0]->media);
   }
   if (err)
-    wm->digest[0] = wm->media[0] = '\0';
+    wm->digest[0] = wm->media[0] = wm->upstream[0] = '\0';
   r->digest = wm->digest;
+  r->upstream_digest = wm->upstream[0] ? wm->upstream : wm->digest;
   r->media_type = wm->media;
   r->blobs = (unsigned)wm->nblobs;
   if (!wm->resolve) {

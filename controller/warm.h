@@ -15,7 +15,8 @@
  * reference with a digest, with or without a tag, is pushed by digest only.
  * Children of an index are pushed by digest. --platforms applies to tag
  * references only: a digest pins the exact index, so all its children are
- * copied.
+ * copied. A narrowed index is re-serialised without the dropped children,
+ * so its digest in the cache differs from upstream's (see the result).
  *
  * The cache repository of "host/path" is "<encoded host>/<path>", where the
  * host is encoded as in the rewritten form (":" -> "__", see imgref.h), so
@@ -54,7 +55,13 @@ typedef struct {
   int anonymous_refused;/* upstream refused anonymous access: status.private */
   int upstream_failed;  /* 1 when the error came from upstream, 0 from the
                            cache registry (for messages and metrics) */
-  const char *digest;   /* top-level manifest digest ("" on failure) */
+  const char *digest;   /* top-level manifest digest in the cache ("" on
+                           failure) */
+  const char *upstream_digest; /* the same upstream: differs only when
+                           --platforms narrowed a tag's index, which is
+                           then re-serialised without the dropped children
+                           (the registry refuses an index whose children
+                           are missing) */
   const char *media_type;
   long long size_bytes; /* every blob and manifest of the copied image,
                            children included, each counted once */
@@ -100,7 +107,7 @@ int thaw_warm_start(thaw_warmer_t *w, const thaw_warm_req_t *req,
 void thaw_warm_cancel(thaw_warm_t *warm);
 
 /* Resolves a tag upstream with a manifest HEAD (refresh). `done` gets
- * res->digest (the upstream digest), res->err, res->retry_after and
+ * res->digest and res->upstream_digest (the upstream digest), res->err, res->retry_after and
  * res->anonymous_refused; the other fields are zero. Same rules as start. */
 int thaw_warm_resolve(thaw_warmer_t *w, const thaw_warm_req_t *req);
 

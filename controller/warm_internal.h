@@ -118,6 +118,7 @@ struct thaw_warm {
   long long total, done_bytes;
   thaw_warm_result_t res;
   char msg[512], digest[WARM_DIGEST_MAX], media[WARM_MEDIA_MAX];
+  char upstream[WARM_DIGEST_MAX]; /* the top's digest upstream */
 };
 
 /* ---- what one warm copies (warm_plan.c) ---- */

@@ -90,6 +90,8 @@ static int take(thaw_warm_t *wm, warm_node_t *n, const warm_manifest_t *m,
   memcpy(n->bytes, src, len);
   n->len = len;
   int rc = 0;
+  if (n == wm->nodes[0]) /* before --platforms may change it */
+    memcpy(wm->upstream, n->digest, WARM_DIGEST_MAX);
   if (m->rewritten && (rc = warm_sha256(n->bytes, len, n->digest)))
     return rc;
   if (m->is_index && m->n == 0 && m->all > 0)
