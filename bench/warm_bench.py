@@ -222,7 +222,7 @@ def main():
     ap.add_argument("--rate", default="100mbit")
     ap.add_argument("--cases", default="loopback,netns")
     ap.add_argument("--concurrency", type=int, default=4, help="thaw-controller's flag")
-    ap.add_argument("--blob-concurrency", type=int, default=4, help="thaw-controller's flag")
+    ap.add_argument("--blob-concurrency", type=int, default=6, help="thaw-controller's flag")
     ap.add_argument("--netns", default="thaw-wb-%d" % os.getpid(),
                     help="name of the network namespace to create (warm-bench.sh's trap "
                          "deletes it too)")

@@ -45,7 +45,7 @@ void thaw_config_usage(FILE *f) {
 "                               (default :8081)\n"
 "  --concurrency N              images warmed at once, 1..256 (default 4)\n"
 "  --blob-concurrency N         blobs copied at once per image, 1..64\n"
-"                               (default 4)\n"
+"                               (default 6, as skopeo copies layers)\n"
 "  --platforms LIST             comma-separated OS/ARCH[/VARIANT] children\n"
 "                               of an index to copy for tag references\n"
 "                               (default: every platform)\n"
@@ -605,7 +605,7 @@ int thaw_config_parse(thaw_config_t *c, int argc, char **argv) {
   c->cache_host = "localhost:7439";
   c->metrics_bind_address = ":8081";
   c->concurrency = 4;
-  c->blob_concurrency = 4;
+  c->blob_concurrency = 6;
   c->refresh_interval_ms = 3600ull * 1000;
   c->expire_after_ms = 720ull * 3600 * 1000;
   c->leader_elect = 1;

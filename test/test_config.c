@@ -228,7 +228,7 @@ static void test_defaults(void) {
   CHECK(c.prewarm_namespaces[0] == NULL);
   CHECK(strcmp(c.metrics_bind_address, ":8081") == 0);
   CHECK(c.concurrency == 4);
-  CHECK(c.blob_concurrency == 4);
+  CHECK(c.blob_concurrency == 6);
   CHECK(c.refresh_interval_ms == H);
   CHECK(c.expire_after_ms == 720 * H);
   CHECK(c.max_cache_bytes == 0);
