@@ -45,6 +45,7 @@ struct job {
   thaw_warm_t *warm;
   int refresh;          /* warming a new digest of a Ready tag */
   int had_creds;
+  thaw_regauth_creds_t creds; /* from a pull secret; wiped when freed */
   uint64_t started_ms, progress_ms;
   /* A copy of what the decision needs from the record. */
   enum thaw_ci_phase phase;

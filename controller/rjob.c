@@ -3,6 +3,7 @@
  * and the status writes, which go out one at a time so that a late
  * progress patch can never land after the final one. The job holds the work
  * queue's token to the end, so no object is warmed twice at once. */
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,7 @@ static void job_free(job_t *j) {
     j->next->prev = j->prev;
   for (size_t i = 0; i < j->n_secrets; i++)
     free(j->secrets[i]);
+  OPENSSL_cleanse(&j->creds, sizeof j->creds);
   cJSON_Delete(j->queued);
   free(j);
   if (r->closing && r->jobs == NULL)
@@ -412,7 +414,7 @@ static void on_resolved(const thaw_warm_result_t *res, void *data) {
   thaw_info("tag moved upstream", "name", j->name, "from", j->upstream, "to",
             res->digest);
   j->refresh = 1;
-  begin_warm(j, NULL); /* credentials are passed again below when private */
+  begin_warm(j, j->had_creds ? &j->creds : NULL);
 }
 
 /* --- credentials ------------------------------------------------------ */
@@ -435,7 +437,8 @@ static void on_creds(int err, const thaw_regauth_creds_t *creds,
     return;
   }
   j->had_creds = 1;
-  next_step(j, creds);
+  j->creds = *creds; /* a refresh that finds a new digest warms with them */
+  next_step(j, &j->creds);
 }
 
 static void add_secret(job_t *j, const char *ns_name, int from_pods) {
@@ -535,13 +538,6 @@ static void next_step(job_t *j, const thaw_regauth_creds_t *creds) {
   }
   thaw_warm_req_t req = {.image = j->ref.str, .creds = creds,
                          .done = on_resolved, .data = j};
-  /* A refresh that finds a new digest warms again without credentials;
-   * keep the private path simple: resolve and warm in one go instead. */
-  if (creds != NULL) {
-    j->refresh = 1;
-    begin_warm(j, creds);
-    return;
-  }
   int rc = thaw_warm_resolve(j->r->warmer, &req);
   if (rc != 0) {
     refresh_failed(j, thaw_strerror(rc), 0);

@@ -301,6 +301,14 @@ class WarmTest(unittest.TestCase):
         self.assertNotIn(auth, log)
         for e in ENV.events(name):
             self.assertNotIn("wonderland", e["message"])
+        # The refresh (every 3 s here) resolves with the same credentials and
+        # finds nothing new: lastCheckedAt moves, no Refreshed, no message.
+        checked = ci["status"]["lastCheckedAt"]
+        ci = ENV.wait_ci(name, lambda c: c["status"]["lastCheckedAt"] != checked,
+                         timeout=15, what="a later lastCheckedAt")
+        self.assertEqual(ci["status"]["phase"], "Ready")
+        self.assertNotIn("message", ci["status"])
+        self.assertNotIn("Refreshed", [e["reason"] for e in ENV.events(name)])
 
     def test_06_private_without_cache_private_namespace(self):
         creds = "alice:wonderland"
