@@ -50,46 +50,45 @@ class Api(testclient.Emulator):
         return doc
 
 
-class Webhook:
-    """thaw-webhook on fixed free ports (kept across restarts, since the
-    MutatingWebhookConfiguration names its URL), stopped by PID."""
+class Daemon:
+    """A thaw daemon as a child process on a free metrics port, stopped by
+    PID: start() waits for /readyz; subclasses give argv()."""
 
-    def __init__(self, binary, certs, registry_url, workdir):
+    name = "thaw"
+
+    def __init__(self, binary, registry_url, workdir, log_name=None):
         self.binary = binary
-        self.certs = certs
         self.registry_url = registry_url
-        self.port = registry.free_port()
         self.metrics_port = registry.free_port()
-        self.url = "https://127.0.0.1:%d/mutate" % self.port
         self.metrics_url = "http://127.0.0.1:%d" % self.metrics_port
-        self.log_path = os.path.join(workdir, "thaw-webhook.log")
+        self.log_path = os.path.join(workdir, (log_name or self.name) + ".log")
         self.proc = None
         self._log = None
-        self.ctx = ssl.create_default_context(cafile=certs["ca"])
 
-    def start(self, timeout=20):
+    def argv(self):
+        return [self.binary, "--kubeconfig", os.environ["KUBECONFIG"],
+                "--namespace", SYSTEM_NS, "--registry-url", self.registry_url,
+                "--cache-host", CACHE_HOST,
+                "--metrics-bind-address", "127.0.0.1:%d" % self.metrics_port]
+
+    def start(self, timeout=20, wait_ready=True):
         assert self.proc is None
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "--kubeconfig", os.environ["KUBECONFIG"],
-             "--namespace", SYSTEM_NS, "--registry-url", self.registry_url,
-             "--cache-host", CACHE_HOST,
-             "--bind-address", "127.0.0.1:%d" % self.port,
-             "--metrics-bind-address", "127.0.0.1:%d" % self.metrics_port,
-             "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]],
-            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=registry.die_with_parent)
+        self.proc = subprocess.Popen(self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=registry.die_with_parent)
         deadline = time.time() + timeout
-        while registry.http_status(self.metrics_url + "/readyz", 0.5) != 200:
+        while wait_ready and registry.http_status(self.metrics_url + "/readyz", 0.5) != 200:
             if self.proc.poll() is not None:
-                raise AssertionError("thaw-webhook exited with %s before /readyz; log:\n%s"
-                                     % (self.proc.returncode, self.log_tail()))
+                raise AssertionError("%s exited with %s before /readyz; log:\n%s"
+                                     % (self.name, self.proc.returncode, self.log_tail()))
             if time.time() > deadline:
-                raise AssertionError("thaw-webhook /readyz not 200 after %d s (healthz %s); "
-                                     "log:\n%s" % (timeout, registry.http_status(
+                raise AssertionError("%s /readyz not 200 after %d s (healthz %s); log:\n%s"
+                                     % (self.name, timeout, registry.http_status(
                                          self.metrics_url + "/healthz"), self.log_tail()))
             time.sleep(0.05)
+        return self
 
-    def stop(self, timeout=10):
+    def stop_timed(self, timeout=10):
         """SIGTERM by PID; returns (exit status, seconds), or kills after timeout."""
         if self.proc is None:
             return None, 0
@@ -107,59 +106,6 @@ class Webhook:
         self._log.close()
         return rc, time.time() - t0
 
-    def log_tail(self, n=30):
-        try:
-            with open(self.log_path, "rb") as f:
-                return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
-        except OSError:
-            return ""
-
-    def metrics(self):
-        with urllib.request.urlopen(self.metrics_url + "/metrics", timeout=5) as r:
-            return r.read().decode()
-
-    def review(self, review):
-        """POST an AdmissionReview directly (not through the chain)."""
-        req = urllib.request.Request(self.url, data=json.dumps(review).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, context=self.ctx, timeout=5) as r:
-            return json.load(r)
-
-
-class Controller:
-    """thaw-controller as a process on a free metrics port, stopped by PID.
-    extra: more flags (e.g. ["--leader-elect=false"])."""
-
-    def __init__(self, binary, registry_url, workdir, extra=(), name="thaw-controller"):
-        self.binary = binary
-        self.registry_url = registry_url
-        self.extra = list(extra)
-        self.metrics_port = registry.free_port()
-        self.metrics_url = "http://127.0.0.1:%d" % self.metrics_port
-        self.log_path = os.path.join(workdir, name + ".log")
-        self.proc = None
-        self._log = None
-
-    def start(self, timeout=20, wait_ready=True):
-        assert self.proc is None
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "--kubeconfig", os.environ["KUBECONFIG"],
-             "--namespace", SYSTEM_NS, "--registry-url", self.registry_url,
-             "--cache-host", CACHE_HOST,
-             "--metrics-bind-address", "127.0.0.1:%d" % self.metrics_port] + self.extra,
-            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=registry.die_with_parent)
-        deadline = time.time() + timeout
-        while wait_ready and registry.http_status(self.metrics_url + "/readyz", 0.5) != 200:
-            if self.proc.poll() is not None:
-                raise AssertionError("thaw-controller exited with %s before /readyz; log:\n%s"
-                                     % (self.proc.returncode, self.log_tail()))
-            if time.time() > deadline:
-                raise AssertionError("thaw-controller /readyz not 200 after %d s; log:\n%s"
-                                     % (timeout, self.log_tail()))
-            time.sleep(0.05)
-        return self
-
     def kill(self):
         """SIGKILL by PID: no graceful anything (a crash)."""
         if self.proc is not None:
@@ -167,21 +113,6 @@ class Controller:
             self.proc.wait()
             self.proc = None
             self._log.close()
-
-    def stop(self, timeout=15):
-        """SIGTERM by PID; returns the exit status, or kills after timeout."""
-        if self.proc is None:
-            return None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            rc = "killed after %d s" % timeout
-        self.proc = None
-        self._log.close()
-        return rc
 
     def log_tail(self, n=40):
         try:
@@ -193,6 +124,52 @@ class Controller:
     def metrics(self):
         with urllib.request.urlopen(self.metrics_url + "/metrics", timeout=5) as r:
             return r.read().decode()
+
+
+class Webhook(Daemon):
+    """thaw-webhook on fixed free ports (kept across restarts, since the
+    MutatingWebhookConfiguration names its URL)."""
+
+    name = "thaw-webhook"
+
+    def __init__(self, binary, certs, registry_url, workdir):
+        super().__init__(binary, registry_url, workdir)
+        self.certs = certs
+        self.port = registry.free_port()
+        self.url = "https://127.0.0.1:%d/mutate" % self.port
+        self.ctx = ssl.create_default_context(cafile=certs["ca"])
+
+    def argv(self):
+        return super().argv() + [
+            "--bind-address", "127.0.0.1:%d" % self.port,
+            "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]]
+
+    def stop(self, timeout=10):
+        return self.stop_timed(timeout)
+
+    def review(self, review):
+        """POST an AdmissionReview directly (not through the chain)."""
+        req = urllib.request.Request(self.url, data=json.dumps(review).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=self.ctx, timeout=5) as r:
+            return json.load(r)
+
+
+class Controller(Daemon):
+    """thaw-controller; extra: more flags (e.g. ["--leader-elect=false"])."""
+
+    name = "thaw-controller"
+
+    def __init__(self, binary, registry_url, workdir, extra=(), name="thaw-controller"):
+        super().__init__(binary, registry_url, workdir, log_name=name)
+        self.extra = list(extra)
+
+    def argv(self):
+        return super().argv() + self.extra
+
+    def stop(self, timeout=15):
+        """SIGTERM by PID; returns the exit status, or kills after timeout."""
+        return self.stop_timed(timeout)[0]
 
 
 def metric(text, name, labels=None):
