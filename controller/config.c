@@ -15,10 +15,9 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "sysns.h"
 
 #define PROG "thaw-controller"
-#define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
-#define NS_MAX 63          /* a namespace is a DNS label */
 #define HOST_MAX 255
 #define PLATFORM_PART_MAX 32
 #define MIN_INTERVAL_MS 1000 /* refresh and expiry below 1 s are mistakes */
@@ -235,16 +234,6 @@ static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
   return 0;
 }
 
-static int valid_namespace(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > NS_MAX || s[0] == '-' || s[n - 1] == '-')
-    return 0;
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-          s[i] == '-'))
-      return 0;
-  return 1;
-}
 
 /* A port: 1..65535, digits only (allow0: also 0, for a listener). */
 static int valid_port(const char *s, size_t n, int allow0) {
@@ -421,22 +410,6 @@ static int parse_registry_url(thaw_config_t *c, const char *url) {
   return 0;
 }
 
-/* The service account's namespace into buf, or "" when there is none. */
-static void sa_namespace(char *buf, size_t len) {
-  const char *dir = getenv("THAW_SERVICEACCOUNT_DIR");
-  char path[4096];
-  buf[0] = '\0';
-  snprintf(path, sizeof path, "%s/namespace", dir && *dir ? dir : SA_DIR);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return;
-  size_t n = fread(buf, 1, len - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ' ||
-                   buf[n - 1] == '\r' || buf[n - 1] == '\t'))
-    buf[--n] = '\0';
-}
 
 /* --- flags ----------------------------------------------------------- */
 
@@ -532,7 +505,7 @@ static int apply(thaw_config_t *c, int opt, const char *v, const char *arg,
     return 0;
   case O_PREWARM:
     return parse_list(c, OWN_PREWARM, "--prewarm-namespaces", v,
-                      c->prewarm_namespaces, valid_namespace,
+                      c->prewarm_namespaces, thaw_namespace_valid,
                       "a namespace name");
   case O_ALLOW_PRIVATE:
   case O_LEADER_ELECT:
@@ -584,12 +557,12 @@ static int parse(thaw_config_t *c, int argc, char **argv) {
   if (c->registry_url == NULL)
     return bad("--registry-url is required (see --help)");
 
-  char sa_ns[NS_MAX + 2];
+  char sa_ns[THAW_NAMESPACE_MAX + 1];
   if (ns == NULL) {
-    sa_namespace(sa_ns, sizeof sa_ns);
-    ns = valid_namespace(sa_ns) ? sa_ns : "thaw-system";
+    thaw_system_namespace_default(sa_ns, sizeof sa_ns);
+    ns = sa_ns;
   }
-  if (!valid_namespace(ns))
+  if (!thaw_namespace_valid(ns))
     return bad("--namespace %s: not a namespace name", ns);
   memcpy(c->namespace_, ns, strlen(ns) + 1); /* valid: at most 63 bytes */
 

@@ -11,11 +11,10 @@
 #include "error.h"
 #include "kubeconfig.h"
 #include "log.h"
+#include "sysns.h"
 #include "webhook.h"
 
 #define PROG "thaw-webhook"
-#define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
-#define NS_MAX 63         /* a namespace is a DNS label */
 #define CACHE_HOST_MAX 255
 
 static void usage(FILE *f) {
@@ -58,16 +57,6 @@ static int bad(const char *fmt, ...) {
   return 2;
 }
 
-static int valid_namespace(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > NS_MAX || s[0] == '-' || s[n - 1] == '-')
-    return 0;
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-          s[i] == '-'))
-      return 0;
-  return 1;
-}
 
 static int valid_cache_host(const char *s) {
   size_t n = strlen(s);
@@ -79,22 +68,6 @@ static int valid_cache_host(const char *s) {
   return 1;
 }
 
-/* The service account's namespace into buf, or "" when there is none. */
-static void sa_namespace(char *buf, size_t len) {
-  const char *dir = getenv("THAW_SERVICEACCOUNT_DIR");
-  char path[4096];
-  buf[0] = '\0';
-  snprintf(path, sizeof path, "%s/namespace", dir && *dir ? dir : SA_DIR);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return;
-  size_t n = fread(buf, 1, len - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ' ||
-                   buf[n - 1] == '\r' || buf[n - 1] == '\t'))
-    buf[--n] = '\0';
-}
 
 typedef struct {
   uv_loop_t *loop;
@@ -182,12 +155,12 @@ int main(int argc, char **argv) {
     return bad("--tls-cert-file and --tls-key-file are required");
   if (!valid_cache_host(cfg.cache_host))
     return bad("--cache-host %s: want HOST[:PORT]", cfg.cache_host);
-  char sa_ns[NS_MAX + 2];
+  char sa_ns[THAW_NAMESPACE_MAX + 1];
   if (ns == NULL) {
-    sa_namespace(sa_ns, sizeof sa_ns);
-    ns = valid_namespace(sa_ns) ? sa_ns : "thaw-system";
+    thaw_system_namespace_default(sa_ns, sizeof sa_ns);
+    ns = sa_ns;
   }
-  if (!valid_namespace(ns))
+  if (!thaw_namespace_valid(ns))
     return bad("--namespace %s: not a namespace name", ns);
 
   /* As kubectl: the flag, else $KUBECONFIG, else in-cluster. */

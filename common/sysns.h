@@ -1,0 +1,21 @@
+/* sysns.h - namespace names and the system's own namespace, as both daemons
+ * take it: --namespace, else the service account's (in a pod), else
+ * thaw-system (DESIGN.md, "Leader election" and "Flags"). */
+#ifndef THAW_SYSNS_H
+#define THAW_SYSNS_H
+
+#include <stddef.h>
+
+#define THAW_NAMESPACE_MAX 63 /* a namespace is a DNS label */
+#define THAW_SYSTEM_NAMESPACE "thaw-system"
+
+/* 1 when s is a valid namespace name (RFC 1123 label), else 0. */
+int thaw_namespace_valid(const char *s);
+
+/* The default system namespace into buf (at least THAW_NAMESPACE_MAX + 1
+ * bytes): the service account's namespace file when it holds a valid name
+ * ($THAW_SERVICEACCOUNT_DIR overrides its directory, for tests), else
+ * THAW_SYSTEM_NAMESPACE. */
+void thaw_system_namespace_default(char *buf, size_t len);
+
+#endif
