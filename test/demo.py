@@ -128,10 +128,20 @@ def main():
                               "--kubeconfig", os.environ["KUBECONFIG"], "--jobs", jobs,
                               "--upstream", up])
         print("\nCachedImages:", flush=True)
-        for ci in api.ok("GET", stack.CI_PATH)["items"]:
+        cis = api.ok("GET", stack.CI_PATH)["items"]
+        for ci in cis:
             st = ci.get("status") or {}
             print("  %-8s %-50s %s %s" % (st.get("phase", "Pending"), ci["spec"]["image"],
                                          st.get("digest", "")[:19], st.get("sizeBytes", "")))
+        # The demo doubles as a smoke test: every service warmed, pods rewritten.
+        ready = {ci["spec"]["image"] for ci in cis
+                 if (ci.get("status") or {}).get("phase") == "Ready"}
+        missing = [p for p in SERVICES if "%s/%s" % (up, p) not in ready]
+        rewritten = stack.metric(hook.metrics(), "thaw_webhook_images_total",
+                                 {"decision": "rewritten"}) or 0
+        if missing or rewritten == 0:
+            print("demo: not warmed %s; images rewritten %d" % (missing, rewritten))
+            rc = rc or 1
         for who, text, prefixes in (
                 ("thaw-webhook", hook.metrics(), ("thaw_webhook_images_total",
                                                   "thaw_webhook_records_total",
