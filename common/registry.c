@@ -70,22 +70,37 @@ fail:
   return THAW_ENOMEM;
 }
 
+/* Cancels one request of op: its done may finish and free op, or go on
+ * to the op's next request, which the caller's next round cancels. */
+static void cancel_one(regop_t *op) {
+  regcall_t *c = op->a.req || op->a.tok_req   ? &op->a
+                 : op->b.req || op->b.tok_req ? &op->b
+                 : op->del.req || op->del.tok_req ? &op->del
+                                                  : NULL;
+  if (c)
+    regcall_cancel(c);
+  else
+    regop_finish(op, THAW_ECANCELED);
+}
+
+void thaw_registry_cancel_if(thaw_registry_t *r,
+                             int (*match)(void *data, void *ctx), void *ctx) {
+  for (;;) {
+    regop_t *op = r->ops;
+    while (op && !match(op->data, ctx))
+      op = op->next;
+    if (!op)
+      return;
+    cancel_one(op);
+  }
+}
+
 void thaw_registry_free(thaw_registry_t *r) {
   if (!r)
     return;
   r->closing = 1;
-  while (r->ops) {
-    /* Cancel one request at a time: its done may finish and free op. */
-    regop_t *op = r->ops;
-    regcall_t *c = op->a.req || op->a.tok_req   ? &op->a
-                   : op->b.req || op->b.tok_req ? &op->b
-                   : op->del.req || op->del.tok_req ? &op->del
-                                                    : NULL;
-    if (c)
-      regcall_cancel(c);
-    else
-      regop_finish(op, THAW_ECANCELED);
-  }
+  while (r->ops)
+    cancel_one(r->ops);
   for (char **p = r->insecure; p && *p; p++)
     free(*p);
   free(r->insecure);

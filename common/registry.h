@@ -97,6 +97,13 @@ int thaw_registry_new(thaw_http_t *http, const thaw_registry_opts_t *o,
  * this returns) and frees the client. NULL does nothing. */
 void thaw_registry_free(thaw_registry_t *r);
 
+/* Cancels every operation whose callback data satisfies match(data, ctx):
+ * their callbacks run with THAW_ECANCELED before this returns, and an
+ * upload in flight is abandoned (the registry never commits it). match
+ * must not start or cancel operations. */
+void thaw_registry_cancel_if(thaw_registry_t *r,
+                             int (*match)(void *data, void *ctx), void *ctx);
+
 /* HEAD (head = 1) or GET a manifest by tag or digest, with an Accept for OCI
  * manifest + index and Docker v2 manifest + list. GET returns the exact
  * bytes; by digest, sha256 of the bytes must equal the digest

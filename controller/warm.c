@@ -333,12 +333,21 @@ fail:
   return THAW_ENOMEM;
 }
 
+/* A warm's registry operations have as data the warm itself (a resolve)
+ * or one of its nodes or blobs, which both start with the warm. */
+static int owned_by(void *data, void *wm) {
+  return data == wm || *(thaw_warm_t **)data == wm;
+}
+
 void thaw_warm_cancel(thaw_warm_t *wm) {
   if (!wm || wm->finished)
     return;
+  thaw_registry_t *reg = wm->w->reg;
   wm->hold++;
   snprintf(wm->msg, sizeof wm->msg, "warm canceled");
   finish(wm, THAW_ECANCELED);
+  /* Stop its transfers too, so a canceled warm moves no more bytes. */
+  thaw_registry_cancel_if(reg, owned_by, wm);
   wm->hold--;
   warm_release(wm);
 }

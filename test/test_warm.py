@@ -578,10 +578,14 @@ def case_cancel(c):
     a, b = c.res["cancel_a"], c.res["cancel_b"]
     big = a["blobs"][-2]
     c.fp.clear()
-    c.fp.add(match="/blobs/" + big, method="GET", rate=2 << 20, times=0)
-    rc, out = c.warm.run([c.ref(a)], "--cancel-after", "800")
+    c.fp.add(match="/blobs/" + big, method="GET", rate=4 << 20, times=0)
+    # --linger: 6 s more than the 20 MB blob needs at 4 MB/s after the
+    # cancel; a transfer left running would put the blob in the cache.
+    rc, out = c.warm.run([c.ref(a)], "--cancel-after", "800", "--linger", "6000")
     check(rc == 1 and len(out) == 1 and out[0]["err"] == "THAW_ECANCELED" and out[0]["results"] == 1,
           "cancel: one THAW_ECANCELED result mid-copy (%.1f s)" % c.warm.elapsed)
+    check(not c.cache.has_blob(cache_repo(c.ref(a)), big),
+          "cancel: its transfers stop with the warm (no blob after lingering)")
     rc, out = c.warm.run([c.ref(a), c.ref(b)], "--parallel", "--free-after", "800")
     check(rc == 1 and len(out) == 2 and all(r["err"] == "THAW_ECANCELED" and r["results"] == 1
                                             for r in out),

@@ -5,10 +5,12 @@
  *
  * usage: warm_cli --cache HOST:PORT [--insecure H1,H2] [--platforms P1,P2]
  *   [--creds USER:PASS] [--blob-concurrency N] [--resolve] [--parallel]
- *   [--learn DIGEST=REPO]... [--cancel-after MS] [--free-after MS]
+ *   [--learn DIGEST=REPO]... [--cancel-after MS] [--free-after MS] [--linger MS]
  *   [--cache-repo] IMAGE...
  * --cancel-after cancels the warms in flight after MS and starts no more;
- * --free-after frees the warmer with them in flight; --cache-repo only
+ * --free-after frees the warmer with them in flight; --linger keeps the loop
+ * (and the registry client) running MS longer after the last result, so
+ * transfers a canceled warm failed to stop would land; --cache-repo only
  * prints thaw_warm_cache_repo() of each IMAGE. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -102,6 +104,8 @@ static void start_next(void) {
   }
 }
 
+static void on_linger(uv_timer_t *t) { *(int *)t->data = 1; }
+
 static void on_cancel_timer(uv_timer_t *t) {
   (void)t;
   stopping = 1;
@@ -145,7 +149,7 @@ static int usage(void) {
                   "[--platforms P1,P2] [--creds USER:PASS] "
                   "[--blob-concurrency N] [--resolve] [--parallel] "
                   "[--learn DIGEST=REPO]... [--cancel-after MS] "
-                  "[--free-after MS] [--cache-repo] IMAGE...\n");
+                  "[--free-after MS] [--linger MS] [--cache-repo] IMAGE...\n");
   return 2;
 }
 
@@ -155,7 +159,7 @@ int main(int argc, char **argv) {
   char *learn[64];
   int nlearn = 0, parallel = 0, only_repo = 0;
   unsigned conc = 0;
-  long cancel_ms = -1, free_ms = -1;
+  long cancel_ms = -1, free_ms = -1, linger_ms = 0;
   jobs = calloc((size_t)argc, sizeof *jobs);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -187,6 +191,8 @@ int main(int argc, char **argv) {
       cancel_ms = strtol(argv[++i], NULL, 10);
     else if (!strcmp(a, "--free-after") && more)
       free_ms = strtol(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--linger") && more)
+      linger_ms = strtol(argv[++i], NULL, 10);
     else if (a[0] == '-')
       return usage();
     else
@@ -248,6 +254,16 @@ int main(int argc, char **argv) {
               jobs[i].results);
       failed = 2;
     }
+  if (linger_ms > 0) { /* what a canceled warm left running would finish */
+    uv_timer_t linger_t;
+    int lingered = 0;
+    uv_timer_init(&loop, &linger_t);
+    linger_t.data = &lingered;
+    uv_timer_start(&linger_t, on_linger, (uint64_t)linger_ms, 0);
+    while (!lingered)
+      uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&linger_t, NULL);
+  }
   thaw_warmer_free(warmer);
   thaw_registry_free(reg);
   thaw_http_free(http);
