@@ -169,6 +169,17 @@ class Env:
         doc = self.api.ok("GET", "/api/v1/namespaces/default/events")
         return [e for e in doc["items"] if e["involvedObject"]["name"] == name]
 
+    def wait_event(self, name, reason, timeout=10):
+        """Events are posted next to the status write, not before it."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            evs = [e for e in self.events(name) if e["reason"] == reason]
+            if evs:
+                return evs[0]
+            time.sleep(0.1)
+        raise AssertionError("%s: no %s event after %d s; have %s" % (
+            name, reason, timeout, [e["reason"] for e in self.events(name)]))
+
 
 ENV = None
 
@@ -231,9 +242,10 @@ class WarmTest(unittest.TestCase):
                                capture_output=True, check=True)
             out[host] = r.stdout
         self.assertEqual(len(set(out.values())), 1)
-        reasons = [e["reason"] for e in ENV.events(name)]
-        self.assertIn("Warming", reasons)
-        self.assertIn("Cached", reasons)
+        ENV.wait_event(name, "Warming")
+        ev = ENV.wait_event(name, "Cached")
+        self.assertEqual(ev["type"], "Normal")
+        self.assertIn(info["digest"], ev["message"])
 
     def test_02_index_by_digest(self):
         info = ENV.push(ENV.imgs.multiarch(), ENV.uphost, "e2e/multi:v1")
@@ -258,7 +270,7 @@ class WarmTest(unittest.TestCase):
         st = ci["status"]
         self.assertGreaterEqual(st["attempts"], 1)
         self.assertTrue(st["message"])
-        self.assertIn("WarmFailed", [e["reason"] for e in ENV.events(name)])
+        self.assertEqual(ENV.wait_event(name, "WarmFailed")["type"], "Warning")
         info = ENV.push(ENV.imgs.single("arm64", name="later"), ENV.uphost, "e2e/later:v1")
         ci = ENV.wait_phase(name, "Ready")  # the backoff retry (2 s, 4 s, ...)
         self.assertEqual(ci["status"]["digest"], info["digest"])
@@ -274,7 +286,7 @@ class WarmTest(unittest.TestCase):
         ci = ENV.wait_ci(name, lambda c: c["status"].get("digest") == second["digest"],
                          timeout=30, what="refreshed digest")
         self.assertEqual(ci["status"]["phase"], "Ready")
-        self.assertIn("Refreshed", [e["reason"] for e in ENV.events(name)])
+        ENV.wait_event(name, "Refreshed")
         self.assert_cached_like_upstream(ENV.uphost + "/e2e/moving", "v1", ENV.up.url)
 
     def test_05_private_via_pod_pull_secret(self):
