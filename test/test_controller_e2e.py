@@ -384,6 +384,23 @@ class WarmTest(unittest.TestCase):
             self.assertEqual(st, 200, b)
             self.assertEqual(images.sha(body), b)
 
+    def test_11_api_server_refuses_status_writes(self):
+        """The API server fails the first status writes (500) and drops every
+        watch mid-warm: the object still ends Ready, with the right digest."""
+        info = ENV.push(ENV.imgs.single(name="apifail"), ENV.uphost, "e2e/apifail:v1")
+        image = ENV.uphost + "/e2e/apifail:v1"
+        name = ci_name(image)
+        ENV.api.control("fail", {"count": 3, "code": 500, "methods": ["PATCH"],
+                                 "pathPrefix": CI_PATH + "/" + name + "/status"})
+        ENV.create_ci(image)
+        ENV.api.control("drop-watches", {})
+        ci = ENV.wait_phase(name, "Ready")
+        self.assertEqual(ci["status"]["digest"], info["digest"])
+        # All three injected failures were consumed (only the probe is left).
+        probe = ENV.api.control("fail", {"count": 1, "pathPrefix": "/nowhere"})
+        ENV.api.control("fail", {"count": 0})
+        self.assertEqual(probe["pending"], 1)
+
     def test_99_metrics(self):
         text = self.ctl.metrics()
         self.assertGreaterEqual(metric(text, "thaw_warm_total", {"result": "success"}), 3)
