@@ -26,6 +26,8 @@ Kinds (each a builder method returning a Layout):
                       (default $TMPDIR/thaw-image-cache) keyed by seed+size
   many(n=30)          n small layers
   shared()            two layouts (A, B) whose first two layers are the same
+  umoci(name, files)  an image built by umoci itself (its digest changes
+                      from run to run: umoci stamps the time)
 
 Run as a script: images.py HOST[:PORT] [--prefix test] [--big-size N]
 [--creds user:pw] pushes every kind and prints a JSON map kind -> info.
@@ -167,6 +169,37 @@ class Images:
         p = os.path.join(self.dir, name)
         shutil.rmtree(p, ignore_errors=True)
         return Layout(p)
+
+    def umoci(self, name, files):
+        """An image built by umoci (init, new, unpack, add files, repack):
+        real umoci output, but with the current time in its config, so its
+        digest changes from run to run. files: {path: bytes}."""
+        path = os.path.join(self.dir, name)
+        bundle = path + ".bundle"
+        for p in (path, bundle):
+            shutil.rmtree(p, ignore_errors=True)
+        run = lambda *a: subprocess.run(["umoci"] + list(a), check=True,
+                                        capture_output=True)
+        run("init", "--layout", path)
+        run("new", "--image", path + ":latest")
+        run("unpack", "--rootless", "--image", path + ":latest", bundle)
+        for rel, data in files.items():
+            dst = os.path.join(bundle, "rootfs", rel)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            with open(dst, "wb") as f:
+                f.write(data)
+        run("repack", "--image", path + ":latest", bundle)
+        shutil.rmtree(bundle, ignore_errors=True)
+        lo = Layout.__new__(Layout)  # adopt umoci's layout as it is
+        lo.path = path
+        with open(os.path.join(path, "index.json")) as f:
+            lo.refs = json.load(f)["manifests"]
+        lo.top = lo.refs[-1]
+        with open(lo.blob_path(lo.top["digest"]), "rb") as f:
+            man = json.load(f)
+        lo.blobs = [l["digest"] for l in man["layers"]] + [man["config"]["digest"]]
+        lo.children = []
+        return lo
 
     def single(self, arch="amd64", name=None):
         lo = self._layout(name or "single-" + arch)

@@ -5,7 +5,8 @@ docker-registry upstreams (plain and htpasswd) and a real cache registry.
 
 (re-runs itself under test/with-emulator.sh when THAW_EMU_URL is unset).
 Covers: phases Pending -> Warming -> Ready with byte-exact manifests (skopeo
-inspect --raw), tag vs digest pushes, index children, Events, Failed with
+inspect --raw; images built by images.py and by umoci itself), tag vs digest
+pushes, index children, Events, Failed with
 attempts then Ready, tag refresh, private images through pull secrets of a
 cache-private namespace, OSCAR pre-warm from a PodTemplate, the pod sweep,
 metrics, a SIGKILL mid-warm resumed without copying done blobs again, and a
@@ -246,6 +247,27 @@ class WarmTest(unittest.TestCase):
         ev = ENV.wait_event(name, "Cached")
         self.assertEqual(ev["type"], "Normal")
         self.assertIn(info["digest"], ev["message"])
+
+    def test_01b_umoci_built_image(self):
+        """An image built by umoci itself, pushed with skopeo, warmed, and read
+        back with skopeo: the same manifest and blobs in the cache."""
+        lo = ENV.imgs.umoci("umoci", {"etc/thaw": b"built by umoci\n",
+                                      "usr/share/doc/x": deterministic(3, 4096)})
+        info = ENV.push(lo, ENV.uphost, "e2e/umoci:v1")
+        name = ENV.create_ci(ENV.uphost + "/e2e/umoci:v1")
+        ci = ENV.wait_phase(name, "Ready")
+        self.assertEqual(ci["status"]["digest"], info["digest"])
+        raw = {}
+        for host, repo in ((ENV.uphost, "e2e/umoci"),
+                           (ENV.cache.url.split("//")[1], cache_repo(ENV.uphost + "/e2e/umoci"))):
+            raw[host] = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                                        "docker://%s/%s:v1" % (host, repo)],
+                                       capture_output=True, check=True).stdout
+        self.assertEqual(len(set(raw.values())), 1)
+        repo = cache_repo(ENV.uphost + "/e2e/umoci")
+        for b in info["blobs"]:
+            st, body, _ = http_get("%s/v2/%s/blobs/%s" % (ENV.cache.url, repo, b), "*/*")
+            self.assertEqual((st, images.sha(body)), (200, b))
 
     def test_02_index_by_digest(self):
         info = ENV.push(ENV.imgs.multiarch(), ENV.uphost, "e2e/multi:v1")
