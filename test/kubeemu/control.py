@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 
+import audit
 import rest
 from errors import ApiError
 
@@ -31,6 +32,7 @@ class Control:
         self.lock = threading.Lock()
         self.fails = []         # [{count, code, retryAfter, pathPrefix, methods}]
         self.latency_ms = 0
+        self.audit = audit.AuditLog()
 
     # ---- hooks for the HTTP layer
 
@@ -65,16 +67,30 @@ class Control:
 
     # ---- endpoints
 
-    def handle(self, method, name, body):
+    # endpoints that are not POST: name -> allowed methods (the handler
+    # then gets the method and the query too)
+    METHODS = {"stats": ("GET",), "audit": ("GET", "DELETE")}
+
+    def handle(self, method, name, body, query=None):
         fn = getattr(self, "do_" + name.replace("-", "_"), None)
         if fn is None:
             raise ApiError(404, "NotFound", "no such control endpoint: %s" % name)
-        if name == "stats":
-            if method != "GET":
-                raise ApiError(405, "MethodNotAllowed", "use GET")
-        elif method != "POST":
-            raise ApiError(405, "MethodNotAllowed", "use POST")
+        allowed = self.METHODS.get(name, ("POST",))
+        if method not in allowed:
+            raise ApiError(405, "MethodNotAllowed", "use " + " or ".join(allowed))
+        if name == "audit":
+            return fn(method, query or {})
         return fn(body or {})
+
+    def do_audit(self, method, query):
+        """GET: {"items": [entry...], "total": n} (entries as audit.py
+        records them, oldest first; ?user=NAME keeps that user's; total
+        counts every request ever recorded, so total > len(items) without a
+        filter means the oldest were dropped). DELETE: clears the log."""
+        if method == "DELETE":
+            return {"cleared": self.audit.clear()}
+        items, total = self.audit.items(query.get("user"))
+        return {"items": items, "total": total}
 
     def do_stats(self, body):
         with self.store.cond:

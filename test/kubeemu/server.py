@@ -5,7 +5,13 @@ python3 server.py --listen 127.0.0.1:0 --tls-cert C --tls-key K --ready-file F
     [--tokens-file T] [--client-ca CA] [--bookmark-interval S] [--log-file L]
 
 HTTPS, HTTP/1.1 keep-alive, one thread per connection. See control.py for
-the /_emulator/ test endpoints."""
+the /_emulator/ test endpoints.
+
+The tokens file (re-read on every request) holds one token a line: a bare
+TOKEN is the all-powerful test user "thaw-test"; "TOKEN USERNAME" is that
+user (a name system:serviceaccount:NS:SA gets the service-account groups).
+Every authenticated API request is recorded in the audit log
+(GET /_emulator/audit, see audit.py); the emulator authorizes nothing."""
 
 import argparse
 import json
@@ -31,6 +37,31 @@ from store import Store, dumps  # noqa: E402
 TOKEN_USER = {"username": "thaw-test", "uid": "thaw-test-uid",
               "groups": ["system:masters", "system:authenticated"]}
 ANONYMOUS = {"username": "system:anonymous", "groups": ["system:unauthenticated"]}
+
+
+def named_user(name):
+    """The user of a "TOKEN USERNAME" line, with the groups the apiserver
+    gives that kind of name."""
+    groups = ["system:authenticated"]
+    parts = name.split(":")
+    if len(parts) == 4 and parts[:2] == ["system", "serviceaccount"]:
+        groups = ["system:serviceaccounts", "system:serviceaccounts:" + parts[2]] + groups
+    return {"username": name, "uid": name + "-uid", "groups": groups}
+
+
+def read_tokens(path):
+    """{token: user} from a tokens file; {} when unreadable."""
+    out = {}
+    try:
+        with open(path) as f:
+            for ln in f:
+                fields = ln.split()
+                if not fields or fields[0] in out:
+                    continue
+                out[fields[0]] = named_user(fields[1]) if len(fields) > 1 else dict(TOKEN_USER)
+    except OSError:
+        pass
+    return out
 
 
 def route(registry, path):
@@ -134,13 +165,9 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         if srv.tokens_file and auth.startswith("Bearer "):
             token = auth[7:].strip()
-            try:
-                with open(srv.tokens_file) as f:
-                    tokens = {ln.strip() for ln in f if ln.strip()}
-            except OSError:
-                tokens = set()
-            if token and token in tokens:
-                return dict(TOKEN_USER)
+            user = read_tokens(srv.tokens_file).get(token) if token else None
+            if user is not None:
+                return dict(user)
         return None
 
     def dispatch(self, method):
@@ -150,6 +177,7 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path
         query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         code = 500
+        entry = None
         try:
             body = self.read_body()
             if path.startswith("/_emulator/"):
@@ -157,7 +185,7 @@ class Handler(BaseHTTPRequestHandler):
                     doc = json.loads(body) if body.strip() else {}
                 except ValueError:
                     raise ApiError(400, "BadRequest", "control body is not JSON")
-                out = srv.control.handle(method, path[len("/_emulator/"):], doc)
+                out = srv.control.handle(method, path[len("/_emulator/"):], doc, query)
                 code = 200
                 self.send_body(200, dumps(out))
                 return
@@ -166,6 +194,7 @@ class Handler(BaseHTTPRequestHandler):
             user = self.authenticate()
             if user is None:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
+            entry = srv.control.audit.record(user, method, path, query, self.path)
             srv.control.before_request(method, path)
             code = self.serve_api(method, path, query, body, user)
         except ApiError as e:
@@ -186,6 +215,8 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 self.close_connection = True
         finally:
+            if entry is not None:
+                entry["code"] = code
             srv.log("%s %s %s %.1fms" % (method, self.path, code, (time.monotonic() - t0) * 1000))
 
     def serve_api(self, method, path, query, body, user):
