@@ -180,6 +180,7 @@ int thaw_reconciler_new(uv_loop_t *loop, const thaw_reconciler_opts_t *o,
   if (r->o.backoff_max_ms == 0)
     r->o.backoff_max_ms = 300000;
   r->written = thaw_store_new(NULL, NULL);
+  r->events = thaw_events_new(o->kube);
   thaw_informer_config_t ic = {
       .resource = &thaw_kube_cachedimages,
       .name = "cachedimages",
@@ -189,8 +190,9 @@ int thaw_reconciler_new(uv_loop_t *loop, const thaw_reconciler_opts_t *o,
       .handlers = {.on_add = on_add, .on_update = on_update,
                    .on_delete = on_delete, .data = r},
   };
-  int rc = r->written ? thaw_informer_new(loop, o->kube, &ic, &r->inf)
-                      : THAW_ENOMEM;
+  int rc = r->written && r->events
+               ? thaw_informer_new(loop, o->kube, &ic, &r->inf)
+               : THAW_ENOMEM;
   if (rc == 0 && o->metrics)
     rc = register_metrics(r, o->metrics);
   if (rc != 0) {
@@ -222,6 +224,7 @@ unsigned thaw_reconciler_warming(const thaw_reconciler_t *r) {
 
 void thaw_reconciler_release(thaw_reconciler_t *r) {
   thaw_store_free(r->written);
+  thaw_events_free(r->events);
   free(r);
 }
 

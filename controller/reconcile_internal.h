@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "cirec.h"
+#include "events.h"
 #include "imgref.h"
 #include "reconcile.h"
 #include "store.h"
@@ -27,6 +28,7 @@ struct thaw_reconciler {
   /* name -> resourceVersion of our last final status write: the store is
    * stale for that object until its watch event brings that version. */
   thaw_store_t *written;
+  thaw_events_t *events;
   thaw_metric_t *m_phase, *m_size, *m_total, *m_duration, *m_bytes,
       *m_expired;
 };

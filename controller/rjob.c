@@ -212,7 +212,7 @@ static void add_ready(cJSON *o, int ready, const char *reason,
 
 static void event(job_t *j, const char *type, const char *reason,
                   const char *msg) {
-  thaw_event_emit(j->r->o.kube, j->name, j->uid, type, reason, msg);
+  thaw_events_emit(j->r->events, j->name, j->uid, type, reason, msg);
 }
 
 /* Failed with `msg`; retried after the backoff (or retry_after seconds,

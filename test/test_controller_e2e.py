@@ -299,6 +299,25 @@ class WarmTest(unittest.TestCase):
         self.assertEqual(ci["status"]["attempts"], 0)
         self.assertNotIn("message", ci["status"])
 
+    def test_03b_repeated_failures_aggregate_events(self):
+        """Three failed attempts leave one WarmFailed Event whose count grows
+        (client-go's correlation), not three Events."""
+        name = ENV.create_ci(ENV.uphost + "/e2e/never:v1")
+        ENV.wait_ci(name, lambda c: c.get("status", {}).get("attempts", 0) >= 3,
+                    timeout=30, what="3 attempts")
+
+        def failed():
+            return [e for e in ENV.events(name) if e["reason"] == "WarmFailed"]
+        deadline = time.time() + 10
+        while not (failed() and failed()[0]["count"] >= 3) and time.time() < deadline:
+            time.sleep(0.1)
+        evs = failed()
+        self.assertEqual(len(evs), 1, evs)
+        self.assertGreaterEqual(evs[0]["count"], 3)
+        self.assertEqual(evs[0]["type"], "Warning")
+        self.assertGreater(evs[0]["lastTimestamp"], evs[0]["firstTimestamp"])
+        ENV.api.ok("DELETE", CI_PATH + "/" + name)
+
     def test_04_refresh_moves_tag(self):
         first = ENV.push(ENV.imgs.single(name="moving1"), ENV.uphost, "e2e/moving:v1")
         name = ENV.create_ci(ENV.uphost + "/e2e/moving:v1")
