@@ -24,7 +24,6 @@ typedef struct {
 struct thaw_events {
   thaw_kube_t *kube;
   thaw_store_t *series; /* "name\x1freason\x1fmessage" -> series_t */
-  uint64_t created, aggregated;
 };
 
 static uint64_t now_ms(void) {
@@ -55,12 +54,6 @@ void thaw_events_free(thaw_events_t *ev) {
     return;
   thaw_store_free(ev->series);
   free(ev);
-}
-
-void thaw_events_counts(const thaw_events_t *ev, uint64_t *created,
-                        uint64_t *aggregated) {
-  *created = ev->created;
-  *aggregated = ev->aggregated;
 }
 
 static void on_written(const thaw_kube_result_t *res, void *data) {
@@ -167,7 +160,6 @@ void thaw_events_emit(thaw_events_t *ev, const char *name, const char *uid,
   if (s != NULL && mono - s->last_ms <= THAW_EVENTS_WINDOW_MS) {
     s->count++;
     s->last_ms = mono;
-    ev->aggregated++;
     if (bump(ev, s, now) != 0)
       thaw_warn("event not recorded", "reason", reason);
     return;
@@ -189,7 +181,6 @@ void thaw_events_emit(thaw_events_t *ev, const char *name, const char *uid,
   snprintf(use->first, sizeof use->first, "%s", now);
   use->count = 1;
   use->last_ms = mono;
-  ev->created++;
   if (create(ev, use, name, uid, type, reason, msg, now) != 0)
     thaw_warn("event not recorded", "reason", reason);
 }

@@ -31,8 +31,4 @@ void thaw_events_emit(thaw_events_t *ev, const char *name, const char *uid,
                       const char *type, const char *reason,
                       const char *message);
 
-/* How many events were created and how many repeats were aggregated. */
-void thaw_events_counts(const thaw_events_t *ev, uint64_t *created,
-                        uint64_t *aggregated);
-
 #endif
