@@ -318,6 +318,18 @@ class WarmTest(unittest.TestCase):
         self.assertGreater(evs[0]["lastTimestamp"], evs[0]["firstTimestamp"])
         ENV.api.ok("DELETE", CI_PATH + "/" + name)
 
+    def test_03c_unparsable_image_fails_once(self):
+        """A CachedImage someone wrote by hand with a bad reference: Failed,
+        with the reason, and not retried."""
+        name = "bad-by-hand"
+        ENV.api.ok("POST", CI_PATH, {
+            "apiVersion": "thaw.dev/v1alpha1", "kind": "CachedImage",
+            "metadata": {"name": name}, "spec": {"image": "Bad/Image:tag"}}, want=(201,))
+        ci = ENV.wait_phase(name, "Failed")
+        self.assertIn("does not parse", ci["status"]["message"])
+        time.sleep(4)  # past two backoff periods
+        self.assertEqual(ENV.get_ci(name)["status"]["attempts"], 1)
+
     def test_04_refresh_moves_tag(self):
         first = ENV.push(ENV.imgs.single(name="moving1"), ENV.uphost, "e2e/moving:v1")
         name = ENV.create_ci(ENV.uphost + "/e2e/moving:v1")
