@@ -472,6 +472,35 @@ class WarmTest(unittest.TestCase):
             self.assertEqual(registry.http_status(self.ctl.metrics_url + path), want, path)
 
 
+class PlatformsTest(unittest.TestCase):
+    """--platforms narrows a tag's index: the cache holds a re-serialised
+    index (its own digest), upstreamDigest stays upstream's, and a refresh
+    that finds upstream unchanged does not warm again."""
+
+    def test_platforms_narrow_and_refresh_is_quiet(self):
+        info = ENV.push(ENV.imgs.multiarch(), ENV.uphost, "e2e/plat:v1")
+        ctl = ENV.controller("ctl-platforms", ["--leader-elect=false",
+                                               "--platforms", "linux/arm64"])
+        name = ENV.create_ci(ENV.uphost + "/e2e/plat:v1")
+        ci = ENV.wait_phase(name, "Ready")
+        st = ci["status"]
+        self.assertEqual(st["upstreamDigest"], info["digest"])
+        self.assertNotEqual(st["digest"], info["digest"])
+        repo = cache_repo(ENV.uphost + "/e2e/plat")
+        code, body, _ = http_get("%s/v2/%s/manifests/v1" % (ENV.cache.url, repo))
+        self.assertEqual((code, images.sha(body)), (200, st["digest"]))
+        kids = json.loads(body)["manifests"]
+        self.assertEqual([k["platform"]["architecture"] for k in kids], ["arm64"])
+        checked = st["lastCheckedAt"]
+        ci = ENV.wait_ci(name, lambda c: c["status"]["lastCheckedAt"] != checked,
+                         timeout=15, what="a refresh")
+        self.assertEqual(ci["status"]["digest"], st["digest"])
+        self.assertEqual(ci["status"]["cachedAt"], st["cachedAt"])
+        self.assertNotIn("Refreshed", [e["reason"] for e in ENV.events(name)])
+        self.assertEqual(metric(ctl.metrics(), "thaw_warm_total", {"result": "success"}), 1)
+        stop_clean(ctl)
+
+
 class ResumeTest(unittest.TestCase):
     """SIGKILL mid-warm; the restarted controller copies only what is missing."""
 
