@@ -5,6 +5,7 @@
 #define THAW_RECONCILE_INTERNAL_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "cirec.h"
 #include "events.h"
@@ -63,14 +64,40 @@ struct job {
 /* reconcile.c: frees r (after the last job, once closing). */
 void thaw_reconciler_release(thaw_reconciler_t *r);
 
-/* rjob.c */
+/* rjob.c: the decision for the object, from its phase (see reconcile.h),
+ * and the warm or refresh HEAD with `creds` (NULL: anonymous). */
+void thaw_job_run(job_t *j);
+void thaw_job_next_step(job_t *j, const thaw_regauth_creds_t *creds);
+
+/* rjob_status.c: life cycle, writes, Events. */
 job_t *thaw_job_new(thaw_reconciler_t *r, thaw_workqueue_t *q,
                     thaw_workqueue_token_t *tok, const char *key,
                     const thaw_cirec_t *c);
-/* The decision for the object, from its phase (see reconcile.h). */
-void thaw_job_run(job_t *j);
 /* Stops the job's warm; no status is written afterwards. */
 void thaw_job_cancel(job_t *j);
+/* Ends the processing once its writes are out: done(result, after). */
+void thaw_job_end(job_t *j, thaw_workqueue_result_t result, uint64_t after);
+/* Takes `status` (a merge patch of .status). The final write replaces
+ * whatever is queued; a progress write replaces a queued progress write. */
+void thaw_job_patch(job_t *j, cJSON *status, int final);
+/* Failed with `msg`; retried after the backoff (or retry_after seconds,
+ * whichever is longer), or not at all when `retry` is 0. */
+void thaw_job_fail(job_t *j, const char *msg, long retry_after, int retry,
+                   int private_);
+/* A refresh that failed leaves the cached image Ready and says why. */
+void thaw_job_refresh_failed(job_t *j, const char *msg, long retry_after);
+void thaw_job_event(job_t *j, const char *type, const char *reason,
+                    const char *msg);
+void thaw_job_add_time(cJSON *o, const char *key, time_t t);
+void thaw_job_add_message(cJSON *o, const char *msg);
+/* conditions: [the Ready condition]; a merge patch replaces the list. */
+void thaw_job_add_ready(cJSON *o, int ready, const char *reason,
+                        const char *msg);
+uint64_t thaw_job_now_ms(void);
 uint64_t thaw_job_backoff_ms(const thaw_reconciler_t *r, uint32_t attempts);
+
+/* rjob_creds.c: finds usable pull secrets and starts reading them; the job
+ * goes on in thaw_job_next_step. 0, or an error when there is none. */
+int thaw_job_find_creds(job_t *j, const thaw_cirec_t *c);
 
 #endif
