@@ -12,7 +12,6 @@
 #include "httpd.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -25,8 +24,8 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "httpd_internal.h"
 
-#define HEAD_MAX 8192             /* request line + headers */
 #define MAX_CONNS 256
 #define REQUEST_TIMEOUT_MS 10000  /* a whole request: from accept, or from
                                      the first byte after a keep-alive wait */
@@ -52,7 +51,7 @@ typedef struct conn {
   char *head;      /* reply head and body being written */
   char *body;
   size_t len;      /* bytes in buf */
-  char buf[HEAD_MAX];
+  char buf[HTTPD_HEAD_MAX];
 } conn_t;
 
 struct thaw_httpd {
@@ -66,15 +65,6 @@ struct thaw_httpd {
   int listener_open;
   int freeing;
 };
-
-/* One parsed request; path points into the connection's buffer. */
-typedef struct {
-  int status; /* 0: serve it; else the error to answer */
-  int head;   /* HEAD: headers only */
-  int close;  /* close after the reply */
-  int allow;  /* send "Allow: GET, HEAD" (405) */
-  const char *path;
-} req_t;
 
 /* --- addresses ------------------------------------------------------- */
 
@@ -132,174 +122,6 @@ static int parse_address(const char *s, struct sockaddr_storage *ss,
                ? 0 : THAW_EINVAL;
   return thaw_errf(err, errlen, THAW_EINVAL,
                    "httpd: %s: host must be an IP address or localhost", s);
-}
-
-/* --- request parsing (pure) ------------------------------------------ */
-
-static int is_tchar(unsigned char ch) {
-  return ch != 0 && (isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
-/* The length of the header block, through its empty line, or 0 while it
- * is incomplete. Bare LF line ends are accepted, as RFC 9112 allows. */
-static size_t header_end(const char *buf, size_t len) {
-  for (size_t i = 0; i + 1 < len; i++) {
-    if (buf[i] != '\n')
-      continue;
-    if (buf[i + 1] == '\n')
-      return i + 2;
-    if (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n')
-      return i + 3;
-  }
-  return 0;
-}
-
-/* Cuts the next line out of [*p, stop) and NUL-terminates it. NULL when it
- * holds a control character (a CR other than the last, NUL, ...): such
- * bytes are how request smuggling starts, so they are refused. */
-static char *next_line(char **p, char *stop) {
-  char *line = *p, *eol = memchr(line, '\n', (size_t)(stop - line));
-  *p = eol + 1;
-  *eol = '\0';
-  if (eol > line && eol[-1] == '\r')
-    *--eol = '\0';
-  for (char *q = line; q < eol; q++)
-    if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
-      return NULL;
-  return line;
-}
-
-static char *trim(char *s) {
-  while (*s == ' ' || *s == '\t')
-    s++;
-  size_t n = strlen(s);
-  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-    s[--n] = '\0';
-  return s;
-}
-
-/* Has the comma-separated header value `v` the token `tok`? */
-static int has_token(const char *v, const char *tok) {
-  size_t n = strlen(tok);
-  while (*v) {
-    while (*v == ' ' || *v == '\t' || *v == ',')
-      v++;
-    size_t m = strcspn(v, ",");
-    size_t k = m;
-    while (k > 0 && (v[k - 1] == ' ' || v[k - 1] == '\t'))
-      k--;
-    if (k == n && strncasecmp(v, tok, n) == 0)
-      return 1;
-    v += m;
-  }
-  return 0;
-}
-
-/* Parses the request at buf[0..len). Returns the bytes it takes, with *r
- * filled, or 0 while incomplete. The buffer is modified in place. */
-static size_t parse_request(char *buf, size_t len, req_t *r) {
-  size_t end = header_end(buf, len);
-  memset(r, 0, sizeof *r);
-  if (end == 0)
-    return 0;
-  r->close = 1; /* until the request is known to be sound */
-  char *p = buf, *stop = buf + end;
-  char *line = next_line(&p, stop);
-  if (line == NULL)
-    goto bad;
-
-  /* method SP request-target SP HTTP-version, single spaces */
-  char *sp1 = strchr(line, ' ');
-  char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-  if (sp1 == NULL || sp2 == NULL || strchr(sp2 + 1, ' ') != NULL ||
-      sp1 == line || sp1 - line > 32)
-    goto bad;
-  *sp1 = *sp2 = '\0';
-  const char *method = line, *version = sp2 + 1;
-  char *target = sp1 + 1;
-  for (const char *m = method; *m; m++)
-    if (!is_tchar((unsigned char)*m))
-      goto bad;
-  for (const char *t = target; *t; t++)
-    if ((unsigned char)*t <= ' ' || (unsigned char)*t >= 0x7f)
-      goto bad;
-  int http10 = 0;
-  if (strcmp(version, "HTTP/1.1") == 0)
-    http10 = 0;
-  else if (strcmp(version, "HTTP/1.0") == 0)
-    http10 = 1;
-  else if (strlen(version) == 8 && strncmp(version, "HTTP/", 5) == 0 &&
-           isdigit((unsigned char)version[5]) && version[6] == '.' &&
-           isdigit((unsigned char)version[7])) {
-    r->status = 505;
-    return end;
-  } else
-    goto bad;
-
-  /* origin-form, or absolute-form (which servers must accept) */
-  char *path = target;
-  if (strncasecmp(target, "http://", 7) == 0 ||
-      strncasecmp(target, "https://", 8) == 0) {
-    char *authority = strstr(target, "://") + 3;
-    path = authority + strcspn(authority, "/?#");
-  } else if (strcmp(target, "*") != 0 && target[0] != '/')
-    goto bad;
-  path[strcspn(path, "?#")] = '\0';
-  r->path = path[0] ? path : "/"; /* "http://host?q" */
-
-  int hosts = 0, te = 0, cl_seen = 0, conn_close = 0;
-  unsigned long long cl = 0;
-  for (;;) {
-    line = next_line(&p, stop);
-    if (line == NULL)
-      goto bad;
-    if (line[0] == '\0')
-      break;
-    if (line[0] == ' ' || line[0] == '\t')
-      goto bad; /* obsolete line folding */
-    char *colon = strchr(line, ':');
-    if (colon == NULL || colon == line)
-      goto bad;
-    *colon = '\0';
-    for (const char *n = line; *n; n++)
-      if (!is_tchar((unsigned char)*n))
-        goto bad;
-    char *value = trim(colon + 1);
-    if (strcasecmp(line, "host") == 0) {
-      hosts++;
-    } else if (strcasecmp(line, "content-length") == 0) {
-      size_t n = strlen(value);
-      if (n == 0 || n > 18 || strspn(value, "0123456789") != n)
-        goto bad;
-      unsigned long long v = strtoull(value, NULL, 10);
-      if (cl_seen && v != cl)
-        goto bad;
-      cl = v;
-      cl_seen = 1;
-    } else if (strcasecmp(line, "transfer-encoding") == 0) {
-      te = 1;
-    } else if (strcasecmp(line, "connection") == 0) {
-      conn_close |= has_token(value, "close");
-    }
-  }
-  if ((!http10 && hosts != 1) || hosts > 1 || (te && cl_seen))
-    goto bad;
-  int body = te || cl > 0;
-  r->head = strcmp(method, "HEAD") == 0;
-  r->close = http10 || conn_close || body;
-  if (!r->head && strcmp(method, "GET") != 0) {
-    r->status = 405;
-    r->allow = 1;
-  } else if (body) {
-    r->status = 413;
-  }
-  return end;
-
-bad:
-  memset(r, 0, sizeof *r);
-  r->status = 400;
-  r->close = 1;
-  return end;
 }
 
 /* --- replies --------------------------------------------------------- */
@@ -493,7 +315,7 @@ static void process(conn_t *c) {
     c->len -= skip;
   }
   req_t r;
-  size_t used = parse_request(c->buf, c->len, &r);
+  size_t used = httpd_parse_request(c->buf, c->len, &r);
   if (used == 0) {
     if (c->len < sizeof c->buf)
       return; /* wait for more */

@@ -1,0 +1,24 @@
+/* httpd_internal.h - shared by httpd.c (connections) and httpd_parse.c
+ * (the request head, parsed in place, no I/O). */
+#ifndef THAW_HTTPD_INTERNAL_H
+#define THAW_HTTPD_INTERNAL_H
+
+#include <stddef.h>
+
+#define HTTPD_HEAD_MAX 8192 /* request line + headers */
+
+/* One parsed request; path points into the connection's buffer. */
+typedef struct {
+  int status; /* 0: serve it; else the error to answer */
+  int head;   /* HEAD: headers only */
+  int close;  /* close after the reply */
+  int allow;  /* send "Allow: GET, HEAD" (405) */
+  const char *path;
+} req_t;
+
+/* Parses the request at buf[0..len) in place (it writes NULs into buf).
+ * Returns the bytes it takes, with *r filled (r->status 0: serve it, else
+ * the error to answer), or 0 while the head is incomplete. */
+size_t httpd_parse_request(char *buf, size_t len, req_t *r);
+
+#endif
