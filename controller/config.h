@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "units.h" /* thaw_parse_duration, thaw_parse_bytes */
+
 #define THAW_CONFIG_LIST_MAX 64 /* entries of a comma-separated flag */
 
 typedef struct {
@@ -40,14 +42,5 @@ typedef struct {
 int thaw_config_parse(thaw_config_t *c, int argc, char **argv);
 void thaw_config_free(thaw_config_t *c);
 void thaw_config_usage(FILE *f);
-
-/* Go time.ParseDuration subset: a sequence of <number><unit> with units
- * ns us ms s m h ("1h30m", "168h", "0.5s"); "0" alone is zero. Returns 0 and
- * sets *ms (rounded down to milliseconds), or THAW_EINVAL (also on
- * overflow or a negative value). */
-int thaw_parse_duration(const char *s, uint64_t *ms);
-/* A byte size: plain bytes, or with a suffix k/M/G/T (1000s), Ki/Mi/Gi/Ti
- * (1024s), as Kubernetes quantities. Returns 0 or THAW_EINVAL. */
-int thaw_parse_bytes(const char *s, uint64_t *out);
 
 #endif
