@@ -375,9 +375,9 @@ class Webhook(unittest.TestCase):
         role = find(self.objs, "ClusterRole", "thaw-webhook")
         rules = sorted((tuple(r["apiGroups"]), tuple(r["resources"]), tuple(sorted(r["verbs"])))
                        for r in role["rules"])
-        self.assertEqual(rules, [(("",), ("namespaces",), ("get", "list", "watch")),
+        self.assertEqual(rules, [(("",), ("namespaces",), ("list", "watch")),
                                  (("thaw.dev",), ("cachedimages",),
-                                  ("create", "get", "list", "watch"))])
+                                  ("create", "list", "watch"))])
         for o in self.objs:
             if o["kind"] in ("Role", "ClusterRole"):
                 for r in o.get("rules") or []:
@@ -844,9 +844,9 @@ class NodeLocal(unittest.TestCase, Hardened):
 
 CONTROLLER_RULES = sorted([
     (("thaw.dev",), ("cachedimages",),
-     tuple(sorted(["get", "list", "watch", "create", "update", "patch", "delete"])), ()),
-    (("thaw.dev",), ("cachedimages/status",), ("patch", "update"), ()),
-    (("",), ("namespaces", "pods", "podtemplates"), ("get", "list", "watch"), ()),
+     tuple(sorted(["list", "watch", "create", "patch", "delete"])), ()),
+    (("thaw.dev",), ("cachedimages/status",), ("patch",), ()),
+    (("",), ("namespaces", "pods", "podtemplates"), ("list", "watch"), ()),
     (("",), ("events",), ("create", "patch"), ()),
 ])
 

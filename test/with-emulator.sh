@@ -3,7 +3,9 @@
 # on a free loopback port, with a throwaway CA, a token and a kubeconfig.
 # CMD gets KUBECONFIG, THAW_EMU_URL, THAW_EMU_CA, THAW_EMU_TOKEN,
 # THAW_EMU_TOKENS_FILE and THAW_EMU_DIR (which also holds ca.key, to mint
-# client certificates). Exits with CMD's status.
+# client certificates). A line "TOKEN USERNAME" appended to the tokens file
+# adds an identity (e.g. system:serviceaccount:NS:SA) that the emulator's
+# audit log (/_emulator/audit) records. Exits with CMD's status.
 set -eu
 [ $# -ge 1 ] || { echo "usage: $0 CMD [ARGS...]" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
