@@ -25,6 +25,10 @@ static void on_add(const char *key, const void *rec, void *data) {
 static void on_update(const char *key, const void *old_rec,
                       const void *new_rec, void *data) {
   const thaw_cirec_t *a = old_rec, *b = new_rec;
+  thaw_reconciler_t *r = data;
+  void *unused;
+  if (thaw_cirec_spec_changed(a, b)) /* e.g. pull secrets fixed: try now */
+    thaw_store_remove(r->not_before, key, &unused, NULL);
   if (thaw_cirec_spec_changed(a, b) || b->phase == THAW_CI_NONE ||
       b->phase == THAW_CI_PENDING || a->phase != b->phase)
     enqueue(data, key);
@@ -35,6 +39,7 @@ static void on_delete(const char *key, const void *rec, void *data) {
   thaw_reconciler_t *r = data;
   void *old;
   thaw_store_remove(r->written, key, &old, NULL);
+  thaw_store_remove(r->not_before, key, &old, NULL);
   for (job_t *j = r->jobs, *next; j; j = next) {
     next = j->next;
     if (strcmp(j->name, key) == 0 && !j->canceled) {
@@ -180,6 +185,7 @@ int thaw_reconciler_new(uv_loop_t *loop, const thaw_reconciler_opts_t *o,
   if (r->o.backoff_max_ms == 0)
     r->o.backoff_max_ms = 300000;
   r->written = thaw_store_new(NULL, NULL);
+  r->not_before = thaw_store_new(NULL, NULL);
   r->events = thaw_events_new(o->kube);
   thaw_informer_config_t ic = {
       .resource = &thaw_kube_cachedimages,
@@ -190,7 +196,7 @@ int thaw_reconciler_new(uv_loop_t *loop, const thaw_reconciler_opts_t *o,
       .handlers = {.on_add = on_add, .on_update = on_update,
                    .on_delete = on_delete, .data = r},
   };
-  int rc = r->written && r->events
+  int rc = r->written && r->not_before && r->events
                ? thaw_informer_new(loop, o->kube, &ic, &r->inf)
                : THAW_ENOMEM;
   if (rc == 0 && o->metrics)
@@ -224,6 +230,7 @@ unsigned thaw_reconciler_warming(const thaw_reconciler_t *r) {
 
 void thaw_reconciler_release(thaw_reconciler_t *r) {
   thaw_store_free(r->written);
+  thaw_store_free(r->not_before);
   thaw_events_free(r->events);
   free(r);
 }

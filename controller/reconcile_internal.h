@@ -29,6 +29,9 @@ struct thaw_reconciler {
   /* name -> resourceVersion of our last final status write: the store is
    * stale for that object until its watch event brings that version. */
   thaw_store_t *written;
+  /* name -> wall-clock ms before which it is not tried again: a 429's
+   * Retry-After or a backoff, also when an event re-queues it sooner. */
+  thaw_store_t *not_before;
   thaw_events_t *events;
   thaw_metric_t *m_phase, *m_size, *m_total, *m_duration, *m_bytes,
       *m_expired;
@@ -93,7 +96,10 @@ void thaw_job_add_message(cJSON *o, const char *msg);
 /* conditions: [the Ready condition]; a merge patch replaces the list. */
 void thaw_job_add_ready(cJSON *o, int ready, const char *reason,
                         const char *msg);
-uint64_t thaw_job_now_ms(void);
+uint64_t thaw_job_now_ms(void);  /* monotonic */
+uint64_t thaw_job_wall_ms(void); /* realtime */
+/* No new attempt for this object before delay_ms from now. */
+void thaw_job_not_before(job_t *j, uint64_t delay_ms);
 uint64_t thaw_job_backoff_ms(const thaw_reconciler_t *r, uint32_t attempts);
 
 /* rjob_creds.c: finds usable pull secrets and starts reading them; the job

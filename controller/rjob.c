@@ -207,6 +207,12 @@ void thaw_job_run(job_t *j) {
       thaw_job_end(j, THAW_WQ_SUCCESS, 0);
     return;
   }
+  uint64_t wait_until = 0, wall = thaw_job_wall_ms();
+  thaw_store_get(r->not_before, j->name, &wait_until);
+  if (wall < wait_until && j->phase != THAW_CI_EXPIRING) {
+    thaw_job_end(j, THAW_WQ_RETRY_AFTER, wait_until - wall);
+    return;
+  }
   time_t now = time(NULL);
   switch (j->phase) {
   case THAW_CI_EXPIRING:

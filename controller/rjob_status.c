@@ -22,6 +22,19 @@ uint64_t thaw_job_now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t thaw_job_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void thaw_job_not_before(job_t *j, uint64_t delay_ms) {
+  /* The rv slot holds the time; the record is unused. */
+  if (thaw_store_put(j->r->not_before, j->name, thaw_job_wall_ms() + delay_ms,
+                     NULL, NULL) < 0)
+    thaw_warn("retry delay not kept (out of memory)", "name", j->name);
+}
+
 uint64_t thaw_job_backoff_ms(const thaw_reconciler_t *r, uint32_t attempts) {
   return thaw_backoff_delay_ms(r->o.backoff_base_ms, r->o.backoff_max_ms,
                                attempts > 0 ? attempts - 1 : 0);
@@ -230,6 +243,8 @@ void thaw_job_fail(job_t *j, const char *msg, long retry_after, int retry,
   uint64_t delay = thaw_job_backoff_ms(r, attempts);
   if ((uint64_t)retry_after * 1000u > delay)
     delay = (uint64_t)retry_after * 1000u;
+  if (retry)
+    thaw_job_not_before(j, delay);
   thaw_job_end(j, retry ? THAW_WQ_RETRY_AFTER : THAW_WQ_SUCCESS, delay);
 }
 
@@ -246,6 +261,7 @@ void thaw_job_refresh_failed(job_t *j, const char *msg, long retry_after) {
   uint64_t delay = thaw_job_backoff_ms(j->r, 1);
   if ((uint64_t)retry_after * 1000u > delay)
     delay = (uint64_t)retry_after * 1000u;
+  thaw_job_not_before(j, delay);
   thaw_job_end(j, THAW_WQ_RETRY_AFTER, delay);
 }
 
