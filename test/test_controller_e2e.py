@@ -455,6 +455,17 @@ class WarmTest(unittest.TestCase):
         ENV.api.control("fail", {"count": 0})
         self.assertEqual(probe["pending"], 1)
 
+    def test_12_slow_api_server(self):
+        """Every API request answered 400 ms late: the warm still ends Ready."""
+        info = ENV.push(ENV.imgs.single(name="slowapi"), ENV.uphost, "e2e/slowapi:v1")
+        ENV.api.control("latency", {"ms": 400})
+        try:
+            name = ENV.create_ci(ENV.uphost + "/e2e/slowapi:v1")
+            ci = ENV.wait_phase(name, "Ready")
+        finally:
+            ENV.api.control("latency", {"ms": 0})
+        self.assertEqual(ci["status"]["digest"], info["digest"])
+
     def test_99_metrics(self):
         text = self.ctl.metrics()
         self.assertGreaterEqual(metric(text, "thaw_warm_total", {"result": "success"}), 3)
