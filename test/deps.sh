@@ -8,8 +8,7 @@ PACKAGES=(
   libuv1-dev libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev libh2o-dev
   clang libclang-rt-14-dev valgrind
   docker-registry nghttp2-client h2o prometheus wrk
-  openssl curl ca-certificates python3 python3-yaml procps
-  apache2-utils
+  openssl curl ca-certificates python3 python3-yaml procps iproute2
   skopeo umoci buildah containerd apache2-utils
 )
 
