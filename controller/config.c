@@ -69,7 +69,11 @@ void thaw_config_usage(FILE *f) {
 "  --help                       this text\n"
 "DURATION is Go's: 90s, 1h30m, 1.5h (units ns us ms s m h). BOOL is true or\n"
 "false (also 1/0, t/f). A LIST that is empty (--platforms=) is empty; an\n"
-"empty entry in it is an error.\n");
+"empty entry in it is an error.\n"
+"SIGTERM or SIGINT stops gracefully: warms in flight are cancelled (a\n"
+"restart or the next leader resumes them, copying only what is missing)\n"
+"and the Lease is released; exit 0. A second signal exits at once\n"
+"(status 1).\n");
 }
 
 /* One line on stderr and status 2: the contract for bad input. */
