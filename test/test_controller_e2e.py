@@ -466,6 +466,27 @@ class WarmTest(unittest.TestCase):
             ENV.api.control("latency", {"ms": 0})
         self.assertEqual(ci["status"]["digest"], info["digest"])
 
+    def test_13_many_repositories_share_layers(self):
+        """30 repositories of one image, created at once: all Ready (4 warms
+        at a time), and after the first the layers are mounted, not copied."""
+        lo = ENV.imgs.single(name="fanout")
+        before = self.ctl.metrics()
+        names, infos = [], []
+        for i in range(30):
+            infos.append(ENV.push(lo, ENV.uphost, "e2e/fan%02d:v1" % i))
+        for i in range(30):
+            names.append(ENV.create_ci(ENV.uphost + "/e2e/fan%02d:v1" % i))
+        for name, info in zip(names, infos):
+            self.assertEqual(ENV.wait_phase(name, "Ready")["status"]["digest"], info["digest"])
+        after = self.ctl.metrics()
+
+        def delta(source):
+            return (metric(after, "thaw_warm_bytes_total", {"source": source}) -
+                    metric(before, "thaw_warm_bytes_total", {"source": source}))
+        layer = sum(os.path.getsize(lo.blob_path(b)) for b in infos[0]["blobs"])
+        self.assertGreaterEqual(delta("mounted"), 20 * layer)  # most were mounted
+        self.assertLessEqual(delta("upstream"), 10 * layer)    # few were copied
+
     def test_99_metrics(self):
         text = self.ctl.metrics()
         self.assertGreaterEqual(metric(text, "thaw_warm_total", {"result": "success"}), 3)
