@@ -184,7 +184,7 @@ int thaw_registry_blob_put(thaw_registry_t *r,
   if (!valid_digest(digest) || (!bytes && len) || !t ||
       strlen(t->repo ? t->repo : "") >= THAW_REGAUTH_FIELD_MAX)
     return THAW_EINVAL;
-  if (reg_sha256_hex(bytes ? bytes : "", len, sum))
+  if (thaw_registry_digest(bytes ? bytes : "", len, sum))
     return THAW_EIO;
   if (strcmp(sum, digest) != 0)
     return THAW_EDIGEST;

@@ -101,6 +101,5 @@ void regcall_cancel(regcall_t *c);
 int regcall_status_err(long status);
 int regop_fail_status(regop_t *op, const thaw_http_result_t *res,
                       const char *what);
-int reg_sha256_hex(const void *p, size_t n, char out[72]);
 
 #endif

@@ -24,7 +24,8 @@ static const char *const media_ok[] = {
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.docker.distribution.manifest.list.v2+json", NULL};
 
-int reg_sha256_hex(const void *p, size_t n, char out[72]) {
+int thaw_registry_digest(const void *p, size_t n,
+                         char out[THAW_REGISTRY_DIGEST_MAX]) {
   unsigned char md[32];
   unsigned int len = 0;
   if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1)
@@ -222,7 +223,7 @@ static void manifest_done(regcall_t *c, const thaw_http_result_t *res) {
     return;
   }
   char sum[72];
-  if (reg_sha256_hex(res->body, res->body_len, sum)) {
+  if (thaw_registry_digest(res->body, res->body_len, sum)) {
     regop_finish(op, THAW_EIO);
     return;
   }

@@ -97,6 +97,13 @@ int thaw_registry_new(thaw_http_t *http, const thaw_registry_opts_t *o,
  * this returns) and frees the client. NULL does nothing. */
 void thaw_registry_free(thaw_registry_t *r);
 
+/* Writes "sha256:" and the 64 lower-case hex digits of sha256(p[0..n))
+ * into out (NUL-ended): the digest of a manifest's or blob's bytes.
+ * Returns 0, or THAW_EIO when OpenSSL fails. */
+#define THAW_REGISTRY_DIGEST_MAX 72
+int thaw_registry_digest(const void *p, size_t n,
+                         char out[THAW_REGISTRY_DIGEST_MAX]);
+
 /* Cancels every operation whose callback data satisfies match(data, ctx):
  * their callbacks run with THAW_ECANCELED before this returns, and an
  * upload in flight is abandoned (the registry never commits it). match

@@ -11,7 +11,7 @@
 #include "imgref.h"
 #include "warm.h"
 
-#define WARM_DIGEST_MAX 72     /* "sha256:" + 64 hex + NUL */
+#define WARM_DIGEST_MAX THAW_REGISTRY_DIGEST_MAX /* "sha256:" + 64 hex + NUL */
 #define WARM_MEDIA_MAX 128
 #define WARM_ENTRIES_MAX 10000 /* layers of a manifest, children of an index */
 #define WARM_DEPTH_MAX 2       /* an index may hold indexes, not deeper */
@@ -51,8 +51,6 @@ void warm_manifest_clear(warm_manifest_t *m);
 int warm_media_is_index(const char *media);
 /* 1 for "sha256:" + 64 lower-case hex. */
 int warm_digest_valid(const char *d);
-/* sha256 of the bytes as "sha256:<hex>". 0 or THAW_EIO. */
-int warm_sha256(const void *p, size_t n, char out[WARM_DIGEST_MAX]);
 
 
 /* ---- state (warm.c) ---- */

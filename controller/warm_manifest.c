@@ -3,7 +3,6 @@
  * refused here with a reason, before anything is written to the cache. */
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,17 +35,6 @@ int warm_digest_valid(const char *d) {
     if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
       return 0;
   return 1;
-}
-
-int warm_sha256(const void *p, size_t n, char out[WARM_DIGEST_MAX]) {
-  unsigned char md[32];
-  unsigned int len = 0;
-  if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1)
-    return THAW_EIO;
-  memcpy(out, "sha256:", 7);
-  for (int i = 0; i < 32; i++)
-    snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
-  return 0;
 }
 
 void warm_manifest_clear(warm_manifest_t *m) {

@@ -92,7 +92,7 @@ static int take(thaw_warm_t *wm, warm_node_t *n, const warm_manifest_t *m,
   int rc = 0;
   if (n == wm->nodes[0]) /* before --platforms may change it */
     memcpy(wm->upstream, n->digest, WARM_DIGEST_MAX);
-  if (m->rewritten && (rc = warm_sha256(n->bytes, len, n->digest)))
+  if (m->rewritten && (rc = thaw_registry_digest(n->bytes, len, n->digest)))
     return rc;
   if (m->is_index && m->n == 0 && m->all > 0)
     return thaw_errf(wm->msg, sizeof wm->msg, THAW_ENOTFOUND,
@@ -133,7 +133,7 @@ int warm_plan_manifest(thaw_warm_t *wm, warm_node_t *n,
   if (wm->manifest_bytes > WARM_MANIFEST_BYTES_MAX)
     return thaw_errf(wm->msg, sizeof wm->msg, THAW_E2BIG,
                      "manifests over %d bytes", WARM_MANIFEST_BYTES_MAX);
-  if (warm_sha256(res->body, res->body_len, sum))
+  if (thaw_registry_digest(res->body, res->body_len, sum))
     return THAW_EIO;
   if (n->digest[0] && strcmp(sum, n->digest))
     return thaw_errf(wm->msg, sizeof wm->msg, THAW_EDIGEST,

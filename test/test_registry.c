@@ -69,8 +69,7 @@ static int run(int rc, wait_t *w) {
 }
 
 static void sha(const char *p, size_t n, char out[72]) {
-  extern int reg_sha256_hex(const void *, size_t, char *);
-  reg_sha256_hex(p, n, out);
+  thaw_registry_digest(p, n, out);
 }
 
 static int put_blob(thaw_registry_target_t *t, const char *p, size_t n,
