@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -83,21 +83,8 @@ def check_rule(r):
     return r
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(registry.QuietHandler):
     server_version = "fault_proxy"
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def reply(self, status, body=b"", headers=()):
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def control(self):
         st = self.server.state
@@ -106,23 +93,23 @@ class Handler(BaseHTTPRequestHandler):
                 out = {"rules": st.rules, "paths": st.paths, "faults": st.faults,
                        "requests": st.requests}
                 body = json.dumps(out).encode()
-            self.reply(200, body, [("Content-Type", "application/json")])
+            self.send(200, body, [("Content-Type", "application/json")])
         elif self.command == "POST":
             try:
                 data = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 rules = [check_rule(r) for r in (data if isinstance(data, list) else [data])]
             except (ValueError, re.error) as e:
-                self.reply(400, str(e).encode())
+                self.send(400, str(e).encode())
                 return
             with st.lock:
                 st.rules.extend(rules)
-            self.reply(204)
+            self.send(204)
         elif self.command == "DELETE":
             with st.lock:
                 st.clear()
-            self.reply(204)
+            self.send(204)
         else:
-            self.reply(405)
+            self.send(405)
 
     def body_chunks(self):
         """The request body as it arrives (Content-Length or chunked)."""
@@ -171,7 +158,7 @@ class Handler(BaseHTTPRequestHandler):
                 hdrs.append(("Retry-After", str(rule["retry_after"])))
             body = json.dumps({"errors": [{"code": "FAULT", "message":
                                            "injected %d" % rule["status"]}]}).encode()
-            self.reply(int(rule["status"]), body, hdrs)
+            self.send(int(rule["status"]), body, hdrs)
             return
         self.forward(rule)
 
@@ -196,7 +183,7 @@ class Handler(BaseHTTPRequestHandler):
         except (ConnectionError, socket.timeout, http.client.HTTPException) as e:
             if not getattr(self, "_headers_sent", False):
                 try:
-                    self.reply(502, ("fault_proxy: upstream: %s" % e).encode())
+                    self.send(502, ("fault_proxy: upstream: %s" % e).encode())
                 except OSError:
                     pass
             self.close_connection = True

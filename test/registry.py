@@ -16,6 +16,7 @@ With auth on, /v2/ answers 401; readiness accepts that. Run as a script, it serv
 killed and prints "URL http://127.0.0.1:PORT".
 """
 
+import http.server
 import os
 import shutil
 import signal
@@ -89,6 +90,24 @@ def stop_proc(proc, grace=5):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """The base of the small HTTP servers in test/: HTTP/1.1, no access log,
+    and send(), a whole reply with Content-Length (headers only on HEAD)."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def send(self, code, body=b"", headers=()):
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 class ChildServer:

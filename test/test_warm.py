@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import images  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
-from registry import Registry, die_with_parent, spawn_ready, stop_proc  # noqa: E402
+from registry import QuietHandler, Registry, die_with_parent, spawn_ready, stop_proc  # noqa: E402
 from token_server import TokenServer  # noqa: E402
 
 ACCEPT = ", ".join([images.OCI_MANIFEST, images.OCI_INDEX,
@@ -146,20 +146,7 @@ class Crafted:
         self.manifests, self.blobs = {}, {}
         outer = self
 
-        class H(httpserver.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def send(self, code, body=b"", headers=()):
-                self.send_response(code)
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
+        class H(QuietHandler):
 
             def do_GET(self):
                 p = self.path.split("?")[0]
