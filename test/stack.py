@@ -9,6 +9,7 @@ import re
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -48,6 +49,26 @@ class Api(testclient.Emulator):
         if st not in want:
             raise AssertionError("%s %s -> %s %s" % (method, path, st, doc))
         return doc
+
+
+class Closers:
+    """What a test environment must undo, undone last first; close() goes
+    on past a failure so that nothing is left running."""
+
+    def __init__(self):
+        self.closers = []
+
+    def own(self, thing):
+        """Closes `thing` (its close()) with the rest; returns it."""
+        self.closers.append(thing.close)
+        return thing
+
+    def close(self):
+        for c in reversed(self.closers):
+            try:
+                c()
+            except Exception as e:  # keep closing the rest
+                sys.stderr.write("cleanup: %s\n" % e)
 
 
 class Daemon:

@@ -88,18 +88,18 @@ def deterministic(seed, n):
     return random.Random(seed).randbytes(n)
 
 
-class Env:
+class Env(stack.Closers):
     """Registries and images shared by the test classes."""
 
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="thaw-ctl-e2e.")
-        self.closers = [lambda: shutil.rmtree(self.tmp, ignore_errors=True)]
+        super().__init__()
+        self.closers.append(lambda: shutil.rmtree(self.tmp, ignore_errors=True))
         self.api = Api()
-        self.up = self._reg(registry.Registry())
-        self.cache = self._reg(registry.Registry())
-        self.priv = self._reg(registry.Registry(htpasswd={"alice": "wonderland"}))
-        self.proxy = FaultProxy(self.up.url)
-        self.closers.append(self.proxy.close)
+        self.up = self.own(registry.Registry())
+        self.cache = self.own(registry.Registry())
+        self.priv = self.own(registry.Registry(htpasswd={"alice": "wonderland"}))
+        self.proxy = self.own(FaultProxy(self.up.url))
         self.imgs = images.Images(os.path.join(self.tmp, "layouts"))
         self.uphost = self.up.url.split("//", 1)[1]
         self.privhost = self.priv.url.split("//", 1)[1]
@@ -109,17 +109,6 @@ class Env:
             self.api.ok("POST", "/api/v1/namespaces", {
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": ns, "labels": labels}}, want=(201, 409))
-
-    def _reg(self, r):
-        self.closers.append(r.close)
-        return r
-
-    def close(self):
-        for c in reversed(self.closers):
-            try:
-                c()
-            except Exception as e:  # keep closing the rest
-                sys.stderr.write("cleanup: %s\n" % e)
 
     def push(self, layout, host, path, creds=None):
         return self.imgs.push(layout, "%s/%s" % (host, path), creds)

@@ -39,7 +39,7 @@ import yaml  # noqa: E402
 import images  # noqa: E402
 import registry  # noqa: E402
 import test_manifests  # noqa: E402  (resolve(), overlay(): the manifests' objects)
-from stack import CI_PATH, SYSTEM_NS, Api, Controller, ci_name, metric  # noqa: E402
+from stack import CI_PATH, SYSTEM_NS, Api, Closers, Controller, ci_name, metric  # noqa: E402
 
 BINARY = None
 SA_NAME = "thaw-controller"
@@ -191,35 +191,25 @@ def sa_kubeconfig(path):
     return token
 
 
-class Run:
+class Run(Closers):
     """Registries, images, the controller's run; the audit it left."""
 
     def __init__(self):
         self.t0 = time.time()
         self.timings = {}
         self.tmp = tempfile.mkdtemp(prefix="thaw-rbac.")
-        self.closers = [lambda: shutil.rmtree(self.tmp, ignore_errors=True)]
+        super().__init__()
+        self.closers.append(lambda: shutil.rmtree(self.tmp, ignore_errors=True))
         self.api = Api()
-        self.up = self._reg(registry.Registry())
-        self.cache = self._reg(registry.Registry())
-        self.priv = self._reg(registry.Registry(htpasswd={"alice": "pw"}))
+        self.up = self.own(registry.Registry())
+        self.cache = self.own(registry.Registry())
+        self.priv = self.own(registry.Registry(htpasswd={"alice": "pw"}))
         self.uphost = self.up.url.split("//", 1)[1]
         self.privhost = self.priv.url.split("//", 1)[1]
         self.imgs = images.Images(os.path.join(self.tmp, "layouts"))
         self.kubeconfig = os.path.join(self.tmp, "kubeconfig-sa")
         sa_kubeconfig(self.kubeconfig)
         self.ctl = None
-
-    def _reg(self, r):
-        self.closers.append(r.close)
-        return r
-
-    def close(self):
-        for c in reversed(self.closers):
-            try:
-                c()
-            except Exception as e:  # keep closing the rest
-                sys.stderr.write("cleanup: %s\n" % e)
 
     def mark(self, what):
         self.timings[what] = time.time() - self.t0
