@@ -13,14 +13,19 @@ static int level_ = -1;
 
 static const char *level_names_[] = {"debug", "info", "warn", "error", "off"};
 
+int thaw_log_level_parse(const char *s, enum thaw_log_level *out) {
+  for (int i = 0; s != NULL && i <= THAW_LOG_OFF; i++)
+    if (strcasecmp(s, level_names_[i]) == 0) {
+      *out = (enum thaw_log_level)i;
+      return 0;
+    }
+  return -1;
+}
+
 static void init_level(void) {
-  const char *env = getenv("THAW_LOG_LEVEL");
-  level_ = THAW_LOG_INFO;
-  if (env == NULL)
-    return;
-  for (int i = 0; i <= THAW_LOG_OFF; i++)
-    if (strcasecmp(env, level_names_[i]) == 0)
-      level_ = i;
+  enum thaw_log_level lv = THAW_LOG_INFO;
+  thaw_log_level_parse(getenv("THAW_LOG_LEVEL"), &lv);
+  level_ = (int)lv;
 }
 
 void thaw_log_set_level(enum thaw_log_level level) { level_ = (int)level; }

@@ -18,6 +18,9 @@ enum thaw_log_level {
  * of the THAW_LOG_LEVEL environment variable (debug|info|warn|error|off)
  * read on the first call of thaw_log(). */
 void thaw_log_set_level(enum thaw_log_level level);
+/* Reads a level name (debug, info, warn, error, off; any case) into *out.
+ * Returns 0, or -1 for another string. */
+int thaw_log_level_parse(const char *s, enum thaw_log_level *out);
 enum thaw_log_level thaw_log_get_level(void);
 
 /* Logs `msg` followed by NULL-terminated key, value string pairs. A NULL value

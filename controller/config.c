@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "log.h"
 #include "sysns.h"
 
 #define PROG "thaw-controller"
@@ -401,12 +402,13 @@ static int apply(thaw_config_t *c, int opt, const char *v, const char *arg,
                  *v ? strerror(errno) : "empty path");
     c->ca_file = v;
     return 0;
-  case O_LOG_LEVEL:
-    if (strcmp(v, "debug") && strcmp(v, "info") && strcmp(v, "warn") &&
-        strcmp(v, "error"))
+  case O_LOG_LEVEL: {
+    enum thaw_log_level lv;
+    if (thaw_log_level_parse(v, &lv) != 0 || lv == THAW_LOG_OFF)
       return bad("--log-level %s: want debug, info, warn or error", v);
     c->log_level = v;
     return 0;
+  }
   case 'h':
     thaw_config_usage(stdout);
     return 1;

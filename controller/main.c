@@ -43,12 +43,9 @@ int main(int argc, char **argv) {
     thaw_config_free(&cfg);
     return rc == 1 ? 0 : rc;
   }
-  if (cfg.log_level != NULL) { /* validated by config.c */
-    static const char *const names[] = {"debug", "info", "warn", "error"};
-    for (int i = 0; i < 4; i++)
-      if (strcmp(cfg.log_level, names[i]) == 0)
-        thaw_log_set_level((enum thaw_log_level)i);
-  }
+  enum thaw_log_level lv;
+  if (thaw_log_level_parse(cfg.log_level, &lv) == 0) /* checked by config */
+    thaw_log_set_level(lv);
   signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code */
   uv_loop_t loop;
   uv_loop_init(&loop);

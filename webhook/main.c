@@ -130,14 +130,10 @@ int main(int argc, char **argv) {
     case O_KEY: cfg.tls_key_file = optarg; break;
     case O_METRICS: cfg.metrics_bind_address = optarg; break;
     case O_LOG_LEVEL: {
-      static const char *const names[] = {"debug", "info", "warn", "error"};
-      int lv = -1;
-      for (int i = 0; i < 4; i++)
-        if (strcmp(optarg, names[i]) == 0)
-          lv = i;
-      if (lv < 0)
+      enum thaw_log_level lv;
+      if (thaw_log_level_parse(optarg, &lv) != 0 || lv == THAW_LOG_OFF)
         return bad("--log-level %s: want debug, info, warn or error", optarg);
-      thaw_log_set_level((enum thaw_log_level)lv);
+      thaw_log_set_level(lv);
       break;
     }
     case 'h':
