@@ -55,9 +55,8 @@ SMOOTH = {"h2": (32, 2), "h1": (64, 1)}
 PEAK_CLIENTS = {"h2": 4, "h1": 8}     # peak runs, and the old "burst" latency runs
 
 JOB_IMAGE = "docker.io/grycap/imagemagick:latest"
-FIXTURE = os.path.join(os.environ.get("THAW_FIXTURES",
-                                      os.path.join(REPO, "..", "shared", "fixtures")),
-                       "admission", "oscar-job-pod-generatename.json")
+FIXTURE = os.path.join(REPO, "test", "fixtures", "admission",
+                       "oscar-job-pod-generatename.json")
 
 
 def log(*a):

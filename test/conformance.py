@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Replays every request of the kube-apiserver captures
-(../shared/fixtures/kube-api, or $THAW_FIXTURES/kube-api) against a fresh kubeemu and
+(test/fixtures/kube-api) against a fresh kubeemu and
 compares status codes and bodies, ignoring what differs between runs (uids,
 resourceVersions, timestamps, managedFields, the rvs inside continue tokens,
 numbers in messages). One line per fixture; exit 1 on any failure."""
@@ -17,9 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "kubeemu"))
 from testclient import Emulator, read_events  # noqa: E402
 
-# The fixtures live in shared/, beside the clone; THAW_FIXTURES overrides.
-FIXTURES = os.path.join(os.environ.get("THAW_FIXTURES") or os.path.normpath(
-    os.path.join(HERE, "..", "..", "shared", "fixtures")), "kube-api")
+FIXTURES = os.path.join(HERE, "fixtures", "kube-api")
 
 VOLATILE = {"uid", "resourceVersion", "creationTimestamp", "managedFields", "time",
             "lastTransitionTime", "buildDate", "serverAddressByClientCIDRs"}

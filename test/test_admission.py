@@ -1,5 +1,5 @@
 """AdmissionChain against real TLS webhooks (test/webhook_stub.py), checked
-against what kube-apiserver v1.26 recorded in ../shared/fixtures/admission."""
+against what kube-apiserver v1.26 recorded in test/fixtures/admission."""
 
 import copy
 import json
@@ -16,7 +16,7 @@ import admission  # noqa: E402
 import webhook_stub  # noqa: E402
 from errors import ApiError  # noqa: E402
 
-FIX = os.environ.get("THAW_FIXTURES", os.path.join(HERE, "..", "..", "shared", "fixtures"))
+FIX = os.path.join(HERE, "fixtures")
 ADM = os.path.join(FIX, "admission")
 HOOK = "pod-image-rewriter.example.com"
 

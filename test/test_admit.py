@@ -2,8 +2,7 @@
 
 Usage: test_admit.py ADMIT_DUMP [--update]
 
-Every AdmissionReview fixture in $THAW_FIXTURES/admission (default:
-../shared/fixtures beside the clone) runs through admit_dump under several
+Every AdmissionReview fixture in test/fixtures/admission runs through admit_dump under several
 cluster states (env variants). For each run:
   - the reply must match test/golden/admission/<fixture>.json exactly (uid,
     allowed, decoded patch ops in order, warnings, recorded refs, decisions);
@@ -30,8 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "kubeemu"))
 import jsonpatch  # noqa: E402  (the emulator's RFC 6902, as the apiserver)
 
-FIXTURES = os.path.join(os.environ.get("THAW_FIXTURES") or os.path.normpath(
-    os.path.join(HERE, "..", "..", "shared", "fixtures")), "admission")
+FIXTURES = os.path.join(HERE, "fixtures", "admission")
 GOLDEN = os.path.join(HERE, "golden", "admission")
 CACHE = "localhost:7439"
 ANN = "thaw.dev/original-images"
@@ -679,7 +677,7 @@ def main():
         print(__doc__)
         return 2
     if not os.path.isdir(FIXTURES):
-        print(f"no fixtures at {FIXTURES} (set THAW_FIXTURES)")
+        print(f"no fixtures at {FIXTURES}")
         return 1
     dump = Dump(args[0])
     fx = run_fixtures(dump, "--update" in sys.argv)

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.join(HERE, "kubeemu"))
 import jsonpatch  # noqa: E402
 import schema  # noqa: E402
 
-FIX = os.environ.get("THAW_FIXTURES", os.path.join(HERE, "..", "..", "shared", "fixtures"))
+FIX = os.path.join(HERE, "fixtures")
 
 ERR = object()  # marks "patch must fail"
 

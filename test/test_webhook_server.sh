@@ -15,9 +15,8 @@ bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 if [ -z "${THAW_EMU_URL:-}" ]; then
   exec sh "$here/with-emulator.sh" bash "$0" "$bin"
 fi
-fixtures=${THAW_FIXTURES:-$here/../../shared/fixtures}
-fixture=$fixtures/admission/oscar-job-pod.json
-[ -f "$fixture" ] || { echo "no fixture at $fixture (set THAW_FIXTURES)"; exit 77; }
+fixture=$here/fixtures/admission/oscar-job-pod.json
+[ -f "$fixture" ] || { echo "FAIL: no fixture at $fixture"; exit 1; }
 
 WH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/thaw-wh.XXXXXX")
 . "$here/webhook_lib.sh"

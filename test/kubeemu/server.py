@@ -150,6 +150,22 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    # ---- the streamed body of a watch (watch.Stream): chunked on HTTP/1.1
+
+    def write_chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def end_chunks(self):
+        self.wfile.write(b"0\r\n\r\n")
+
+    def abort_stream(self):
+        """Cut the connection without the last chunk."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def authenticate(self):
         srv = self.server
         if not srv.tokens_file and not srv.client_ca:

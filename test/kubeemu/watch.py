@@ -2,7 +2,6 @@
 per-resource history (the emulated watch cache)."""
 
 import bisect
-import socket
 import time
 
 import selector
@@ -27,24 +26,21 @@ class Watcher:
 
 
 class Stream:
+    """The body of one watch response. The connection's handler frames it:
+    chunked transfer coding on HTTP/1.1, DATA frames on HTTP/2."""
+
     def __init__(self, handler):
         self.h = handler
 
     def chunk(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.h.write_chunk(data.encode() if isinstance(data, str) else data)
 
     def end(self):
-        self.h.wfile.write(b"0\r\n\r\n")
+        self.h.end_chunks()
 
     def drop(self):
         """End without the terminating chunk, like a broken connection."""
-        self.h.close_connection = True
-        try:
-            self.h.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.h.abort_stream()
 
 
 def serve(handler, api, req, res, ns, bookmark_interval):
