@@ -9,6 +9,8 @@ import sys
 import tempfile
 import unittest
 
+import unittest77  # noqa: E402  (exit 77 when anything was skipped)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, "kubeemu"), HERE]
 
@@ -390,4 +392,4 @@ class Reinvocation(Base):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    unittest77.main()

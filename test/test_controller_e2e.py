@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 import unittest
+
+import unittest77  # noqa: E402  (exit 77 when anything was skipped)
 import urllib.error
 import urllib.request
 
@@ -604,7 +606,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit("usage: test_controller_e2e.py PATH/thaw-controller [unittest args]")
     BINARY = os.path.abspath(sys.argv.pop(1))
-    unittest.main(verbosity=2)
+    unittest77.main()
 
 
 if __name__ == "__main__":

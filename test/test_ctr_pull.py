@@ -28,6 +28,8 @@ import tempfile
 import time
 import unittest
 
+import unittest77  # noqa: E402  (exit 77 when anything was skipped)
+
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -107,7 +109,7 @@ class CtrPull(unittest.TestCase):
     def setUpClass(cls):
         for tool in ("docker-registry", "skopeo", "containerd", "ctr"):
             if not shutil.which(tool):
-                raise unittest.SkipTest("%s not installed (test/deps.sh)" % tool)
+                raise AssertionError("%s not installed: test/deps.sh installs it" % tool)
         cls.stack = []
         cls.work = tempfile.mkdtemp(prefix="thaw-ctr-pull.")
         try:
@@ -277,7 +279,7 @@ def main():
                      [os.path.join(HERE, "with-emulator.sh"), sys.executable,
                       os.path.abspath(__file__), "--thaw", os.path.abspath(binary)] + args)
         COPIER.update(kind="thaw", binary=os.path.abspath(binary))
-    unittest.main(argv=[sys.argv[0]] + args, verbosity=2)
+    unittest77.main(argv=[sys.argv[0]] + args)
 
 
 if __name__ == "__main__":

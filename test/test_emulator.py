@@ -16,6 +16,8 @@ import threading
 import time
 import unittest
 
+import unittest77  # noqa: E402  (exit 77 when anything was skipped)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "kubeemu"))
 from testclient import Emulator, read_events  # noqa: E402
@@ -395,4 +397,4 @@ class EmulatorTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    unittest77.main()

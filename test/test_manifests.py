@@ -29,6 +29,8 @@ import tarfile
 import tempfile
 import time
 import unittest
+
+import unittest77  # noqa: E402  (exit 77 when anything was skipped)
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -45,9 +47,8 @@ import admission  # noqa: E402  (the emulator's webhook matching)
 
 NS = "thaw-system"
 KUSTOMIZATION = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-# DESIGN.md lives next to the repository (../shared) or where THAW_DESIGN says.
-DESIGN = os.environ.get("THAW_DESIGN",
-                        os.path.join(REPO, "..", "shared", "DESIGN.md"))
+# The design contract, whose flag table the manifests' args must come from.
+DESIGN = os.path.join(REPO, "docs", "design.md")
 
 
 def load_all(path):
@@ -80,10 +81,11 @@ def resolve(d, seen=()):
 
 
 def kubectl_kustomize(d):
-    """Rendered objects, or None when kubectl is not installed."""
+    """Objects rendered by kubectl's kustomize (test/deps.sh installs
+    kubectl, so its absence is a failure, not a skip)."""
     kubectl = shutil.which("kubectl")
     if not kubectl:
-        return None
+        raise AssertionError("kubectl not installed: test/deps.sh installs it")
     r = subprocess.run([kubectl, "kustomize", d], capture_output=True,
                        text=True, timeout=120)
     if r.returncode != 0:
@@ -99,9 +101,7 @@ def find(objs, kind, name):
 
 
 def design_flags():
-    """Flag names from DESIGN.md's flag table, or None when it is absent."""
-    if not os.path.isfile(DESIGN):
-        return None
+    """Flag names from the first column of docs/design.md's flag table."""
     with open(DESIGN) as f:
         text = f.read()
     table = text.split("## Flags", 1)[1].split("\n## ", 1)[0]
@@ -182,8 +182,6 @@ class Layout(unittest.TestCase):
 
     def test_kubectl_kustomize_renders_the_same_objects(self):
         rendered = kubectl_kustomize(MANIFESTS)
-        if rendered is None:
-            self.skipTest("kubectl not installed")
         key = lambda o: (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
         self.assertEqual(sorted(map(key, rendered)), sorted(map(key, resolve(MANIFESTS))))
 
@@ -285,15 +283,11 @@ class Webhook(unittest.TestCase):
 
     def test_args_are_design_flags(self):
         flags = design_flags()
-        if flags is None:
-            self.skipTest("DESIGN.md not found at %s (set THAW_DESIGN)" % DESIGN)
         for a in self.ctr["args"]:
             self.assertIn(a.split("=", 1)[0], flags)
 
     def test_args_are_webhook_options(self):
         main = os.path.join(REPO, "webhook", "main.c")
-        if not os.path.isfile(main):
-            self.skipTest("webhook/main.c not written yet")
         with open(main) as f:
             src = f.read()
         for a in self.ctr["args"]:
@@ -417,8 +411,6 @@ class CertManager(unittest.TestCase):
                                 "components": [os.path.relpath(
                                     os.path.join(MANIFESTS, "cert-manager"), tmp)]}, f)
             objs = kubectl_kustomize(tmp)
-        if objs is None:
-            self.skipTest("kubectl not installed")
         mwc = find(objs, "MutatingWebhookConfiguration", "thaw-webhook")
         self.assertEqual(mwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
                          "thaw-system/thaw-webhook")
@@ -545,8 +537,6 @@ class GenCerts(unittest.TestCase):
     def test_kustomization_installs_secret_and_cabundle(self):
         self.gen("--out", self.out)
         objs = kubectl_kustomize(self.out)
-        if objs is None:
-            self.skipTest("kubectl not installed")
         secret = find(objs, "Secret", "thaw-webhook-tls")
         self.assertEqual(secret["type"], "kubernetes.io/tls")
         self.assertEqual(secret["metadata"]["namespace"], NS)
@@ -566,8 +556,6 @@ class GenCerts(unittest.TestCase):
         self.gen("--out", self.out, "--namespace", "caching", "--service", "hook")
         self.assertIn("DNS:hook.caching.svc", self.sans())
         objs = kubectl_kustomize(self.out)
-        if objs is None:
-            self.skipTest("kubectl not installed")
         for o in objs:
             if "namespace" in o["metadata"]:
                 self.assertEqual(o["metadata"]["namespace"], "caching", o["kind"])
@@ -589,8 +577,7 @@ def config_of(objs, name):
 
 
 def overlay(*components):
-    """Objects of manifests/ plus the given Components, rendered by kubectl
-    (None when kubectl is absent)."""
+    """Objects of manifests/ plus the given Components, rendered by kubectl."""
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
             yaml.safe_dump({"resources": [os.path.relpath(MANIFESTS, tmp)],
@@ -759,8 +746,6 @@ class RegistryS3(unittest.TestCase):
 
     def test_overlay_renders(self):
         objs = overlay("registry/s3")
-        if objs is None:
-            self.skipTest("kubectl not installed")
         self.assertFalse([o for o in objs if o["kind"] == "PersistentVolumeClaim"])
         dep = find(objs, "Deployment", "thaw-registry")
         self.assertEqual(dep["spec"]["replicas"], 2)
@@ -916,8 +901,6 @@ class Controller(unittest.TestCase, Hardened):
 
     def test_args_are_design_flags(self):
         flags = design_flags()
-        if flags is None:
-            self.skipTest("DESIGN.md not found at %s (set THAW_DESIGN)" % DESIGN)
         for a in self.ctr["args"]:
             self.assertIn(a.split("=", 1)[0], flags)
 
@@ -977,8 +960,6 @@ class ControllerPrivate(unittest.TestCase):
 
     def test_overlay_renders(self):
         objs = overlay("controller/private")
-        if objs is None:
-            self.skipTest("kubectl not installed")
         args = find(objs, "Deployment", "thaw-controller")["spec"]["template"]["spec"][
             "containers"][0]["args"]
         self.assertEqual(args.count("--allow-private=true"), 1)
@@ -1025,8 +1006,7 @@ class ProxyChain(unittest.TestCase):
 
     def setUp(self):
         self.exe = shutil.which("docker-registry")
-        if not self.exe:
-            self.skipTest("docker-registry not installed (test/deps.sh)")
+        self.assertTrue(self.exe, "docker-registry not installed: test/deps.sh installs it")
         self.tmp = tempfile.TemporaryDirectory()
         self.procs = []
         objs = resolve(MANIFESTS)
@@ -1147,4 +1127,4 @@ class ProxyChain(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    unittest77.main()

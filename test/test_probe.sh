@@ -39,7 +39,7 @@ fault)
   "$bin" fault "http://127.0.0.1:$(head -n1 "$tmp/ready")"
   ;;
 registry)
-  command -v docker-registry >/dev/null || { echo "docker-registry not installed"; exit 77; }
+  command -v docker-registry >/dev/null || { echo "FAIL: docker-registry not installed (test/deps.sh installs it)"; exit 1; }
   port=$(free_port)
   mkdir -p "$tmp/storage"
   cat >"$tmp/config.yml" <<CFG

@@ -26,6 +26,8 @@ import tempfile
 import time
 import unittest
 
+import unittest77  # noqa: E402  (exit 77 when anything was skipped)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [os.path.join(HERE, "kubeemu"), HERE]
@@ -451,7 +453,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit("usage: test_rbac_audit.py PATH/thaw-controller [unittest args]")
     BINARY = os.path.abspath(sys.argv.pop(1))
-    unittest.main(verbosity=2)
+    unittest77.main()
 
 
 if __name__ == "__main__":

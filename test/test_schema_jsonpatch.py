@@ -7,6 +7,8 @@ import os
 import sys
 import unittest
 
+import unittest77  # noqa: E402  (exit 77 when anything was skipped)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "kubeemu"))
 
@@ -279,4 +281,4 @@ class Schema(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    unittest77.main()

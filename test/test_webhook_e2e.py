@@ -22,6 +22,8 @@ import tempfile
 import time
 import unittest
 
+import unittest77  # noqa: E402  (exit 77 when anything was skipped)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, "kubeemu"), HERE]
 
@@ -461,7 +463,7 @@ def main():
     BINARY = os.path.abspath(sys.argv.pop(1))
     if not os.access(BINARY, os.X_OK):
         sys.exit("test_webhook_e2e: %s is not an executable" % BINARY)
-    unittest.main(verbosity=2)
+    unittest77.main()
 
 
 if __name__ == "__main__":

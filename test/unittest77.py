@@ -1,0 +1,20 @@
+"""unittest's main as meson needs it: exit 0 when every test passed, 1 when
+any failed or errored (or none ran), and 77 (meson's SKIP) when none failed
+but some were skipped, so a skip is never counted as a pass. Each skip is
+printed as a line "SKIP: <test>: <reason>", which test/run lists."""
+
+import sys
+import unittest
+
+
+def main(argv=None):
+    prog = unittest.main(module="__main__", argv=argv, exit=False, verbosity=2)
+    r = prog.result
+    for test, reason in r.skipped:
+        print("SKIP: %s: %s" % (test.id(), reason), flush=True)
+    if not r.wasSuccessful():
+        sys.exit(1)
+    if r.testsRun == 0:
+        print("no test ran", flush=True)
+        sys.exit(1)
+    sys.exit(77 if r.skipped else 0)
