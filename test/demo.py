@@ -16,7 +16,9 @@ created with generateName in oscar-svc.
   pointed at the cache (localhost:7439/...).
 
 Meanwhile the emulator drops every watch each second and compacts its
-history every 3 s."""
+history every 3 s. Each program's log goes to a file under BUILD/demo-logs/
+(kept after the run, replaced by the next), so the screen shows only the
+workload; the paths are printed at the start."""
 
 import os
 import shutil
@@ -78,19 +80,27 @@ def chaos(stop):
             urllib.request.urlopen(req, context=ctx, timeout=5).read()
 
 
+def tail(path, n=20):
+    with open(path, "rb") as f:
+        return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit("usage: demo.py BUILD_DIR [JOBS]")
     build = os.path.abspath(sys.argv[1])
     jobs = sys.argv[2] if len(sys.argv) > 2 else "30"
     tmp = tempfile.mkdtemp(prefix="thaw-demo.")
+    logs = os.path.join(build, "demo-logs")
+    shutil.rmtree(logs, ignore_errors=True)
+    os.makedirs(logs)
     api = stack.Api()
     certs = webhook_stub.make_certs(tmp)
     cache = registry.Registry()
     upstream = registry.Registry()
     up = upstream.url.split("//", 1)[1]
-    hook = stack.Webhook(os.path.join(build, "webhook", "thaw-webhook"), certs, cache.url, tmp)
-    ctl = stack.Controller(os.path.join(build, "controller", "thaw-controller"), cache.url, tmp,
+    hook = stack.Webhook(os.path.join(build, "webhook", "thaw-webhook"), certs, cache.url, logs)
+    ctl = stack.Controller(os.path.join(build, "controller", "thaw-controller"), cache.url, logs,
                            extra=["--insecure-registries", up, "--prewarm-namespaces", NS,
                                   "--leader-elect=false"])
     stop = threading.Event()
@@ -107,7 +117,11 @@ def main():
                want=(201,))
         ctl.start()
         print("thaw-webhook on %s, thaw-controller metrics on %s" % (hook.url, ctl.metrics_url))
-        print("upstream registry %s, cache registry %s" % (upstream.url, cache.url), flush=True)
+        print("upstream registry %s, cache registry %s" % (upstream.url, cache.url))
+        showcase_log = os.path.join(logs, "thaw-showcase.log")
+        print("logs: %s, %s, %s\n  (the emulator drops every watch each second: the warnings"
+              " about ended watches in them are expected)" % (hook.log_path, ctl.log_path,
+                                                              showcase_log), flush=True)
         # An OSCAR service is a PodTemplate: warmed before its first job.
         magick = "%s/%s" % (up, SERVICES[0])
         api.ok("POST", "/api/v1/namespaces/%s/podtemplates" % NS, {
@@ -124,9 +138,13 @@ def main():
         threads = [threading.Thread(target=chaos, args=(stop,), daemon=True)]
         for t in threads:
             t.start()
-        rc = subprocess.call([os.path.join(build, "test", "thaw-showcase"),
-                              "--kubeconfig", os.environ["KUBECONFIG"], "--jobs", jobs,
-                              "--upstream", up])
+        with open(showcase_log, "ab") as err:
+            rc = subprocess.call([os.path.join(build, "test", "thaw-showcase"),
+                                  "--kubeconfig", os.environ["KUBECONFIG"], "--jobs", jobs,
+                                  "--upstream", up], stderr=err)
+        if rc != 0:
+            print("thaw-showcase exited %d; %s ends:\n%s" % (rc, showcase_log,
+                                                            tail(showcase_log)), flush=True)
         print("\nCachedImages:", flush=True)
         cis = api.ok("GET", stack.CI_PATH)["items"]
         for ci in cis:
