@@ -92,24 +92,8 @@ def seed(api, count):
 
 def review_body():
     """The OSCAR job pod AdmissionReview, compact as the apiserver sends it."""
-    if os.path.exists(FIXTURE):
-        with open(FIXTURE) as f:
-            doc = json.load(f)
-    else:   # without ../shared: the same pod from test/data
-        pod = e2e.load_job_pod()
-        doc = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-               "request": {"uid": "0b6f6f0e-3f5c-4c8e-9a43-1b7f3a1c2d4e",
-                           "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                           "resource": {"group": "", "version": "v1", "resource": "pods"},
-                           "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-                           "requestResource": {"group": "", "version": "v1",
-                                               "resource": "pods"},
-                           "namespace": "oscar-svc", "operation": "CREATE",
-                           "userInfo": {"username": "system:serviceaccount:kube-system:"
-                                                    "job-controller"},
-                           "object": pod, "oldObject": None, "dryRun": False,
-                           "options": {"kind": "CreateOptions",
-                                       "apiVersion": "meta.k8s.io/v1"}}}
+    with open(FIXTURE) as f:
+        doc = json.load(f)
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
