@@ -1,7 +1,8 @@
 """Per-request audit for kubeemu: what the apiserver's RequestInfoFactory
 derives from a request (verb, apiGroup, resource, subresource, namespace,
 name), recorded per authenticated API request in a bounded log that
-control.py serves at /_emulator/audit.
+control.py serves at /_emulator/audit, with RBAC's decision (rbac.py) and
+the HTTP status of the answer.
 
 Verbs as Kubernetes derives them (k8s.io/apiserver/pkg/endpoints/request):
 GET/HEAD on a name -> get, on a collection -> list, with ?watch=1|true or
@@ -85,6 +86,7 @@ class AuditLog:
         e = {"user": (user or {}).get("username", "")}
         e.update(request_info(method, path, query))
         e["requestURI"] = uri
+        e["decision"] = None    # rbac.py: "allow" or "forbid"
         e["code"] = None
         with self.lock:
             self.entries.append(e)

@@ -7,6 +7,7 @@ import time
 import uuid
 
 import audit
+import rbac
 import rest
 from errors import ApiError
 
@@ -35,6 +36,14 @@ class Control:
         self.audit = audit.AuditLog()
 
     # ---- hooks for the HTTP layer
+
+    def authorize(self, user, entry):
+        """RBAC (rbac.py) on an authenticated request: raises its 403. No
+        authenticator (the anonymous user) means AlwaysAllow."""
+        if user.get("username") == "system:anonymous":
+            entry["decision"] = "allow"
+            return
+        rbac.check(self.store, user, entry)
 
     def before_request(self, method, path):
         """Sleep for the configured latency, then raise the next injected

@@ -5,6 +5,7 @@ import base64
 import hashlib
 
 import kinds
+import rbac
 
 BUILTIN_VERBS = ["create", "delete", "deletecollection", "get", "list",
                  "patch", "update", "watch"]
@@ -103,6 +104,14 @@ def builtins():
           "mutatingwebhookconfiguration", "MutatingWebhookConfiguration", False,
           categories=["api-extensions"], generation=True,
           hooks=kinds.WebhookConfigHooks()),
+        R(rbac.GROUP, "v1", "roles", "role", "Role", True,
+          hooks=rbac.RoleHooks(True)),
+        R(rbac.GROUP, "v1", "clusterroles", "clusterrole", "ClusterRole", False,
+          hooks=rbac.RoleHooks(False)),
+        R(rbac.GROUP, "v1", "rolebindings", "rolebinding", "RoleBinding", True,
+          hooks=rbac.BindingHooks(True)),
+        R(rbac.GROUP, "v1", "clusterrolebindings", "clusterrolebinding",
+          "ClusterRoleBinding", False, hooks=rbac.BindingHooks(False)),
     ]
 
 

@@ -11,7 +11,7 @@ The tokens file (re-read on every request) holds one token a line: a bare
 TOKEN is the all-powerful test user "thaw-test"; "TOKEN USERNAME" is that
 user (a name system:serviceaccount:NS:SA gets the service-account groups).
 Every authenticated API request is recorded in the audit log
-(GET /_emulator/audit, see audit.py); the emulator authorizes nothing."""
+(GET /_emulator/audit, see audit.py) and authorized by RBAC (rbac.py)."""
 
 import argparse
 import json
@@ -212,6 +212,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             entry = srv.control.audit.record(user, method, path, query, self.path)
             srv.control.before_request(method, path)
+            srv.control.authorize(user, entry)   # rbac.py: 403 when denied
             code = self.serve_api(method, path, query, body, user)
         except ApiError as e:
             code = e.code
