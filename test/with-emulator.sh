@@ -6,7 +6,15 @@
 # client certificates). A line "TOKEN USERNAME" appended to the tokens file
 # adds an identity (e.g. system:serviceaccount:NS:SA) that the emulator's
 # audit log (/_emulator/audit) records. Exits with CMD's status.
+# THAW_EMU_HTTP=1.1 makes the emulator offer only http/1.1 by ALPN (default:
+# h2 and http/1.1, like kube-apiserver); THAW_EMU_MAX_STREAMS sets its
+# HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (default 100).
 set -eu
+case "${THAW_EMU_HTTP:-2}" in
+    2) http_flags= ;;
+    1.1) http_flags=--http1-only ;;
+    *) echo "with-emulator: THAW_EMU_HTTP must be 2 or 1.1" >&2; exit 2 ;;
+esac
 [ $# -ge 1 ] || { echo "usage: $0 CMD [ARGS...]" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -40,7 +48,8 @@ python3 "$repo/test/kubeemu/server.py" --listen 127.0.0.1:0 \
     --tls-cert "$dir/server.pem" --tls-key "$dir/server.key" \
     --ready-file "$dir/ready" --tokens-file "$dir/tokens" --client-ca "$dir/ca.pem" \
     --bookmark-interval "${THAW_EMU_BOOKMARK_INTERVAL:-60}" \
-    --log-file "$dir/emulator.log" &
+    --log-file "$dir/emulator.log" $http_flags \
+    --max-concurrent-streams "${THAW_EMU_MAX_STREAMS:-100}" &
 pid=$!
 i=0
 while [ ! -s "$dir/ready" ]; do

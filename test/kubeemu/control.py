@@ -34,6 +34,7 @@ class Control:
         self.fails = []         # [{count, code, retryAfter, pathPrefix, methods}]
         self.latency_ms = 0
         self.audit = audit.AuditLog()
+        self.conns = None       # connections.Connections, set by the server
 
     # ---- hooks for the HTTP layer
 
@@ -78,7 +79,7 @@ class Control:
 
     # endpoints that are not POST: name -> allowed methods (the handler
     # then gets the method and the query too)
-    METHODS = {"stats": ("GET",), "audit": ("GET", "DELETE")}
+    METHODS = {"stats": ("GET",), "audit": ("GET", "DELETE"), "connections": ("GET",)}
 
     def handle(self, method, name, body, query=None):
         fn = getattr(self, "do_" + name.replace("-", "_"), None)
@@ -112,6 +113,8 @@ class Control:
                     "watches": watches, "requests": self.store.requests}
 
     def do_drop_watches(self, body):
+        """Cuts every watch: the connection on HTTP/1.1, the stream only
+        (RST_STREAM INTERNAL_ERROR) on HTTP/2."""
         with self.store.cond:
             n = 0
             for w in self.store.all_watchers():
@@ -119,6 +122,37 @@ class Control:
                 n += 1
             self.store.cond.notify_all()
         return {"dropped": n}
+
+    # ---- connections (connections.py, h2conn.py)
+
+    def do_connections(self, body):
+        """{"accepted": n, "items": [{id, protocol ("h2" or "http/1.1"),
+        peer, open, requests, active, watches, refused, userAgent, goaway}]}."""
+        return self.conns.snapshot()
+
+    def do_goaway(self, body):
+        """GOAWAY (NO_ERROR, last-stream-id) on every open HTTP/2
+        connection; each closes when its streams end, or after
+        {"deadlineSeconds": 1}, or at once with {"immediate": true}."""
+        return {"connections": self.conns.goaway(bool(body.get("immediate")),
+                                                 float(body.get("deadlineSeconds", 1.0)))}
+
+    def do_reset_watches(self, body):
+        """RST_STREAM {"code": "INTERNAL_ERROR"|"CANCEL"|...} on every HTTP/2
+        watch stream, or those of {"resource": plural}; HTTP/1.1 watches are
+        untouched (drop-watches cuts those)."""
+        import h2conn
+        code = h2conn.ERRORS.get(body.get("code", "INTERNAL_ERROR"))
+        if code is None:
+            raise ApiError(400, "BadRequest", "code: one of " + ", ".join(h2conn.ERRORS))
+        return {"reset": self.conns.reset_watches(code, body.get("resource"))}
+
+    def do_http2(self, body):
+        """{"maxConcurrentStreams": n} for the HTTP/2 connections accepted
+        from now on."""
+        if body.get("maxConcurrentStreams") is not None:
+            self.conns.max_streams = max(1, int(body["maxConcurrentStreams"]))
+        return {"maxConcurrentStreams": self.conns.max_streams}
 
     def do_compact(self, body):
         with self.store.cond:
