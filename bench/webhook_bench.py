@@ -2,7 +2,7 @@
 under h2load over TLS, against h2o serving the same response as the ceiling.
 
 Needs the environment of test/with-emulator.sh. Steps:
-  1. seed N CachedImages (distinct images, DESIGN names; every 10th and the
+  1. seed N CachedImages (distinct images, docs/design.md names; every 10th and the
      job pod's image docker.io/grycap/imagemagick:latest set Ready);
   2. a real docker-registry (so the health gate is up) and thaw-webhook;
      wait for /readyz and for the job pod to be rewritten;

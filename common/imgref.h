@@ -1,6 +1,6 @@
 /* imgref.h - container image references: parse, validate and normalise them,
  * convert them to and from the cache-rewritten form, and derive the
- * CachedImage object name (DESIGN.md, "Image references" and "CachedImage").
+ * CachedImage object name (docs/design.md, "Image references" and "CachedImage").
  *
  * Grammar and normalisation follow the Go distribution `reference` package
  * (ParseNormalizedNamed + TagNameOnly), with the host lower-cased:

@@ -1,6 +1,6 @@
 /* sysns.h - namespace names and the system's own namespace, as both daemons
  * take it: --namespace, else the service account's (in a pod), else
- * thaw-system (DESIGN.md, "Leader election" and "Flags"). */
+ * thaw-system (docs/design.md, "Leader election" and "Flags"). */
 #ifndef THAW_SYSNS_H
 #define THAW_SYSNS_H
 

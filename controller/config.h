@@ -1,4 +1,4 @@
-/* config.h - thaw-controller's settings: the flags of DESIGN.md ("Flags",
+/* config.h - thaw-controller's settings: the flags of docs/design.md ("Flags",
  * "Defaults") parsed and validated, and the Go-style durations and byte
  * sizes they take. */
 #ifndef THAW_CONTROLLER_CONFIG_H

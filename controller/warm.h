@@ -1,5 +1,5 @@
 /* warm.h - copy one image from its upstream registry into the cache
- * registry, byte for byte (DESIGN.md, "Controller": Warm, Digests and tags).
+ * registry, byte for byte (docs/design.md, "Controller": Warm, Digests and tags).
  *
  * A warm resolves the reference upstream (GET of the manifest by tag or
  * digest), then for an index copies every selected child first (blobs, then

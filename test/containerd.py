@@ -316,7 +316,7 @@ def cache_repo(ref):
 
 
 def rewritten(ref, cache_host="localhost:7439"):
-    """DESIGN's rewritten form (tag and digest both kept when both given)."""
+    """docs/design.md's rewritten form (tag and digest both kept when both given)."""
     name, digest = (ref.split("@", 1) + [None])[:2]
     slash = name.find("/")
     host, rest = name[:slash], name[slash + 1:]

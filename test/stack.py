@@ -23,7 +23,7 @@ MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
 
 def ci_name(normalised):
-    """DESIGN's CachedImage name, computed independently of the C code."""
+    """docs/design.md's CachedImage name, computed independently of the C code."""
     s = re.sub(r"[^a-z0-9]+", "-", normalised.lower()).strip("-")[:52].strip("-")
     return s + "-" + hashlib.sha256(normalised.encode()).hexdigest()[:10]
 

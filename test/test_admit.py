@@ -8,7 +8,7 @@ cluster states (env variants). For each run:
     allowed, decoded patch ops in order, warnings, recorded refs, decisions);
   - independently of the golden file, the patch is applied with
     kubeemu/jsonpatch.py (the apiserver's RFC 6902 semantics) and the
-    resulting pod is checked against a small model of DESIGN.md's decision
+    resulting pod is checked against a small model of docs/design.md's decision
     written here, with the normalised forms of the fixture images typed in
     by hand;
   - the patched pod, sent again (reinvocation), must give no patch.
@@ -38,7 +38,7 @@ KD = "sha256:edbbfcb55e847cd2ba07b8ccecedcc455d52e529ed9760307bf23f71c291418f"
 QD = "sha256:87188007450e8840a3ac8c822de3d7b02b669f0bdc9682e184a4d5054af59f84"
 
 # image as written -> (normalised, rewritten under CACHE), worked out by hand
-# from DESIGN.md "Image references".
+# from docs/design.md "Image references".
 IMAGES = {
     "grycap/imagemagick": ("docker.io/grycap/imagemagick:latest",
                            CACHE + "/docker.io/grycap/imagemagick:latest"),
@@ -150,7 +150,7 @@ def decode(out):
             "dry_run": out["dry_run"]}
 
 
-# --- the model of DESIGN.md's decision ------------------------------------
+# --- the model of docs/design.md's decision ------------------------------------
 
 def model(req, env):
     """Expected (images by (list, index), annotation dict or None,

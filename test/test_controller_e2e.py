@@ -51,7 +51,7 @@ READY_S = 60  # bound for one small warm on a loaded CI machine
 
 
 def cache_repo(ref_name):
-    """The cache repository of "host[:port]/path" (DESIGN rewritten form)."""
+    """The cache repository of "host[:port]/path" (docs/design.md rewritten form)."""
     host, path = ref_name.split("/", 1)
     return host.replace(":", "__") + "/" + path
 

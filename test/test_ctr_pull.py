@@ -215,7 +215,7 @@ class CtrPull(unittest.TestCase):
         self.cd.remove(by_digest)
 
     def test_digest_reference(self):
-        """A reference with a digest is pushed by digest only (DESIGN,
+        """A reference with a digest is pushed by digest only (docs/design.md,
         "Digests and tags"), and pulls by digest through the endpoint."""
         lo = self.imgs.single(arch="amd64", name="pinned")
         tagged = self.upstream_ref("pinned")

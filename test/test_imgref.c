@@ -3,7 +3,7 @@
  * cache-host prefix test and name derivation edge cases.
  *
  * Expected CachedImage names were computed outside this code: the prefix
- * with a Python re.sub of DESIGN.md's rule, the hash with
+ * with a Python re.sub of docs/design.md's rule, the hash with
  * `printf %s REF | sha256sum | cut -c1-10`. Prints one line per failure and
  * exits 1 if there was any. */
 #include <stdio.h>

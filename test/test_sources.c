@@ -148,7 +148,7 @@ static void add_ephemeral(const char *ns, const char *pod, const char *image) {
 /* --- what the server holds ---------------------------------------------- */
 
 /* Number of CachedImages on the server; 1 when `image` is among them,
- * named and labelled as DESIGN.md says. */
+ * named and labelled as docs/design.md says. */
 static int has_ci(const char *image, int *total) {
   char want[THAW_CACHEDIMAGE_NAME_MAX + 1];
   CHECK(thaw_cachedimage_name(image, want, sizeof(want)) == 0);

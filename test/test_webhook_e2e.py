@@ -7,7 +7,7 @@ thaw-webhook over TLS, which probes a real docker-registry.
 Pods are created through the API with generateName, as OSCAR's Job controller
 does, and the stored (or dry-run) object is what is checked. Every server runs
 on a free loopback port and is stopped by PID; temp dirs are removed.
-Bounds: the DESIGN's health gate (down within 10 s; up again after one
+Bounds: docs/design.md's health gate (down within 10 s; up again after one
 success, probes every 2 s) and 10 s for an informer to see a change.
 """
 
@@ -41,7 +41,7 @@ BINARY = None                      # argv[1]
 NS = "oscar-svc"                   # OSCAR's services namespace
 NS_OPTOUT = "oscar-optout"         # labelled thaw.dev/caching=disabled
 ANNOTATION = "thaw.dev/original-images"
-GATE_DOWN_S = 10                   # DESIGN: a dead registry stops rewriting within 10 s
+GATE_DOWN_S = 10                   # docs/design.md: a dead registry stops rewriting within 10 s
 GATE_UP_S = 8                      # one success, probes every 2 s (+1 s timeout, + slack)
 SEEN_S = 10                        # an informer sees a change
 
@@ -151,7 +151,7 @@ class WebhookE2E(unittest.TestCase):
 
     def make_ready(self, normalised):
         """Create the CachedImage if absent (as the webhook or controller
-        would, with DESIGN's name) and set status Ready with a digest."""
+        would, with docs/design.md's name) and set status Ready with a digest."""
         name = ci_name(normalised)
         if self.get_ci(normalised) is None:
             self.api.ok("POST", CI_PATH, {
@@ -198,7 +198,7 @@ class WebhookE2E(unittest.TestCase):
     # ---- tests, in order
 
     def test_00_name_rule(self):
-        # DESIGN's worked example, so the python rule is the DESIGN's rule.
+        # docs/design.md's worked example, so the python rule is docs/design.md's rule.
         n = ci_name("docker.io/grycap/imagemagick:latest")
         self.assertRegex(n, r"^docker-io-grycap-imagemagick-latest-[0-9a-f]{10}$")
         long_ref = "registry.example.com:5000/" + "a/" * 40 + "x:V1"
@@ -229,7 +229,7 @@ class WebhookE2E(unittest.TestCase):
     def test_02_ready_image_rewritten(self):
         img, norm = self.COLD
         self.make_ready(norm)
-        # rclone: Ready too, created by this test with DESIGN's name
+        # rclone: Ready too, created by this test with docs/design.md's name
         self.make_ready(self.RCLONE[1])
         got, secs = self.poll_create(job_pod(img, init_image=self.RCLONE[0]), True, SEEN_S)
         stored = self.api.ok("GET", "/api/v1/namespaces/%s/pods/%s"

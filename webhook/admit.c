@@ -1,14 +1,14 @@
 /* admit.c - the webhook's decision: AdmissionReview in, AdmissionReview out
- * (admit.h; DESIGN.md, "Webhook decision").
+ * (admit.h; docs/design.md, "Webhook decision").
  *
  * One validating pass over the body keeps spans of the fields it reads
  * (admit_parse.c: no tree, managedFields skipped in place), one pass over
  * the containers, and the reply written from three small text buffers
  * (admit_reply.c). Strings are decoded only when they carry escapes, into a
  * per-review arena; a review allocates its reply and, only for large pods,
- * heap chunks. Choices where DESIGN.md is silent:
+ * heap chunks. Choices where docs/design.md is silent:
  *   - Only an ABSENT image is handed to env->record: a CachedImage that
- *     exists in any phase counts as recorded (DESIGN, "CachedImage").
+ *     exists in any phase counts as recorded (docs/design.md, "CachedImage").
  *   - An existing thaw.dev/original-images that is not a JSON object string
  *     is left untouched (with a warning); images are still rewritten, since
  *     thaw_imgref_unrewrite() recovers every original from its rewritten

@@ -1,5 +1,5 @@
 /* admit.h - the webhook's decision: an AdmissionReview request in, the
- * AdmissionReview response out (DESIGN.md, "Webhook decision").
+ * AdmissionReview response out (docs/design.md, "Webhook decision").
  *
  * Pure: no I/O, no clock, no globals. What it needs to know about the cluster
  * (namespaces, CachedImages, the registry probe) comes through the lookup

@@ -157,7 +157,7 @@ static void annotation_text(admit_review_t *r, thaw_jbuf_t *out) {
 /* --- the patch and the response ------------------------------------------- */
 
 /* The JSON Patch: the annotation op first (it may create the parent the
- * other ops do not need, and DESIGN asks for it first), then the images. */
+ * other ops do not need, and docs/design.md asks for it first), then the images. */
 static void build_patch(admit_review_t *r, thaw_jbuf_t *patch) {
   thaw_jbuf_raw(patch, "[", 1);
   if (r->nann) {

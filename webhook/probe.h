@@ -1,4 +1,4 @@
-/* probe.h - the health gate on the cache registry (DESIGN.md):
+/* probe.h - the health gate on the cache registry (docs/design.md):
  * GET <registry-url>/v2/ every 2 s with a 1 s timeout. 200 or 401 is a
  * success; a connection error, a timeout or a 5xx is a failure. The gate
  * goes down after two failures in a row and up again after one success. It
