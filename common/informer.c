@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "denied.h"
 #include "error.h"
 #include "log.h"
 
@@ -15,7 +16,10 @@
 #define KEY_MAX 512     /* 63-byte namespace + '/' + 253-byte name fits */
 #define RV_MAX 64
 
-enum action { ACT_NONE, ACT_LIST, ACT_WATCH };
+/* ACT_ALIVE: a watch started after a 403 is still open after HEALTHY_MS,
+ * so the grant is back (a good watch may not end, or say anything, for
+ * minutes). */
+enum action { ACT_NONE, ACT_LIST, ACT_WATCH, ACT_ALIVE };
 
 struct thaw_informer {
   uv_loop_t *loop;
@@ -44,6 +48,10 @@ struct thaw_informer {
   enum action next;
   unsigned failures; /* consecutive; drives the backoff */
   uint64_t rng;
+  /* A 403 on list or watch (a missing RBAC grant) is retried with the same
+   * backoff, logged once (denied.h), and keeps thaw_informer_denied() true
+   * until an answer succeeds, so readiness can depend on it. */
+  thaw_denied_t list_denied, watch_denied;
 
   int started, synced, closing, timer_closed, list_inflight;
   thaw_informer_stats_t stats;
@@ -81,6 +89,9 @@ static void on_timer(uv_timer_t *t) {
     begin_list(inf);
   else if (a == ACT_WATCH)
     start_watch(inf);
+  else if (a == ACT_ALIVE && inf->watch_active && inf->after_watch == ACT_NONE)
+    thaw_denied_note(&inf->watch_denied, 0, inf->name, "watch",
+                     inf->resource->resource, "");
 }
 
 /* Runs `a` on the next loop turn, so no request starts inside a callback of
@@ -103,7 +114,11 @@ static void retry(thaw_informer_t *inf, enum action a, const char *why,
   char ms[24], fails[16];
   snprintf(ms, sizeof(ms), "%llu", (unsigned long long)delay);
   snprintf(fails, sizeof(fails), "%u", inf->failures);
-  thaw_warn(why, "informer", inf->name, "error", thaw_err_name(err),
+  if (err == THAW_EFORBIDDEN) /* logged once by thaw_denied_note */
+    thaw_debug(why, "informer", inf->name, "backoff_ms", ms, "failures",
+               fails);
+  else
+    thaw_warn(why, "informer", inf->name, "error", thaw_err_name(err),
             "next", a == ACT_LIST ? "relist" : "rewatch", "backoff_ms", ms,
             "failures", fails);
   proceed(inf, a, delay);
@@ -249,6 +264,8 @@ static void on_list(const thaw_kube_result_t *res, void *data) {
   }
   if (res->err == THAW_ECANCELED)
     return; /* the client is going away */
+  thaw_denied_note(&inf->list_denied, res->err, inf->name, "list",
+                   inf->resource->resource, res->message);
   if (res->err != 0) {
     inf->stats.list_errors++;
     if (res->err == THAW_EGONE && inf->cont != NULL)
@@ -390,8 +407,11 @@ static void on_end(const thaw_kube_result_t *res, void *data) {
   }
   int healthy = inf->watch_seen > 0 ||
                 uv_now(inf->loop) - inf->watch_started >= HEALTHY_MS;
-  if (healthy)
+  if (healthy) {
     inf->failures = 0;
+    thaw_denied_note(&inf->watch_denied, 0, inf->name, "watch",
+                     inf->resource->resource, "");
+  }
   enum action a = inf->after_watch;
   inf->after_watch = ACT_NONE;
   if (a == ACT_LIST) {
@@ -417,6 +437,12 @@ static void on_end(const thaw_kube_result_t *res, void *data) {
   case THAW_EGONE:
     inf->stats.gone++;
     retry(inf, ACT_LIST, "informer watch expired (410)", res->err);
+    return;
+  case THAW_EFORBIDDEN: /* RBAC: back off like client-go's reflector */
+    inf->stats.watch_errors++;
+    thaw_denied_note(&inf->watch_denied, res->err, inf->name, "watch",
+                     inf->resource->resource, res->message);
+    retry(inf, ACT_WATCH, "informer watch forbidden", res->err);
     return;
   case THAW_EPARSE:
   case THAW_E2BIG:
@@ -455,6 +481,8 @@ static void start_watch(thaw_informer_t *inf) {
   inf->stats.watches++;
   if (inf->watch_active) /* on_end has not run already */
     inf->watch = w;
+  if (inf->watch_active && inf->watch_denied.denied)
+    proceed(inf, ACT_ALIVE, HEALTHY_MS);
 }
 
 /* --- public ------------------------------------------------------------- */
@@ -534,6 +562,10 @@ void thaw_informer_free(thaw_informer_t *inf) {
 
 int thaw_informer_has_synced(const thaw_informer_t *inf) {
   return inf->synced;
+}
+
+int thaw_informer_denied(const thaw_informer_t *inf) {
+  return inf->list_denied.denied || inf->watch_denied.denied;
 }
 
 const void *thaw_informer_get(const thaw_informer_t *inf, const char *key,

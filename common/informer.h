@@ -7,7 +7,8 @@
  * transport or server error is re-watched after a backoff; an ERROR event or
  * HTTP answer with 410, an expired continue token, a malformed or oversized
  * event lead to a re-list. Retries back off exponentially with jitter (0.2 s
- * doubling, cap 30 s), logged with thaw_warn. A re-list builds a new store
+ * doubling, cap 30 s), logged with thaw_warn; a 403 (RBAC) backs off the
+ * same way but is logged once, as an error (denied.h). A re-list builds a new store
  * and swaps it in at once, emitting the exact difference, so handlers see
  * every change once: no duplicate add, no update or delete without an add.
  *
@@ -89,6 +90,11 @@ void thaw_informer_free(thaw_informer_t *inf);
 
 /* 1 once the first complete list has been delivered. */
 int thaw_informer_has_synced(const thaw_informer_t *inf);
+
+/* 1 while the last list or watch answer was 403 Forbidden (a missing RBAC
+ * grant): the store may be stale, so readiness should be false. Such
+ * failures back off like any other, and are logged once (denied.h). */
+int thaw_informer_denied(const thaw_informer_t *inf);
 
 /* The stored record of key (owned by the informer, valid until the next turn
  * of the loop) and its resourceVersion, or NULL. */

@@ -126,8 +126,11 @@ static void on_done(thaw_http_req_t *hr, const thaw_http_result_t *hres,
   if (res.err && res.err != THAW_ECANCELED) {
     char st[24];
     snprintf(st, sizeof st, "%ld", w->status);
-    thaw_warn("kube watch ended", "resource", w->resource, "error",
-              thaw_err_name(res.err), "status", st, "message", res.message);
+    /* a 403 repeats until RBAC is fixed: the informer logs it once */
+    thaw_log(res.err == THAW_EFORBIDDEN ? THAW_LOG_DEBUG : THAW_LOG_WARN,
+             "kube watch ended", "resource", w->resource, "error",
+             thaw_err_name(res.err), "status", st, "message", res.message,
+             (char *)NULL);
   }
   if (res.err != THAW_ECANCELED && w->k->observe)
     w->k->observe("watch", w->status, w->k->observe_data);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "denied.h"
 #include "error.h"
 #include "imgref.h"
 #include "log.h"
@@ -69,6 +70,7 @@ struct thaw_recorder {
   thaw_recorder_result_cb cb;
   void *cb_data;
   uint64_t drop_logged_at, drops_unlogged;
+  thaw_denied_t denied; /* creates refused (403): logged once */
   int closing;
 };
 
@@ -165,10 +167,11 @@ static cJSON *make_object(const char *name, const char *image) {
   return o;
 }
 
-/* 4xx answers that another try cannot change. */
+/* 4xx answers that another try cannot change. A 403 is not one of them:
+ * an operator may fix the RBAC at any time, so it is retried with the
+ * per-key backoff like a 5xx (and logged once, not per attempt). */
 static int permanent(int err) {
-  return err == THAW_EINVALID || err == THAW_EBADREQUEST ||
-         err == THAW_EFORBIDDEN;
+  return err == THAW_EINVALID || err == THAW_EBADREQUEST;
 }
 
 /* Ends one attempt on `tok` with error `err` (0: created). */
@@ -180,6 +183,9 @@ static void finish(thaw_recorder_t *r, thaw_workqueue_token_t *tok, int err,
   char why[256];
   snprintf(why, sizeof(why), "%s: %s", thaw_err_name(err),
            message != NULL ? message : "");
+  /* AlreadyExists: the create was allowed */
+  int quiet = thaw_denied_note(&r->denied, err == THAW_EALREADYEXISTS ? 0 : err,
+                               "recorder", "create", "cachedimages", message);
   thaw_workqueue_result_t wq = THAW_WQ_SUCCESS;
   uint64_t after = 0;
   if (err == 0 || err == THAW_EALREADYEXISTS) {
@@ -202,8 +208,9 @@ static void finish(thaw_recorder_t *r, thaw_workqueue_token_t *tok, int err,
     } else {
       wq = THAW_WQ_RETRY;
     }
-    thaw_warn("cachedimage create failed; will retry", "image", key, "result",
-              result, "error", why);
+    if (!quiet)
+      thaw_warn("cachedimage create failed; will retry", "image", key,
+                "result", result, "error", why);
   }
   if (e != NULL && wq == THAW_WQ_SUCCESS)
     mark_done(r, e);

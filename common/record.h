@@ -5,7 +5,8 @@
  * thaw_recorder_record() only enqueues. A work queue (common/workqueue)
  * de-duplicates concurrent admissions of the same image and runs at most a
  * few creates at once; a failed create is retried with per-key exponential
- * backoff; "AlreadyExists" counts as success. A reference that the owner's
+ * backoff (a 403 too: RBAC may be fixed; it is logged once, see denied.h);
+ * "AlreadyExists" counts as success. A reference that the owner's
  * `exists` callback knows (its CachedImage informer has it), queued, in
  * flight, or created within the last minutes is not created again. The object is named with
  * thaw_cachedimage_name() and labelled app.kubernetes.io/managed-by=thaw. */

@@ -166,7 +166,9 @@ static void on_http(const char *path, thaw_httpd_reply_t *reply, void *data) {
   } else if (strcmp(path, "/healthz") == 0) {
     reply_text(reply, 200, "ok\n");
   } else if (strcmp(path, "/readyz") == 0) {
-    int ok = thaw_reconciler_synced(c->rec) && thaw_sources_synced(c->sources);
+    /* synced, and still able to list and watch (RBAC may be revoked) */
+    int ok = thaw_reconciler_synced(c->rec) && thaw_sources_synced(c->sources) &&
+             !thaw_reconciler_denied(c->rec) && !thaw_sources_denied(c->sources);
     reply_text(reply, ok ? 200 : 503, ok ? "ok\n" : "informers not synced\n");
   } else {
     reply_text(reply, 404, "not found\n");

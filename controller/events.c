@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cirec.h"
+#include "denied.h"
 #include "error.h"
 #include "log.h"
 #include "store.h"
@@ -56,9 +57,22 @@ void thaw_events_free(thaw_events_t *ev) {
   free(ev);
 }
 
+/* Events are best effort and never retried, but a missing grant would
+ * log a line per event: the first 403 of each verb is logged, once (file
+ * scope, since answers may arrive after the recorder is freed; one
+ * recorder per process). */
+static thaw_denied_t denied_create, denied_patch;
+
+/* data: the static verb name ("create" or "patch"), never freed. */
 static void on_written(const thaw_kube_result_t *res, void *data) {
-  (void)data; /* NULL: nothing here may outlive the recorder */
-  if (res->err != 0 && res->err != THAW_ECANCELED)
+  const char *verb = data;
+  int patch = strcmp(verb, "patch") == 0;
+  if (res->err == THAW_ECANCELED)
+    return;
+  if (thaw_denied_note(patch ? &denied_patch : &denied_create, res->err,
+                       "events", verb, "events", res->message))
+    return;
+  if (res->err != 0)
     thaw_warn("event not recorded", "error", thaw_err_name(res->err),
               "message", res->message);
 }
@@ -126,7 +140,7 @@ static int create(thaw_events_t *ev, const series_t *s, const char *name,
   }
   thaw_kube_opts_t opts = {.namespace = THAW_EVENTS_NAMESPACE};
   int rc = thaw_kube_create(ev->kube, &thaw_kube_events, &opts, o, on_written,
-                            NULL);
+                            (void *)"create");
   cJSON_Delete(o);
   return rc;
 }
@@ -141,7 +155,7 @@ static int bump(thaw_events_t *ev, const series_t *s, const char *now) {
   thaw_kube_opts_t opts = {.namespace = THAW_EVENTS_NAMESPACE,
                            .name = s->ev_name};
   int rc = thaw_kube_merge_patch(ev->kube, &thaw_kube_events, &opts, p,
-                                 on_written, NULL);
+                                 on_written, (void *)"patch");
   cJSON_Delete(p);
   return rc;
 }

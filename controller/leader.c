@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "denied.h"
 #include "error.h"
 #include "log.h"
 
@@ -37,6 +38,9 @@ struct thaw_leader {
   char observed[512];   /* the record as last seen, to detect changes */
   cJSON *lease;         /* the Lease as we last wrote it, for release */
   thaw_metric_child_t *gauge;
+  /* 403s per verb (get, create, update): logged once each, retried every
+   * retry period as any failure (the election's own pace, as client-go) */
+  thaw_denied_t denied[3];
   uint32_t rng; /* jitter; seeded per elector so replicas do not agree */
 };
 
@@ -293,6 +297,11 @@ static void on_result(const thaw_kube_result_t *res, void *data) {
     released_answer(l, kind, res);
     return;
   }
+  const char *verb = kind == REQ_GET ? "get" : kind == REQ_CREATE ? "create"
+                                                                  : "update";
+  int v = kind == REQ_GET ? 0 : kind == REQ_CREATE ? 1 : 2;
+  thaw_denied_note(&l->denied[v], res->err, "leader-election", verb, "leases",
+                   res->message);
   if (res->err) {
     thaw_debug("leader: lease request failed", "lease", l->name, "error",
                thaw_err_name(res->err), "message", res->message);

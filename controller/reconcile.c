@@ -217,6 +217,10 @@ int thaw_reconciler_synced(const thaw_reconciler_t *r) {
   return thaw_informer_has_synced(r->inf);
 }
 
+int thaw_reconciler_denied(const thaw_reconciler_t *r) {
+  return thaw_informer_denied(r->inf);
+}
+
 int thaw_reconciler_exists(const thaw_reconciler_t *r, const char *normalized) {
   char name[THAW_CACHEDIMAGE_NAME_MAX + 1];
   if (thaw_cachedimage_name(normalized, name, sizeof name) != 0)

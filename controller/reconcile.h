@@ -41,6 +41,8 @@ int thaw_reconciler_new(uv_loop_t *loop, const thaw_reconciler_opts_t *o,
 /* Starts the CachedImage informer. */
 int thaw_reconciler_start(thaw_reconciler_t *r);
 int thaw_reconciler_synced(const thaw_reconciler_t *r);
+/* 1 while its informer's list or watch is refused (403). */
+int thaw_reconciler_denied(const thaw_reconciler_t *r);
 /* Leading (warmer not NULL; it must stay alive until the next call):
  * queue every object and warm with `warmer`. Not leading (NULL): cancel
  * every warm at once (a resumed warm skips what was copied) and drop the

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cirec.h"
+#include "denied.h"
 #include "events.h"
 #include "imgref.h"
 #include "reconcile.h"
@@ -33,6 +34,9 @@ struct thaw_reconciler {
    * Retry-After or a backoff, also when an event re-queues it sooner. */
   thaw_store_t *not_before;
   thaw_events_t *events;
+  /* status patches refused (403): logged once; the job is retried with
+   * the work queue's backoff like any failed final write */
+  thaw_denied_t status_denied;
   thaw_metric_t *m_phase, *m_size, *m_total, *m_duration, *m_bytes,
       *m_expired;
 };

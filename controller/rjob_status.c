@@ -117,7 +117,10 @@ static void on_written(const thaw_kube_result_t *res, void *data) {
   job_t *j = data;
   j->refs--;
   j->writing = 0;
-  if (res->err != 0 && res->err != THAW_ECANCELED)
+  int quiet = res->err != THAW_ECANCELED &&
+              thaw_denied_note(&j->r->status_denied, res->err, "reconciler",
+                               "patch", "cachedimages/status", res->message);
+  if (res->err != 0 && res->err != THAW_ECANCELED && !quiet)
     thaw_warn("status not written", "name", j->name, "error",
               thaw_err_name(res->err), "message", res->message);
   if (j->final_written) {

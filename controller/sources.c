@@ -317,6 +317,11 @@ int thaw_sources_start(thaw_sources_t *s) {
   return rc;
 }
 
+int thaw_sources_denied(const thaw_sources_t *s) {
+  return thaw_informer_denied(s->ns_inf) || thaw_informer_denied(s->pod_inf) ||
+         thaw_informer_denied(s->tpl_inf);
+}
+
 int thaw_sources_synced(const thaw_sources_t *s) {
   return thaw_informer_has_synced(s->ns_inf) &&
          thaw_informer_has_synced(s->pod_inf) &&

@@ -57,6 +57,8 @@ int thaw_sources_new(uv_loop_t *loop, thaw_kube_t *kube,
 int thaw_sources_start(thaw_sources_t *s);
 /* 1 once all three informers have synced. */
 int thaw_sources_synced(const thaw_sources_t *s);
+/* 1 while an informer's list or watch is refused (403). */
+int thaw_sources_denied(const thaw_sources_t *s);
 /* Turns creation on (sweeping everything once) or off. */
 void thaw_sources_set_active(thaw_sources_t *s, int active);
 /* 1 when namespace `ns` is known and has label key=value. */

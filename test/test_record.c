@@ -274,8 +274,8 @@ static void test_retries(void) {
   thaw_recorder_free(r);
 }
 
-/* 422 (here: spec.image over the CRD's maxLength), 400 and 403 are
- * permanent: one POST, "failed", and no retry on later admissions. */
+/* 422 (here: spec.image over the CRD's maxLength) and 400 are permanent:
+ * one POST, "failed", and no retry on later admissions. */
 static void test_permanent(void) {
   thaw_recorder_t *r;
   results_t res = {0};
@@ -296,18 +296,35 @@ static void test_permanent(void) {
   CHECK(creates - before == 1);
   CHECK(res.failed == 1);
 
-  fail("{\"count\":1,\"code\":403,\"pathPrefix\":\"/apis/thaw.dev\","
-       "\"methods\":[\"POST\"]}");
-  thaw_recorder_record(r, "docker.io/perm/forbidden:1");
-  wait_finished(&res, 2, 30000);
   fail("{\"count\":1,\"code\":400,\"pathPrefix\":\"/apis/thaw.dev\","
        "\"methods\":[\"POST\"]}");
   thaw_recorder_record(r, "docker.io/perm/bad:1");
-  wait_finished(&res, 3, 30000);
-  CHECK(res.failed == 3 && res.retry == 0 && res.created == 0);
-  CHECK(creates - before == 3);
-  cJSON *ci = get_ci("docker.io/perm/forbidden:1");
+  wait_finished(&res, 2, 30000);
+  CHECK(res.failed == 2 && res.retry == 0 && res.created == 0);
+  CHECK(creates - before == 2);
+  cJSON *ci = get_ci("docker.io/perm/bad:1");
   CHECK(ci == NULL);
+  cJSON_Delete(ci);
+  thaw_recorder_free(r);
+}
+
+/* 403 (RBAC not granted yet) is retried with the backoff, not given up:
+ * once the permission is there, the pending reference is created. */
+static void test_forbidden_retried(void) {
+  thaw_recorder_t *r;
+  results_t res = {0};
+  thaw_recorder_opts_t o = {.backoff_base_ms = 5, .backoff_max_ms = 40};
+  CHECK(thaw_recorder_new_opts(&h.loop, h.kube, NULL, NULL, &o, &r) == 0);
+  thaw_recorder_set_observer(r, on_result, &res);
+  fail("{\"count\":3,\"code\":403,\"pathPrefix\":\"/apis/thaw.dev\","
+       "\"methods\":[\"POST\"]}");
+  int before = creates;
+  thaw_recorder_record(r, "docker.io/perm/forbidden:1");
+  wait_finished(&res, 1, 30000);
+  CHECK(res.retry == 3 && res.created == 1 && res.failed == 0);
+  CHECK(creates - before == 4);
+  cJSON *ci = get_ci("docker.io/perm/forbidden:1");
+  CHECK(ci != NULL);
   cJSON_Delete(ci);
   thaw_recorder_free(r);
 }
@@ -378,6 +395,7 @@ int main(void) {
   test_exists();
   test_retries();
   test_permanent();
+  test_forbidden_retried();
   test_retry_limit();
   test_bound_and_free_in_flight();
   thaw_index_free(ix);

@@ -273,6 +273,10 @@ int thaw_index_synced(const thaw_index_t *ix) {
          thaw_informer_has_synced(ix->ns_inf);
 }
 
+int thaw_index_denied(const thaw_index_t *ix) {
+  return thaw_informer_denied(ix->ci_inf) || thaw_informer_denied(ix->ns_inf);
+}
+
 int thaw_index_namespace_flags(const char *ns, void *data) {
   const thaw_index_t *ix = data;
   if (ns == NULL || ix == NULL)

@@ -29,6 +29,9 @@ void thaw_index_set_observer(thaw_index_t *ix, thaw_index_image_cb cb,
 int thaw_index_start(thaw_index_t *ix);
 /* 1 once both informers have synced (the webhook's /readyz). */
 int thaw_index_synced(const thaw_index_t *ix);
+/* 1 while an informer's list or watch is refused (403): the index may be
+ * stale, so the webhook is not ready. */
+int thaw_index_denied(const thaw_index_t *ix);
 
 /* The admit callbacks; `ix` is the thaw_index_t *. A spec.image that is not
  * normalised is normalised when indexed; an unparsable one is left out. */

@@ -89,7 +89,8 @@ static int review(const char *body, size_t len, char **out, size_t *out_len,
 
 static int ready(void *data) {
   thaw_webhook_t *wh = data;
-  return thaw_index_synced(wh->index);
+  /* synced, and still able to list and watch (RBAC may be revoked) */
+  return thaw_index_synced(wh->index) && !thaw_index_denied(wh->index);
 }
 
 /* --- observers: metrics and logs ------------------------------------- */
