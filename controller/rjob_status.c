@@ -251,7 +251,11 @@ void thaw_job_fail(job_t *j, const char *msg, long retry_after, int retry,
   thaw_job_end(j, retry ? THAW_WQ_RETRY_AFTER : THAW_WQ_SUCCESS, delay);
 }
 
-/* A refresh that failed leaves the cached image Ready and says why. */
+/* A refresh that failed leaves the cached image Ready and says why. The
+ * cached digest still serves, so there is no hurry: the next try waits the
+ * backoff's cap or the refresh interval, whichever is shorter (a 429's
+ * Retry-After when longer), so an upstream that stays down is not asked,
+ * patched about and evented every 2 s. */
 void thaw_job_refresh_failed(job_t *j, const char *msg, long retry_after) {
   char buf[MESSAGE_MAX];
   snprintf(buf, sizeof buf, "refresh failed: %s", msg);
@@ -261,7 +265,9 @@ void thaw_job_refresh_failed(job_t *j, const char *msg, long retry_after) {
   thaw_job_patch(j, st, 1);
   thaw_job_event(j, "Warning", "WarmFailed", buf);
   thaw_warn("refresh failed", "name", j->name, "message", msg);
-  uint64_t delay = thaw_job_backoff_ms(j->r, 1);
+  uint64_t delay = j->r->o.backoff_max_ms;
+  if (j->r->cfg->refresh_interval_ms < delay)
+    delay = j->r->cfg->refresh_interval_ms;
   if ((uint64_t)retry_after * 1000u > delay)
     delay = (uint64_t)retry_after * 1000u;
   thaw_job_not_before(j, delay);

@@ -525,6 +525,36 @@ class PlatformsTest(unittest.TestCase):
         stop_clean(ctl)
 
 
+class RefreshFailTest(unittest.TestCase):
+    """A refresh that fails keeps the image Ready and is not retried before
+    the refresh interval (here 8 s; the backoff cap is 5 min): an upstream
+    that stays down is not asked, patched about and evented every 2 s."""
+
+    def test_failed_refresh_waits_the_interval(self):
+        info = ENV.push(ENV.imgs.single(name="flaky"), ENV.uphost, "e2e/flaky:v1")
+        ENV.proxy.clear()
+        ctl = ENV.controller("ctl-refresh", ["--leader-elect=false",
+                                             "--refresh-interval", "8s"])
+        name = ENV.create_ci(ENV.proxy.host + "/e2e/flaky:v1")
+        self.assertEqual(ENV.wait_phase(name, "Ready")["status"]["digest"], info["digest"])
+        ENV.proxy.add(match="/v2/e2e/flaky/manifests/", status=500, times=0)
+        ci = ENV.wait_ci(name, lambda c: "refresh failed" in (c["status"].get("message") or ""),
+                         timeout=20, what="a failed refresh")
+        self.assertEqual(ci["status"]["phase"], "Ready")
+        self.assertEqual(ci["status"]["digest"], info["digest"])
+        ENV.wait_event(name, "WarmFailed")
+        hits = ENV.proxy.hits("/v2/e2e/flaky/manifests/")
+        time.sleep(5)       # the old 2 s retry would have asked twice more
+        self.assertEqual(ENV.proxy.hits("/v2/e2e/flaky/manifests/"), hits)
+        fails = [e for e in ENV.events(name) if e["reason"] == "WarmFailed"]
+        self.assertEqual([e.get("count", 1) for e in fails], [1])
+        ENV.proxy.clear()
+        ci = ENV.wait_ci(name, lambda c: "refresh failed" not in (c["status"].get("message") or ""),
+                         timeout=20, what="a refresh that works again")
+        self.assertEqual(ci["status"]["phase"], "Ready")
+        stop_clean(ctl)
+
+
 class ResumeTest(unittest.TestCase):
     """SIGKILL mid-warm; the restarted controller copies only what is missing."""
 
