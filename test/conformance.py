@@ -2,8 +2,10 @@
 """Replays every request of the kube-apiserver captures
 (test/fixtures/kube-api) against a fresh kubeemu and
 compares status codes and bodies, ignoring what differs between runs (uids,
-resourceVersions, timestamps, managedFields, the rvs inside continue tokens,
-numbers in messages). One line per fixture; exit 1 on any failure."""
+resourceVersions, timestamps, the rvs inside continue tokens, numbers in
+messages). managedFields are compared without their times: manager,
+operation, apiVersion, fieldsType, subresource, order and the fieldsV1 set.
+One line per fixture; exit 1 on any failure."""
 
 import base64
 import json
@@ -19,7 +21,7 @@ from testclient import Emulator, read_events  # noqa: E402
 
 FIXTURES = os.path.join(HERE, "fixtures", "kube-api")
 
-VOLATILE = {"uid", "resourceVersion", "creationTimestamp", "managedFields", "time",
+VOLATILE = {"uid", "resourceVersion", "creationTimestamp", "time",
             "lastTransitionTime", "buildDate", "serverAddressByClientCIDRs"}
 # The apiserver without a watch cache words the 410 differently; ours is a
 # watch cache, so only the Status shape is compared for those captures.
@@ -33,10 +35,13 @@ PLAN = [
     "discovery-apis.json",
     "widgets-list-empty.json", "watch-410-rv1-watchcache.json",
     "widgets-watch-transcript.json",    # replays its own actions meanwhile
-    "watch-compacted-rv-served-from-watchcache.json",
+    # etcd compaction: the watch cache still serves the rv, Exact lists and
+    # continue tokens from before it get 410
     "COMPACT",
+    "watch-compacted-rv-served-from-watchcache.json",
     "list-410-exact-compacted-rv.json", "list-notolderthan-compacted-rv-200.json",
     "list-410-expired-continue-token.json", "list-continue-with-token-from-410-200.json",
+    "RESTART",     # an apiserver restart: the watch caches start over
     "watch-410-after-apiserver-restart-watchcache.json",
     "watch-410-compacted-rv-no-watchcache.json", "watch-410-rv1-no-watchcache.json",
     "PODS",    # also creates the namespaces the events below need
@@ -65,6 +70,14 @@ def norm(x, key=None):
                 continue
             if k == "continue":
                 out[k] = bool(v)
+                continue
+            if k == "fieldsV1":
+                out[k] = v     # keys like k:{"name":"x"} are compared verbatim
+                continue
+            if k == "managedFields" and isinstance(v, list):
+                # their order depends on the entries' times (seconds)
+                out[k] = sorted((norm(e) for e in v), key=lambda e: json.dumps(
+                    [e.get(f) for f in ("operation", "manager", "apiVersion", "subresource")]))
                 continue
             out[k] = norm(v, k)
         return out
@@ -215,20 +228,53 @@ class Runner:
         self.watch("widgets-watch-transcript.json", fx, timeout=6, during=actions)
 
     def seed_pods(self):
-        """Recreate the captured pods (through the API, so defaulting runs)."""
+        """Recreate the captured pods through the API, so defaulting and
+        admission run: each writer's managed fields only, written with its
+        fieldManager, the creator's first."""
         items = load("pods-list-all-namespaces.json")["response"]["body"]["items"]
         for ns in sorted({p["metadata"]["namespace"] for p in items}):
             self.emu.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
         for p in items:
-            p = json.loads(json.dumps(p))
             md = p["metadata"]
-            for k in ("uid", "resourceVersion", "creationTimestamp", "managedFields"):
-                md.pop(k, None)
-            p.pop("status", None)
-            st, doc, _ = self.emu.request("POST", "/api/v1/namespaces/%s/pods" % md["namespace"],
-                                          p)
+            first, *later = md["managedFields"]
+            body = owned(p, first["fieldsV1"])
+            body.setdefault("metadata", {}).update(name=md["name"], namespace=md["namespace"])
+            path = "/api/v1/namespaces/%s/pods" % md["namespace"]
+            st, doc, _ = self.emu.request("POST", path + "?fieldManager=" + first["manager"],
+                                          body)
             if st != 201:
                 self.report("create pod %s" % md["name"], ["status %d: %s" % (st, doc)])
+            for e in later:
+                st, doc, _ = self.emu.request(
+                    "PATCH", "%s/%s?fieldManager=%s" % (path, md["name"], e["manager"]),
+                    owned(p, e["fieldsV1"]), "application/merge-patch+json")
+                if st != 200:
+                    self.report("patch pod %s" % md["name"], ["status %d: %s" % (st, doc)])
+            eph = p["spec"].get("ephemeralContainers")
+            if eph:
+                # the capture has no entry for them: add them through their
+                # subresource, then put the captured managedFields back (a
+                # client may replace them with valid ones)
+                for verb, sub, patch in (
+                        ("PATCH", "/ephemeralcontainers", {"spec": {"ephemeralContainers": eph}}),
+                        ("PATCH", "", {"metadata": {"managedFields": md["managedFields"]}})):
+                    st, doc, _ = self.emu.request(verb, "%s/%s%s" % (path, md["name"], sub),
+                                                  patch, "application/strategic-merge-patch+json")
+                    if st != 200:
+                        self.report("patch pod %s" % md["name"], ["status %d: %s" % (st, doc)])
+
+
+def owned(obj, fields):
+    """The part of obj that a managedFields entry's fieldsV1 covers."""
+    if not isinstance(obj, (dict, list)) or not fields or set(fields) == {"."}:
+        return obj
+    if isinstance(obj, dict):
+        return {k[2:]: owned(obj[k[2:]], v) for k, v in fields.items()
+                if k.startswith("f:") and k[2:] in obj}
+    keys = [json.loads(k[2:]) for k in fields if k.startswith("k:")]
+    return [owned(x, fields['k:' + json.dumps(kv, separators=(",", ":"))])
+            for x in obj for kv in keys
+            if isinstance(x, dict) and all(x.get(f) == v for f, v in kv.items())]
 
 
 def main():
@@ -237,6 +283,8 @@ def main():
         for step in PLAN:
             if step == "COMPACT":
                 emu.control("compact")
+            elif step == "RESTART":
+                emu.control("watch-cache", {"restart": True})
             elif step == "PODS":
                 run.seed_pods()
             elif step == "widgets-watch-transcript.json":

@@ -76,7 +76,8 @@ def chaos(stop):
     while not stop.wait(1.0):
         i += 1
         for op in ["drop-watches"] + (["compact"] if i % 3 == 0 else []):
-            req = urllib.request.Request(url + op, data=b"{}", method="POST")
+            body = b'{"restartWatchCache":true}' if op == "compact" else b"{}"
+            req = urllib.request.Request(url + op, data=body, method="POST")
             urllib.request.urlopen(req, context=ctx, timeout=5).read()
 
 

@@ -279,17 +279,90 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual(resp.readline(), b"{garbage\n")
         conn.close()
 
-    def test_compact_then_old_watch_gets_410(self):
-        old = self.rv()
-        self.ns("compact-%d" % old)
-        self.emu.control("compact")
-        resp, conn = self.emu.watch("/api/v1/namespaces?watch=1&resourceVersion=%d" % old)
+    def watch_events(self, path):
+        resp, conn = self.emu.watch(path)
         self.assertEqual(resp.status, 200)
         events = read_events(resp)
         conn.close()
+        return events
+
+    def watch_cache(self, **cfg):
+        return self.emu.control("watch-cache", cfg)
+
+    def restore_watch_cache(self):
+        self.watch_cache(capacity=100, max=100 * 1024, freshSeconds=75)
+
+    def test_compacted_rv_still_served_from_watch_cache(self):
+        old = self.rv()
+        name = self.ns("compact-%d" % old)
+        self.emu.control("compact")
+        events = self.watch_events("/api/v1/namespaces?watch=1&resourceVersion=%d"
+                                   "&timeoutSeconds=1" % old)
+        self.assertEqual([(e["type"], e["object"]["metadata"]["name"]) for e in events],
+                         [("ADDED", name)])
+        # etcd has forgotten it: an Exact list of that rv is 410
+        st, doc, _ = self.req("GET", "/api/v1/namespaces?resourceVersion=%d"
+                                     "&resourceVersionMatch=Exact" % old)
+        self.assertEqual((st, doc["reason"]), (410, "Expired"))
+
+    def test_restart_watch_cache_then_old_watch_gets_410(self):
+        old = self.rv()
+        self.ns("restart-%d" % old)
+        self.emu.control("compact", {"restartWatchCache": True})
+        now = self.rv()
+        events = self.watch_events("/api/v1/namespaces?watch=1&resourceVersion=%d" % old)
         self.assertEqual(len(events), 1)
         self.assertEqual((events[0]["type"], events[0]["object"]["code"]), ("ERROR", 410))
-        self.assertRegex(events[0]["object"]["message"], r"^too old resource version: \d+ \(\d+\)$")
+        self.assertEqual(events[0]["object"]["message"],
+                         "too old resource version: %d (%d)" % (old, now))
+        # from the restart's rv on it is served again
+        self.assertEqual(self.watch_events("/api/v1/namespaces?watch=1&resourceVersion=%d"
+                                           "&timeoutSeconds=1" % now), [])
+
+    def test_watch_410_once_outside_the_window(self):
+        self.addCleanup(self.restore_watch_cache)
+        self.watch_cache(capacity=5, max=5)
+        base = "/api/v1/namespaces/default/configmaps"
+        old = self.rv()
+        for i in range(8):
+            st, doc, _ = self.req("POST", base, {"metadata": {"name": "win-%d" % i}})
+            self.assertEqual(st, 201, doc)
+        wc = self.watch_cache()["resources"]["configmaps"]
+        self.assertEqual((wc["capacity"], wc["size"]), (5, 5))
+        # the oldest held event is win-3; the window starts just before it
+        st, cm3, _ = self.req("GET", base + "/win-3")
+        oldest = int(cm3["metadata"]["resourceVersion"]) - 1
+        self.assertEqual(wc["oldest"], oldest)
+        events = self.watch_events(base + "?watch=1&resourceVersion=%d" % old)
+        self.assertEqual([e["type"] for e in events], ["ERROR"])
+        self.assertEqual((events[0]["object"]["code"], events[0]["object"]["message"]),
+                         (410, "too old resource version: %d (%d)" % (old, oldest)))
+        events = self.watch_events(base + "?watch=1&timeoutSeconds=1&resourceVersion=%d"
+                                   % oldest)
+        self.assertEqual([e["object"]["metadata"]["name"] for e in events],
+                         ["win-%d" % i for i in range(3, 8)])
+        # the window is per resource: namespaces still serve `old`
+        self.assertEqual(self.watch_events("/api/v1/namespaces?watch=1&timeoutSeconds=1"
+                                           "&resourceVersion=%d" % old), [])
+
+    def test_watch_cache_grows_under_load_and_shrinks_when_idle(self):
+        self.addCleanup(self.restore_watch_cache)
+        self.watch_cache(capacity=4, max=32, restart=True)   # start at 4
+        base = "/api/v1/namespaces/default/secrets"
+        old = self.rv()
+        for i in range(40):
+            self.assertEqual(self.req("POST", base, {"metadata": {"name": "grow-%d" % i}})[0],
+                             201)
+        wc = self.watch_cache()["resources"]["secrets"]
+        self.assertEqual(wc["capacity"], 32)     # 4 → 8 → 16 → 32, capped
+        self.assertGreaterEqual(wc["resizes"], 3)
+        events = self.watch_events(base + "?watch=1&resourceVersion=%d" % old)
+        self.assertEqual(events[0]["object"]["code"], 410)
+        # events older than freshSeconds: the window halves back to the minimum
+        self.watch_cache(freshSeconds=0)
+        for i in range(8):
+            self.req("DELETE", base + "/grow-%d" % i)
+        self.assertEqual(self.watch_cache()["resources"]["secrets"]["capacity"], 4)
 
     # ---- lists
 

@@ -307,8 +307,8 @@ static void test_namespace_labels(void) {
   WAIT_FLAGS("ix-late", 0);
 }
 
-/* Changes made while the watches are down (and across a compaction, which
- * forces a re-list) all reach the index. */
+/* Changes made while the watches are down (and across a compaction with a
+ * watch-cache restart, which forces a re-list) all reach the index. */
 static void test_drops_and_compaction(void) {
   char name[64], image[128];
   for (int round = 0; round < 3; round++) {
@@ -327,10 +327,10 @@ static void test_drops_and_compaction(void) {
       }
     }
     if (round == 1)
-      CHECK(emu_post(&h, "/_emulator/compact", NULL, NULL) == 200);
+      CHECK(emu_post(&h, "/_emulator/compact", "{\"restartWatchCache\":true}", NULL) == 200);
     CHECK(emu_post(&h, "/_emulator/drop-watches", NULL, NULL) == 200);
   }
-  CHECK(emu_post(&h, "/_emulator/compact", NULL, NULL) == 200);
+  CHECK(emu_post(&h, "/_emulator/compact", "{\"restartWatchCache\":true}", NULL) == 200);
   set_status("redis", "Failed", -1); /* one more change after compaction */
   if (!run_until(&h, matches_server, NULL, 60000)) {
     fprintf(stderr, "index differs from the server:\n");
@@ -350,7 +350,7 @@ static void test_many(void) {
                  NULL) == 200);
   /* 2000 objects at once, then a compaction and a drop: the informer
    * re-lists, and the index must come out equal to the server */
-  CHECK(emu_post(&h, "/_emulator/compact", NULL, NULL) == 200);
+  CHECK(emu_post(&h, "/_emulator/compact", "{\"restartWatchCache\":true}", NULL) == 200);
   CHECK(emu_post(&h, "/_emulator/drop-watches", NULL, NULL) == 200);
   WAIT_STATE("docker.io/many/same:1", THAW_IMAGE_PRESENT);
   if (!run_until(&h, matches_server, NULL, 60000))

@@ -1,9 +1,13 @@
 /* test_informer_stress.c - acceptance: 10,000 pods created, updated and a
- * share deleted through the emulator while watches are dropped every 2 s
- * and history compacted every 5 s. The pod informer's store must end equal
- * to the server (keys, resourceVersions, images) and its event log must be
- * consistent: per key no duplicate add, no update or delete without a live
- * add, and the last event equal to the final state.
+ * share deleted through the emulator while watches are dropped every 2 s,
+ * history is compacted with a watch-cache restart every 5 s, and every
+ * 7 s the informer's watch is held off (two failed GETs) long enough for
+ * the watch cache's window, kept small (100 growing to 200 events), to move
+ * past it. The pod informer's store must end equal to the server (keys,
+ * resourceVersions, images), its event log must be consistent: per key no
+ * duplicate add, no update or delete without a live add, and the last event
+ * equal to the final state; and both kinds of 410 (restarted cache, window
+ * overflow) must have led to re-lists.
  * Usage: test_informer_stress [PODS]   (run under test/with-emulator.sh) */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -25,10 +29,11 @@
 static harness_t h;
 static thaw_intern_t *intern;
 
-/* --- chaos: a thread that drops watches and compacts history ------------ */
+/* --- chaos: a thread that drops watches, restarts the watch cache, and
+ * holds the informer's watch off ------------------------------------------ */
 
 static atomic_int chaos_stop;
-static atomic_int drops, compactions;
+static atomic_int drops, compactions, stalls;
 
 static void *chaos(void *arg) {
   (void)arg;
@@ -37,10 +42,42 @@ static void *chaos(void *arg) {
     if (tick % 20 == 0 &&
         emu_post(&h, "/_emulator/drop-watches", NULL, NULL) == 200)
       atomic_fetch_add(&drops, 1);
-    if (tick % 50 == 0 && emu_post(&h, "/_emulator/compact", NULL, NULL) == 200)
+    /* an apiserver restart: etcd compacted, the watch cache starts over at
+     * the current rv and the streams break */
+    if (tick % 50 == 0 &&
+        emu_post(&h, "/_emulator/compact", "{\"restartWatchCache\":true}",
+                 NULL) == 200 &&
+        emu_post(&h, "/_emulator/drop-watches", NULL, NULL) == 200)
       atomic_fetch_add(&compactions, 1);
+    /* the informer's next GETs of /api/v1/pods fail: its re-watch backs
+     * off for 0.7-1.4 s while the workload writes past the window */
+    if (tick % 70 == 0 &&
+        emu_post(&h, "/_emulator/fail",
+                 "{\"count\":2,\"code\":503,\"pathPrefix\":\"/api/v1/pods\","
+                 "\"methods\":[\"GET\"]}",
+                 NULL) == 200 &&
+        emu_post(&h, "/_emulator/drop-watches", NULL, NULL) == 200)
+      atomic_fetch_add(&stalls, 1);
   }
+  emu_post(&h, "/_emulator/fail", "{\"count\":0}", NULL); /* clear the rest */
   return NULL;
+}
+
+/* The emulator's count of pod watches answered 410, by cause. */
+static void expired_watches(long *evicted, long *restarted) {
+  char *body = NULL;
+  *evicted = *restarted = -1;
+  if (emu_post(&h, "/_emulator/watch-cache", "{}", &body) == 200) {
+    cJSON *doc = cJSON_Parse(body);
+    cJSON *exp = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "resources"), "pods"),
+        "expired");
+    *evicted = (long)cJSON_GetNumberValue(cJSON_GetObjectItem(exp, "evicted"));
+    *restarted =
+        (long)cJSON_GetNumberValue(cJSON_GetObjectItem(exp, "restarted"));
+    cJSON_Delete(doc);
+  }
+  free(body);
 }
 
 /* --- workload: per pod create → update → [update] → [delete] ------------ */
@@ -238,6 +275,10 @@ int main(int argc, char **argv) {
   if (npods <= 0)
     npods = 10000;
   harness_init(&h);
+  /* a small window, so that it overflows under this load */
+  CHECK(emu_post(&h, "/_emulator/watch-cache",
+                 "{\"capacity\":100,\"max\":200,\"restart\":true}",
+                 NULL) == 200);
   intern = thaw_intern_new();
   for (int i = 0; i < NAMESPACES; i++) {
     char ns[16];
@@ -287,8 +328,12 @@ int main(int argc, char **argv) {
   printf("stress: pods=%d ops=%ld retries=%ld final=%d in %.1f s "
          "(converged %.1f s later)\n",
          npods, ops, retries, final, t1 - t0, t2 - t1);
-  printf("chaos: drops=%d compactions=%d\n", atomic_load(&drops),
-         atomic_load(&compactions));
+  long evicted, restarted;
+  expired_watches(&evicted, &restarted);
+  printf("chaos: drops=%d restarts=%d stalls=%d; watches expired: "
+         "window overflow=%ld cache restart=%ld\n",
+         atomic_load(&drops), atomic_load(&compactions), atomic_load(&stalls),
+         evicted, restarted);
   printf("informer: lists=%llu pages=%llu list_errors=%llu watches=%llu "
          "watch_ends=%llu watch_errors=%llu gone=%llu events=%llu "
          "bookmarks=%llu\n",
@@ -310,6 +355,10 @@ int main(int argc, char **argv) {
   CHECK(r.adds >= (uint64_t)final);
   CHECK(r.adds - r.deletes == (uint64_t)final);
   CHECK(atomic_load(&drops) > 0 && s->watch_errors + s->watch_ends > 0);
+  /* the 410 path was taken, for both reasons, and each 410 re-listed */
+  CHECK(evicted > 0 && restarted > 0);
+  CHECK(s->gone >= (uint64_t)(evicted + restarted));
+  CHECK(s->lists >= 1 + s->gone);
 
   thaw_informer_free(inf);
   for (int i = 0; i < npods; i++)

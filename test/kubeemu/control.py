@@ -155,9 +155,26 @@ class Control:
         return {"maxConcurrentStreams": self.conns.max_streams}
 
     def do_compact(self, body):
+        """etcd compaction; {"restartWatchCache": true} also restarts the
+        watch caches, so watches from older rvs get 410 too."""
         with self.store.cond:
             self.store.compact()
+            if body.get("restartWatchCache"):
+                self.store.restart_watch_caches()
             return {"compacted": self.store.rv}
+
+    def do_watch_cache(self, body):
+        """Optional {"capacity", "max", "freshSeconds"} (watchcache.Config)
+        and {"restart": true}; answers the config and each resource's window."""
+        with self.store.cond:
+            self.store.configure_watch_caches(
+                capacity=body.get("capacity"), maximum=body.get("max"),
+                fresh=body.get("freshSeconds"))
+            if body.get("restart"):
+                self.store.restart_watch_caches()
+            return {"config": self.store.wc_cfg.doc(), "resourceVersion": self.store.rv,
+                    "resources": {t.res.qualified: t.wc.doc()
+                                  for t in self.store.tables.values()}}
 
     def do_fail(self, body):
         rule = {"count": int(body.get("count", 1)), "code": int(body.get("code", 500)),

@@ -13,6 +13,7 @@ import json
 import uuid
 
 import kinds
+import managedfields
 import patch as mpatch
 import selector
 from errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
@@ -105,6 +106,11 @@ class Request:
 
     def dry_run(self):
         return self.q("dryRun") == "All"
+
+    def manager(self):
+        """The field manager of this write (managedfields.py)."""
+        ua = self.headers.get("User-Agent") if self.headers else None
+        return managedfields.manager_name(self.q("fieldManager"), ua)
 
 
 class Api:
@@ -240,7 +246,7 @@ class Api:
             snap, start = None, ""
             if cont:
                 trv, start = decode_continue(cont)
-                if trv >= 0 and trv < t.window:
+                if trv >= 0 and trv < t.compacted:
                     raise ApiError(410, "Expired", CONTINUE_TOO_OLD,
                                    metadata={"continue": encode_continue(-1, start)})
                 snap = trv if trv >= 0 else None
@@ -253,7 +259,7 @@ class Api:
                                                 "message": "Too large resource version"}],
                                     "retryAfterSeconds": 1})
                 if match == "Exact":
-                    if rvn < t.window:
+                    if rvn < t.compacted:
                         raise ApiError(410, "Expired", LIST_TOO_OLD)
                     snap = rvn
                 elif rvn == 0 and not match:
@@ -328,8 +334,9 @@ class Api:
             md["namespace"] = ns
         else:
             md.pop("namespace", None)
+        sent = md.pop("managedFields", managedfields.MISSING)
         for f in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
-                  "deletionGracePeriodSeconds", "generation", "managedFields", "selfLink"):
+                  "deletionGracePeriodSeconds", "generation", "selfLink"):
             md.pop(f, None)
         obj["kind"], obj["apiVersion"] = res.kind, res.api_version
         with self.store.cond:
@@ -337,6 +344,9 @@ class Api:
         res.hooks.decode(obj)
         obj = self.prune(req, res, obj)
         res.hooks.default(obj)
+        # the field manager sees the decoded object, before admission
+        mf = managedfields.update(None, obj, sent, req.manager(), res.api_version, "",
+                                  res.builtin, res.has_status(), now(), res.kind)
         if hasattr(res.hooks, "admit_plugins"):
             res.hooks.admit_plugins(obj)
         if res.kind == "Pod":
@@ -363,6 +373,9 @@ class Api:
         md["creationTimestamp"] = now()
         if res.generation:
             md["generation"] = 1
+        md.pop("managedFields", None)    # what admission put there is dropped
+        if mf:
+            md["managedFields"] = mf
         obj = self.order(res, obj)
         with self.store.cond:
             key = key_of(res, ns, name)
@@ -390,6 +403,10 @@ class Api:
              "reason": "NoConflicts", "message": "no conflicts found"},
             {"type": "Established", "status": "True", "lastTransitionTime": t,
              "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"}]
+        mf = managedfields.update(rec.obj, obj, managedfields.MISSING, "kube-apiserver",
+                                  crd_res.api_version, "status", True, True, t)
+        obj["metadata"].pop("managedFields", None)
+        obj["metadata"]["managedFields"] = mf
         self.store.put(crd_res, key, obj, self.sort_keys(crd_res))
         for r in self.registry.custom_from_crd(obj):
             self.store.table(r)
@@ -465,9 +482,16 @@ class Api:
             new = make(old)
             if not isinstance(new, dict):
                 raise bad_request("the object provided is unrecognized")
+            sent = (new.get("metadata") or {}).get("managedFields", managedfields.MISSING) \
+                if isinstance(new.get("metadata"), dict) else managedfields.MISSING
             new = self._prepare_update(req, res, sub, new, old)
+            mf = managedfields.update(old, new, sent, req.manager(), res.api_version, sub,
+                                      res.builtin, res.has_status(), now(), res.kind)
             new = self.admit(req, res, "UPDATE", sub, ns, name, new, copy.deepcopy(old))
             new = self._prepare_update(req, res, sub, new, old)
+            new["metadata"].pop("managedFields", None)
+            if mf:
+                new["metadata"]["managedFields"] = mf
             causes = res.hooks.validate(new, old) + self.schema_check(res, new)
             if causes:
                 raise invalid(res, name, causes)

@@ -39,6 +39,7 @@ import discovery  # noqa: E402
 import h2conn     # noqa: E402
 import rest       # noqa: E402
 import watch      # noqa: E402
+import watchcache  # noqa: E402
 from errors import ApiError  # noqa: E402
 from resources import Registry  # noqa: E402
 from store import Store, dumps  # noqa: E402
@@ -369,6 +370,9 @@ def main(argv=None):
     p.add_argument("--tokens-file")
     p.add_argument("--client-ca")
     p.add_argument("--bookmark-interval", type=float, default=60.0)
+    p.add_argument("--watch-cache-capacity", type=int, default=watchcache.LOWER)
+    p.add_argument("--watch-cache-max", type=int, default=watchcache.UPPER)
+    p.add_argument("--watch-cache-fresh", type=float, default=watchcache.FRESH)
     p.add_argument("--log-file")
     p.add_argument("--http1-only", action="store_true", help="ALPN offers http/1.1 only")
     p.add_argument("--max-concurrent-streams", type=int, default=100)
@@ -383,7 +387,8 @@ def main(argv=None):
         ctx.load_verify_locations(a.client_ca)
         ctx.verify_mode = ssl.CERT_OPTIONAL
 
-    store = Store()
+    store = Store(wc_cfg=watchcache.Config(a.watch_cache_capacity, a.watch_cache_max,
+                                           a.watch_cache_fresh))
     registry = Registry()
     api = rest.Api(store, registry)
     bootstrap(api)

@@ -1,6 +1,8 @@
 """The object store: one global lock and revision counter (like etcd), a
-sorted key list per resource for cheap pagination, and a per-resource event
-history that plays the role of the watch cache.
+sorted key list per resource for cheap pagination, and per resource the
+event history that serves both etcd's history (snapshot lists and continue
+tokens, back to the compacted revision) and the watch cache's window
+(watchcache.py; a watch needs no etcd history).
 
 Stored objects are immutable by convention: writers build new dicts, so
 readers (watch threads) may use them after releasing the lock."""
@@ -8,9 +10,12 @@ readers (watch threads) may use them after releasing the lock."""
 import bisect
 import json
 import threading
+import time
 
-# Events kept per resource before the oldest are dropped (the watch cache
-# window then moves forward, and older watches get 410 like a real one).
+import watchcache
+
+# etcd history kept per resource before the oldest tenth is compacted away
+# (a real apiserver compacts every 5 minutes).
 HISTORY_LIMIT = 400000
 
 
@@ -43,21 +48,31 @@ class Rec:
 
 
 class Event:
-    __slots__ = ("type", "rec", "prev", "rv", "key")
+    __slots__ = ("type", "rec", "prev", "rv", "key", "t")
 
     def __init__(self, type_, rec, prev, rv, key):
         self.type, self.rec, self.prev, self.rv, self.key = type_, rec, prev, rv, key
+        self.t = time.monotonic()
 
 
 class Table:
-    def __init__(self, res, window):
+    def __init__(self, res, rv, compacted, wc_cfg):
         self.res = res
         self.objs = {}
         self.keys = []
         self.history = []
         self.hist_rvs = []
-        self.window = window   # history is complete for every rv >= window
+        self.compacted = compacted  # etcd: snapshots at rv >= compacted exist
+        self.wc = watchcache.WatchCache(wc_cfg, rv)
         self.watchers = set()
+
+    def trim(self):
+        """Forget events that neither etcd nor the watch cache still holds."""
+        etcd = len(self.hist_rvs) - bisect.bisect_right(self.hist_rvs, self.compacted)
+        drop = len(self.history) - max(etcd, self.wc.size)
+        if drop > 0 and (drop >= 4096 or drop * 2 >= len(self.history)):
+            del self.history[:drop]
+            del self.hist_rvs[:drop]
 
     def range(self, prefix):
         """Index bounds of keys starting with prefix."""
@@ -67,17 +82,18 @@ class Table:
 
 
 class Store:
-    def __init__(self, start_rv=100):
+    def __init__(self, start_rv=100, wc_cfg=None):
         self.cond = threading.Condition(threading.RLock())
         self.rv = start_rv
         self.tables = {}
         self.requests = 0
         self.compacted = 0
+        self.wc_cfg = wc_cfg or watchcache.Config()
 
     def table(self, res):
         t = self.tables.get(res.id)
         if t is None:
-            t = Table(res, self.rv)
+            t = Table(res, self.rv, self.compacted, self.wc_cfg)
             self.tables[res.id] = t
         return t
 
@@ -88,11 +104,11 @@ class Store:
     def _record(self, t, ev):
         t.history.append(ev)
         t.hist_rvs.append(ev.rv)
-        if len(t.history) > HISTORY_LIMIT:
-            n = HISTORY_LIMIT // 10
-            t.window = t.hist_rvs[n - 1]
-            del t.history[:n]
-            del t.hist_rvs[:n]
+        t.wc.add(t.history, ev.t)
+        first = bisect.bisect_right(t.hist_rvs, t.compacted)
+        if len(t.hist_rvs) - first > HISTORY_LIMIT:
+            t.compacted = t.hist_rvs[first + HISTORY_LIMIT // 10 - 1]
+        t.trim()
         for w in t.watchers:
             w.queue.append(ev)
         if t.watchers:
@@ -144,13 +160,27 @@ class Store:
         return rec
 
     def compact(self):
-        """Forget all history: watches and lists from an older revision now
-        get 410 Expired."""
-        for t in self.tables.values():
-            t.history = []
-            t.hist_rvs = []
-            t.window = self.rv
+        """etcd compaction at the current revision: Exact lists and continue
+        tokens from an older one get 410 Expired; watches are still served
+        from the watch caches' windows."""
         self.compacted = self.rv
+        for t in self.tables.values():
+            t.compacted = self.rv
+            t.trim()
+
+    def restart_watch_caches(self):
+        """What an apiserver restart does to the watch caches: each starts
+        empty at the current revision, so any watch from an older one gets
+        410 (watch-410-after-apiserver-restart-watchcache.json)."""
+        for t in self.tables.values():
+            t.wc.restart(self.rv)
+            t.trim()
+
+    def configure_watch_caches(self, **kw):
+        self.wc_cfg.update(**kw)
+        for t in self.tables.values():
+            t.wc.reconfigure(t.history)
+            t.trim()
 
     def drop_table(self, res):
         t = self.tables.pop(res.id, None)

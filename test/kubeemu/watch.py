@@ -1,5 +1,5 @@
 """Watch streams: chunked HTTP, one JSON event per line, served from the
-per-resource history (the emulated watch cache)."""
+per-resource watch cache (watchcache.py)."""
 
 import bisect
 import time
@@ -60,14 +60,11 @@ def serve(handler, api, req, res, ns, bookmark_interval):
         t = store.table(res)
         if rv not in ("", "0"):
             rvn = parse_rv(rv)
-            if rvn < t.window:
-                error = {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                         "status": "Failure",
-                         "message": "too old resource version: %d (%d)" % (rvn, t.window),
-                         "reason": "Expired", "code": 410}
+            error = t.wc.too_old(rvn)    # older than the watch cache's window
+            if error:
                 initial = []
             else:
-                i = bisect.bisect_right(t.hist_rvs, rvn)
+                i = max(bisect.bisect_right(t.hist_rvs, rvn), len(t.history) - t.wc.size)
                 initial = [ev for ev in t.history[i:] if ev.key.startswith(prefix)]
         else:
             rvn = store.rv
