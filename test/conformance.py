@@ -52,6 +52,7 @@ PLAN = [
     "pods-list-all-namespaces.json", "pods-list-labelselector-all-namespaces.json",
     "pods-list-labelselector-namespaced.json", "pods-list-fieldselector-namespace.json",
     "pods-list-labelselector-invalid-400.json", "pods-list-fieldselector-unsupported-400.json",
+    "COLLIDE", "pods-create-generatename-409-collision.json",
 ]
 
 
@@ -177,6 +178,8 @@ class Runner:
         ct = r.getheader("Content-Type", "")
         if ct != resp["headers"].get("content-type"):
             problems.append("content-type %r" % ct)
+        if r.getheader("Retry-After") != resp["headers"].get("retry-after"):
+            problems.append("retry-after %r" % r.getheader("Retry-After"))
         if isinstance(resp["body"], dict) and isinstance(got, dict):
             self.learn(resp["body"], got)
             problems += diff(norm(resp["body"]), norm(got))
@@ -226,6 +229,16 @@ class Runner:
         # 90 s in the capture; 6 s here with 2 s bookmarks gives the same two
         # BOOKMARKs (one periodic, one 2 s before the deadline).
         self.watch("widgets-watch-transcript.json", fx, timeout=6, during=actions)
+
+    def collide(self):
+        """The capture's generated name, twice: the first create takes it."""
+        fx = load("pods-create-generatename-409-collision.json")
+        name = fx["response"]["body"]["details"]["name"]
+        self.emu.request("POST", "/api/v1/namespaces", {"metadata": {"name": "bench"}})
+        self.emu.control("generate-name", {"suffixes": [name[-5:]] * 2})
+        st, doc, _ = self.emu.request("POST", fx["request"]["path"], fx["request"]["body"])
+        if st != 201:
+            self.report("first generateName create", ["status %d: %s" % (st, doc)])
 
     def seed_pods(self):
         """Recreate the captured pods through the API, so defaulting and
@@ -285,6 +298,8 @@ def main():
                 emu.control("compact")
             elif step == "RESTART":
                 emu.control("watch-cache", {"restart": True})
+            elif step == "COLLIDE":
+                run.collide()
             elif step == "PODS":
                 run.seed_pods()
             elif step == "widgets-watch-transcript.json":

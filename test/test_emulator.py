@@ -469,5 +469,163 @@ class EmulatorTest(unittest.TestCase):
         self.assertTrue(re.match(r'^Operation cannot be fulfilled on pods "u"', doc["message"]))
 
 
+    # ---- managedFields (managedfields.py)
+
+    def fields(self, obj, manager, sub=None):
+        for e in obj["metadata"].get("managedFields") or []:
+            if e["manager"] == manager and e.get("subresource") == sub:
+                self.assertEqual((e["operation"], e["fieldsType"]), ("Update", "FieldsV1"))
+                self.assertRegex(e["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+                return e["fieldsV1"]
+        return None
+
+    def test_managed_fields_of_a_pod(self):
+        ns = self.ns("mf")
+        base = "/api/v1/namespaces/%s/pods" % ns
+        p = pod("m", labels={"app": "a"})
+        p["spec"]["containers"][0]["ports"] = [{"containerPort": 80}]
+        p["spec"]["containers"][0]["env"] = [{"name": "X", "value": "1"}]
+        st, doc, _ = self.req("POST", base, p, headers={"User-Agent": "kubectl-create/v1.26.1"})
+        self.assertEqual(st, 201, doc)
+        f = self.fields(doc, "kubectl-create")
+        self.assertEqual(f["f:metadata"], {"f:labels": {".": {}, "f:app": {}}})
+        c = f["f:spec"]["f:containers"]['k:{"name":"c"}']
+        self.assertEqual(set(c), {".", "f:image", "f:imagePullPolicy", "f:name", "f:ports",
+                                  "f:env", "f:resources", "f:terminationMessagePath",
+                                  "f:terminationMessagePolicy"})
+        self.assertEqual(c["f:ports"], {".": {}, 'k:{"containerPort":80,"protocol":"TCP"}': {
+            ".": {}, "f:containerPort": {}, "f:protocol": {}}})
+        self.assertNotIn(".", f["f:spec"])          # the zero pod has a spec
+        self.assertNotIn("f:volumes", f["f:spec"])  # added by admission, not owned
+        self.assertNotIn("f:status", f)
+        # another manager takes the label it changes; no User-Agent: "unknown"
+        st, doc, _ = self.req("PATCH", base + "/m", {"metadata": {"labels": {"app": "b"}}},
+                              ctype="application/merge-patch+json")
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(self.fields(doc, "unknown"),
+                         {"f:metadata": {"f:labels": {"f:app": {}}}})
+        # the creator keeps the labels map itself, now without children
+        self.assertEqual(self.fields(doc, "kubectl-create")["f:metadata"], {"f:labels": {}})
+        # fieldManager wins over User-Agent; a status write gets its own entry
+        st, doc, _ = self.req("PATCH", base + "/m/status?fieldManager=kubelet",
+                              {"status": {"phase": "Running"}},
+                              ctype="application/merge-patch+json",
+                              headers={"User-Agent": "other/1"})
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(self.fields(doc, "kubelet", "status"),
+                         {"f:status": {"f:phase": {}}})
+        # lists and watches carry them: they are part of the stored object
+        st, lst, _ = self.req("GET", base)
+        self.assertEqual(lst["items"][0]["metadata"]["managedFields"],
+                         doc["metadata"]["managedFields"])
+        # a no-op write changes nothing, not even the times
+        st, same, _ = self.req("PATCH", base + "/m", {"metadata": {"labels": {"app": "b"}}},
+                               ctype="application/merge-patch+json")
+        self.assertEqual(same["metadata"]["resourceVersion"], doc["metadata"]["resourceVersion"])
+
+    def test_managed_fields_sent_by_clients(self):
+        base = "/api/v1/namespaces/default/configmaps"
+        st, cm, _ = self.req("POST", base, {"metadata": {"name": "mfc"}, "data": {"a": "1"}})
+        self.assertEqual(self.fields(cm, "unknown"), {"f:data": {".": {}, "f:a": {}}})
+        # valid ones replace the stored set; an empty list resets it
+        mine = [{"manager": "tool", "operation": "Update", "apiVersion": "v1",
+                 "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:data": {".": {}, "f:a": {}}}}]
+        st, doc, _ = self.req("PATCH", base + "/mfc", {"metadata": {"managedFields": mine}},
+                              ctype="application/merge-patch+json")
+        self.assertEqual((st, doc["metadata"]["managedFields"]), (200, mine))
+        st, doc, _ = self.req("PATCH", base + "/mfc", {"metadata": {"managedFields": []},
+                                                       "data": {"b": "2"}},
+                              ctype="application/merge-patch+json")
+        self.assertEqual([e["manager"] for e in doc["metadata"]["managedFields"]], ["unknown"])
+        self.assertEqual(self.fields(doc, "unknown"), {"f:data": {"f:b": {}}})
+        # invalid ones are ignored: the stored ones stay
+        st, doc2, _ = self.req("PATCH", base + "/mfc", {"metadata": {"managedFields": [
+            {"manager": "x", "fieldsType": "FieldsV2"}]}}, ctype="application/merge-patch+json")
+        self.assertEqual(doc2["metadata"]["managedFields"], doc["metadata"]["managedFields"])
+
+    # ---- generateName collision, conditional updates, validation after patches
+
+    def test_generate_name_collision_is_409_with_retry_after(self):
+        ns = self.ns("collide")
+        p = pod()
+        del p["metadata"]["name"]
+        p["metadata"]["generateName"] = "job-"
+        self.emu.control("generate-name", {"suffixes": ["bcdfg", "bcdfg"]})
+        self.assertEqual(self.req("POST", "/api/v1/namespaces/%s/pods" % ns, p)[0], 201)
+        st, doc, r = self.req("POST", "/api/v1/namespaces/%s/pods" % ns, p)
+        self.assertEqual((st, doc["reason"], r.getheader("Retry-After")),
+                         (409, "AlreadyExists", "1"))
+        self.assertEqual(doc["message"], 'pods "job-bcdfg" already exists, the server was not '
+                         'able to generate a unique name for the object')
+        self.assertEqual(doc["details"], {"name": "job-bcdfg", "kind": "pods",
+                                          "retryAfterSeconds": 1})
+
+    def gizmo_crd(self):
+        crd = {"metadata": {"name": "gadgets.test.io"},
+               "spec": {"group": "test.io", "scope": "Namespaced",
+                        "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                            "openAPIV3Schema": {"type": "object", "properties": {
+                                "spec": {"type": "object", "properties": {
+                                    "size": {"type": "integer"}}}}}}}]}}
+        st, doc, _ = self.req("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                              crd)
+        self.assertIn(st, (201, 409), doc)
+        return "/apis/test.io/v1/namespaces/default/gadgets"
+
+    def test_update_without_resource_version(self):
+        base = self.gizmo_crd()
+        st, g, _ = self.req("POST", base, {"metadata": {"name": "g1"}, "spec": {"size": 1}})
+        self.assertEqual(st, 201, g)
+        del g["metadata"]["resourceVersion"]
+        st, doc, _ = self.req("PUT", base + "/g1", g)
+        self.assertEqual((st, doc["reason"]), (422, "Invalid"))
+        self.assertEqual(doc["message"], 'Gadget.test.io "g1" is invalid: metadata.'
+                         'resourceVersion: Invalid value: 0x0: must be specified for an update')
+        self.assertEqual(doc["details"]["causes"], [{
+            "reason": "FieldValueInvalid", "field": "metadata.resourceVersion",
+            "message": "Invalid value: 0x0: must be specified for an update"}])
+        # pods allow unconditional updates
+        ns = self.ns("uncond")
+        st, p, _ = self.req("POST", "/api/v1/namespaces/%s/pods" % ns, pod("u"))
+        del p["metadata"]["resourceVersion"]
+        p["metadata"]["labels"] = {"x": "y"}
+        self.assertEqual(self.req("PUT", "/api/v1/namespaces/%s/pods/u" % ns, p)[0], 200)
+
+    def test_patched_objects_are_validated_and_pruned(self):
+        ns = self.ns("pval")
+        base = "/api/v1/namespaces/%s/pods" % ns
+        self.req("POST", base, pod("v"))
+        mp, jp = "application/merge-patch+json", "application/json-patch+json"
+        st, doc, _ = self.req("PATCH", base + "/v", {"metadata": {"labels": {"bad key!": "x"}}},
+                              ctype=mp)
+        self.assertEqual((st, doc["reason"]), (422, "Invalid"))
+        self.assertEqual(doc["details"]["causes"][0]["field"], "metadata.labels")
+        st, doc, _ = self.req("PATCH", base + "/v", [
+            {"op": "replace", "path": "/spec/containers/0/name", "value": "renamed"}], ctype=jp)
+        self.assertEqual((st, doc["details"]["causes"][0]["field"]), (422, "spec"))
+        st, doc, _ = self.req("PATCH", base + "/v", [
+            {"op": "remove", "path": "/spec/containers/0/image"}], ctype=jp)
+        self.assertEqual(st, 422)
+        self.assertIn("spec.containers[0].image",
+                      [c["field"] for c in doc["details"]["causes"]])
+        st, doc, _ = self.req("PATCH", base + "/v", {"metadata": {"name": "other"}}, ctype=mp)
+        self.assertEqual((st, doc["message"]), (400, "the name of the object (other) does not "
+                                                     "match the name on the URL (v)"))
+        st, doc, _ = self.req("PATCH", base + "/v", {"spec": {"containers": [
+            {"name": "c", "image": "busybox:2"}]}},
+            ctype="application/strategic-merge-patch+json")
+        self.assertEqual((st, doc["spec"]["containers"][0]["image"]), (200, "busybox:2"))
+        # custom resources: unknown fields pruned, wrong types rejected
+        cr = self.gizmo_crd()
+        self.req("POST", cr, {"metadata": {"name": "g2"}, "spec": {"size": 1}})
+        st, doc, _ = self.req("PATCH", cr + "/g2", {"spec": {"size": 2, "junk": 1}}, ctype=mp)
+        self.assertEqual((st, doc["spec"]), (200, {"size": 2}))
+        st, doc, _ = self.req("PATCH", cr + "/g2", {"spec": {"size": "big"}}, ctype=mp)
+        self.assertEqual((st, doc["reason"], doc["details"]["causes"][0]["field"]),
+                         (422, "Invalid", "spec.size"))
+
+
 if __name__ == "__main__":
     unittest77.main()

@@ -7,6 +7,8 @@ import time
 import uuid
 
 import audit
+import kinds
+import managedfields
 import rbac
 import rest
 from errors import ApiError
@@ -163,6 +165,12 @@ class Control:
                 self.store.restart_watch_caches()
             return {"compacted": self.store.rv}
 
+    def do_generate_name(self, body):
+        """{"suffixes": [...]}: the next generateName suffixes, before random
+        ones (two equal ones force the collision of a real apiserver)."""
+        kinds.FORCED_SUFFIXES[:] = [str(s) for s in body.get("suffixes") or []]
+        return {"pending": len(kinds.FORCED_SUFFIXES)}
+
     def do_watch_cache(self, body):
         """Optional {"capacity", "max", "freshSeconds"} (watchcache.Config)
         and {"restart": true}; answers the config and each resource's window."""
@@ -226,12 +234,15 @@ class Control:
             tpl.setdefault("spec", {}).setdefault(
                 "containers", [{"name": "c", "image": "busybox:1.36"}])
         res.hooks.default(tpl)
+        ts = rest.now()
+        mf = managedfields.update(None, dict(tpl, metadata=tmd), managedfields.MISSING,
+                                  body.get("fieldManager", "unknown"), res.api_version, "",
+                                  res.builtin, res.has_status(), ts, res.kind)
         if hasattr(res.hooks, "admit_plugins"):
             res.hooks.admit_plugins(tpl)
         res.hooks.prepare_create(tpl)
         tpl = api.order(res, tpl)
         width = max(6, len(str(start + count - 1)))
-        ts = rest.now()
         sort = api.sort_keys(res)
         with self.store.cond:
             if res.namespaced and not api.namespace_exists(ns):
@@ -253,6 +264,8 @@ class Control:
                     md["namespace"] = ns
                 if res.generation:
                     md["generation"] = 1
+                if mf:
+                    md["managedFields"] = mf    # shared too
                 o = dict(tpl)     # spec/status shared: stored objects are immutable
                 o["metadata"] = md
                 items.append((key, o))

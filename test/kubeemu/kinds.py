@@ -22,6 +22,69 @@ def rand_suffix(n=5):
     return "".join(random.choice(NAME_CHARS) for _ in range(n))
 
 
+# generateName suffixes to hand out before random ones (/_emulator/generate-name:
+# a test forces a collision deterministically)
+FORCED_SUFFIXES = []
+
+
+def generate_suffix():
+    return FORCED_SUFFIXES.pop(0) if FORCED_SUFFIXES else rand_suffix()
+
+
+LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+NAME_PART_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', and "
+                 "must start and end with an alphanumeric character (e.g. 'MyName',  or "
+                 "'my.name',  or '123-abc', regex used for validation is "
+                 "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric "
+                   "characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                   "character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for "
+                   "validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
+
+
+def _qualified_name_error(key):
+    """ValidateQualifiedName's first complaint about a label or annotation key."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in prefix:
+        return ("a qualified name must consist of alphanumeric characters, '-', '_' or '.', "
+                "and must start and end with an alphanumeric character (e.g. 'MyName',  or "
+                "'my.name',  or '123-abc', regex used for validation is "
+                "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain "
+                "prefix and '/' (e.g. 'example.com/MyName')")
+    if prefix and (len(prefix) > 253 or not DNS1123.match(prefix)):
+        return "prefix part " + DNS1123_MSG
+    if not name:
+        return "name part must be non-empty"
+    if len(name) > 63:
+        return "name part must be no more than 63 characters"
+    if not LABEL_NAME.match(name):
+        return NAME_PART_MSG
+    return None
+
+
+def validate_labels(md):
+    causes = []
+    labels = md.get("labels") or {}
+    for k, v in (labels.items() if isinstance(labels, dict) else []):
+        err = _qualified_name_error(k)
+        if err:
+            causes.append(cause("FieldValueInvalid", "metadata.labels",
+                                'Invalid value: "%s": %s' % (k, err)))
+        if not isinstance(v, str) or len(v) > 63 or not LABEL_VALUE.match(v):
+            msg = "must be no more than 63 characters" if isinstance(v, str) and \
+                len(v) > 63 else LABEL_VALUE_MSG
+            causes.append(cause("FieldValueInvalid", "metadata.labels",
+                                'Invalid value: "%s": %s' % (v, msg)))
+    ann = md.get("annotations") or {}
+    for k in (ann if isinstance(ann, dict) else []):
+        err = _qualified_name_error(k.lower())
+        if err:
+            causes.append(cause("FieldValueInvalid", "metadata.annotations",
+                                'Invalid value: "%s": %s' % (k, err)))
+    return causes
+
+
 def validate_meta(obj):
     md = obj.get("metadata") or {}
     name = md.get("name") or ""
@@ -31,7 +94,7 @@ def validate_meta(obj):
     if len(name) > 253 or not DNS1123.match(name):
         return [cause("FieldValueInvalid", "metadata.name",
                       'Invalid value: "%s": %s' % (name, DNS1123_MSG))]
-    return []
+    return validate_labels(md)
 
 
 class Hooks:

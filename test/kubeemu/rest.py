@@ -16,7 +16,7 @@ import kinds
 import managedfields
 import patch as mpatch
 import selector
-from errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
+from errors import ApiError, already_exists, bad_request, cause, conflict, invalid, not_found
 from store import dumps
 
 try:
@@ -42,6 +42,16 @@ CONTINUE_TOO_OLD = (
 CR_PATCH_TYPES = ["application/json-patch+json", "application/merge-patch+json",
                   "application/apply-patch+yaml"]
 CORE_PATCH_TYPES = CR_PATCH_TYPES + ["application/strategic-merge-patch+json"]
+
+
+# Kinds whose strategy has AllowUnconditionalUpdate() false: a PUT must
+# carry metadata.resourceVersion (custom resources too).
+CONDITIONAL_UPDATE_KINDS = {"CustomResourceDefinition", "MutatingWebhookConfiguration",
+                            "ValidatingWebhookConfiguration"}
+
+
+def allow_unconditional_update(res):
+    return res.builtin and res.kind not in CONDITIONAL_UPDATE_KINDS
 
 
 def now():
@@ -361,8 +371,9 @@ class Api:
         if not res.builtin and res.has_status():
             obj.pop("status", None)
         res.hooks.prepare_create(obj)
-        if not md.get("name") and md.get("generateName"):
-            md["name"] = md["generateName"] + kinds.rand_suffix()
+        generated = not md.get("name") and bool(md.get("generateName"))
+        if generated:
+            md["name"] = md["generateName"] + kinds.generate_suffix()
         name = md.get("name") or ""
         causes = kinds.validate_meta(obj)
         if not causes:
@@ -380,7 +391,13 @@ class Api:
         with self.store.cond:
             key = key_of(res, ns, name)
             if self.store.get(res, key) is not None:
-                raise already_exists(res, name)
+                err = already_exists(res, name)
+                if generated:     # v1.26 does not retry another name
+                    err.message += (", the server was not able to generate a unique name "
+                                    "for the object")
+                    err.details["retryAfterSeconds"] = 1
+                    err.headers["Retry-After"] = "1"
+                raise err
             self.require_namespace(res, ns)
             if req.dry_run():
                 return 201, dumps(obj, self.sort_keys(res))
@@ -430,6 +447,10 @@ class Api:
                 body.setdefault("metadata", {})["name"] = name
                 return self.create(req, res, ns, body)
             raise not_found(res, name)
+        if not want_rv and not allow_unconditional_update(res):
+            raise invalid(res, name, [cause(
+                "FieldValueInvalid", "metadata.resourceVersion",
+                "Invalid value: 0x0: must be specified for an update")])
         return self._update(req, res, ns, name, sub, lambda old: copy.deepcopy(body), want_rv)
 
     def patch(self, req, res, ns, name, sub):
@@ -482,6 +503,13 @@ class Api:
             new = make(old)
             if not isinstance(new, dict):
                 raise bad_request("the object provided is unrecognized")
+            nmd = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
+            if nmd.get("name", name) != name:   # checkName after a patch
+                raise bad_request("the name of the object (%s) does not match the name on "
+                                  "the URL (%s)" % (nmd.get("name"), name))
+            if res.namespaced and nmd.get("namespace", ns) != ns:
+                raise bad_request("the namespace of the provided object does not match the "
+                                  "namespace sent on the request")
             sent = (new.get("metadata") or {}).get("managedFields", managedfields.MISSING) \
                 if isinstance(new.get("metadata"), dict) else managedfields.MISSING
             new = self._prepare_update(req, res, sub, new, old)
@@ -492,7 +520,8 @@ class Api:
             new["metadata"].pop("managedFields", None)
             if mf:
                 new["metadata"]["managedFields"] = mf
-            causes = res.hooks.validate(new, old) + self.schema_check(res, new)
+            causes = kinds.validate_labels(new["metadata"]) + res.hooks.validate(new, old) + \
+                self.schema_check(res, new)
             if causes:
                 raise invalid(res, name, causes)
             if res.generation and self._spec_changed(res, new, old):
