@@ -16,7 +16,7 @@ created with generateName in oscar-svc.
   pointed at the cache (localhost:7439/...).
 
 Meanwhile the emulator drops every watch each second and compacts its
-history every 3 s. Each program's log goes to a file under BUILD/demo-logs/
+history (restarting its watch caches) every 3 s. Each program's log goes to a file under BUILD/demo-logs/
 (kept after the run, replaced by the next), so the screen shows only the
 workload; the paths are printed at the start."""
 
