@@ -129,6 +129,9 @@ class Conn:
         self.close_at = None     # monotonic deadline once closing
         self.dead = False
         self.wake_r, self.wake_w = socket.socketpair()
+        # never block a writer holding the lock: one pending byte wakes it
+        self.wake_w.setblocking(False)
+        self.wake_r.setblocking(False)
         info.h2 = self
 
     # ---- called from stream threads and control.py
@@ -285,7 +288,10 @@ class Conn:
             poll.register(self.sock, want)     # (re-registering replaces the mask)
             ready = dict(poll.poll(wait))
             if ready.get(self.wake_r.fileno()):
-                self.wake_r.recv(4096)
+                try:
+                    self.wake_r.recv(65536)
+                except BlockingIOError:
+                    pass
             ev = ready.get(self.sock.fileno(), 0)
             if ev & (select.POLLIN | select.POLLERR | select.POLLHUP):
                 if not self._read():
