@@ -52,6 +52,7 @@ ERRORS = {"NO_ERROR": h2.errors.ErrorCodes.NO_ERROR,
           "REFUSED_STREAM": h2.errors.ErrorCodes.REFUSED_STREAM,
           "PROTOCOL_ERROR": h2.errors.ErrorCodes.PROTOCOL_ERROR}
 MCS = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")   # server.Handler's do_*
 HOP_BY_HOP = ("connection", "keep-alive", "transfer-encoding", "upgrade",
               "proxy-connection")
 
@@ -80,7 +81,16 @@ class Stream:
 
     def run(self):
         try:
-            self.dispatch(self.command)
+            if self.command in METHODS:
+                self.dispatch(self.command)
+            else:       # as server.Handler (BaseHTTPRequestHandler) answers
+                self.server.log("code 501, message Unsupported method (%r)" % self.command)
+                self.send_response(501)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                self.write_body(b"")
+        except ConnectionError:
+            pass
         finally:
             self.c.stream_done(self)
 
