@@ -6,8 +6,8 @@
  * past it. The pod informer's store must end equal to the server (keys,
  * resourceVersions, images), its event log must be consistent: per key no
  * duplicate add, no update or delete without a live add, and the last event
- * equal to the final state; and both kinds of 410 (restarted cache, window
- * overflow) must have led to re-lists.
+ * equal to the final state; and the 410 of a window overflow must have
+ * happened and led to re-lists (with the restarts' 410s, which are counted).
  * Usage: test_informer_stress [PODS]   (run under test/with-emulator.sh) */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -42,13 +42,20 @@ static void *chaos(void *arg) {
     if (tick % 20 == 0 &&
         emu_post(&h, "/_emulator/drop-watches", NULL, NULL) == 200)
       atomic_fetch_add(&drops, 1);
-    /* an apiserver restart: etcd compacted, the watch cache starts over at
-     * the current rv and the streams break */
+    /* an apiserver restart: the streams break, etcd is compacted and the
+     * watch cache starts over at the current rv, 50 ms later, while the
+     * informer waits out its backoff and the workload writes on. Its
+     * re-watch then gets the restart's 410, unless the cut stream made it
+     * re-list (a reset HTTP/2 stream can end mid-event: unreadable, so it
+     * lists): the restart's 410 is asserted in test_informer.c, where it
+     * is deterministic; here it is counted. */
     if (tick % 50 == 0 &&
-        emu_post(&h, "/_emulator/compact", "{\"restartWatchCache\":true}",
-                 NULL) == 200 &&
-        emu_post(&h, "/_emulator/drop-watches", NULL, NULL) == 200)
-      atomic_fetch_add(&compactions, 1);
+        emu_post(&h, "/_emulator/drop-watches", NULL, NULL) == 200) {
+      usleep(50000);
+      if (emu_post(&h, "/_emulator/compact", "{\"restartWatchCache\":true}",
+                   NULL) == 200)
+        atomic_fetch_add(&compactions, 1);
+    }
     /* the informer's next GETs of /api/v1/pods fail: its re-watch backs
      * off for 0.7-1.4 s while the workload writes past the window */
     if (tick % 70 == 0 &&
@@ -355,8 +362,10 @@ int main(int argc, char **argv) {
   CHECK(r.adds >= (uint64_t)final);
   CHECK(r.adds - r.deletes == (uint64_t)final);
   CHECK(atomic_load(&drops) > 0 && s->watch_errors + s->watch_ends > 0);
-  /* the 410 path was taken, for both reasons, and each 410 re-listed */
-  CHECK(evicted > 0 && restarted > 0);
+  /* the 410 path was taken: the workload outran the watch cache's window
+   * (the stalls make sure), and each 410 re-listed */
+  CHECK(evicted > 0);
+  CHECK(restarted >= 0); /* -1: the emulator did not report its counts */
   CHECK(s->gone >= (uint64_t)(evicted + restarted));
   CHECK(s->lists >= 1 + s->gone);
 
