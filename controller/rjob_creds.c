@@ -11,8 +11,6 @@
 #include "pullcreds.h"
 #include "reconcile_internal.h"
 
-#define LABEL_CACHE_PRIVATE "thaw.dev/cache-private"
-
 /* --- credentials ------------------------------------------------------ */
 
 static void on_creds(int err, const thaw_regauth_creds_t *creds,
@@ -89,7 +87,8 @@ static void write_spec_secrets(job_t *j) {
 }
 
 /* The private path: usable secrets are those of spec.pullSecrets in
- * namespaces labelled cache-private; without any, those pods use. */
+ * namespaces that lend them (labelled cache-private, not opted out, not a
+ * system namespace); without any, those pods use. */
 int thaw_job_find_creds(job_t *j, const thaw_cirec_t *c) {
   thaw_reconciler_t *r = j->r;
   const char *p = c->pull_secrets;
@@ -101,10 +100,8 @@ int thaw_job_find_creds(job_t *j, const thaw_cirec_t *c) {
       continue;
     memcpy(ns, p, n);
     ns[n] = '\0';
-    if (r->o.sources &&
-        thaw_sources_ns_has_label(r->o.sources, ns, LABEL_CACHE_PRIVATE,
-                                  "true"))
-      add_secret(j, p, 0);
+    if (r->o.sources && thaw_sources_ns_lends(r->o.sources, ns))
+      add_secret(j, p, 0); /* the same rule as secrets learnt from pods */
   }
   if (j->n_secrets == 0 && c->n_secrets == 0 && r->o.sources)
     thaw_sources_pull_secrets(r->o.sources, j->ref.str, on_pod_secret, j);

@@ -73,9 +73,7 @@ typedef struct {
  * an opted-out or excluded one never lends its secrets. */
 static void secret_filter(const char *ns, const char *name, void *data) {
   secret_filter_t *f = data;
-  const ns_rec_t *r = thaw_informer_get(f->s->ns_inf, ns, NULL);
-  if (r != NULL &&
-      (r->flags & (NS_PRIVATE | NS_OPTED_OUT | NS_EXCLUDED)) == NS_PRIVATE)
+  if (thaw_sources_ns_lends(f->s, ns))
     f->cb(ns, name, f->data);
 }
 
@@ -375,6 +373,13 @@ int thaw_sources_ns_has_label(const thaw_sources_t *s, const char *ns,
     if (strcmp(r->kv[2 * i], key) == 0)
       return strcmp(r->kv[2 * i + 1], value) == 0;
   return 0;
+}
+
+int thaw_sources_ns_lends(const thaw_sources_t *s, const char *ns) {
+  const ns_rec_t *r =
+      ns != NULL ? thaw_informer_get(s->ns_inf, ns, NULL) : NULL;
+  return r != NULL &&
+         (r->flags & (NS_PRIVATE | NS_OPTED_OUT | NS_EXCLUDED)) == NS_PRIVATE;
 }
 
 void thaw_sources_pull_secrets(const thaw_sources_t *s, const char *normalized,

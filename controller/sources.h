@@ -64,6 +64,10 @@ void thaw_sources_set_active(thaw_sources_t *s, int active);
 /* 1 when namespace `ns` is known and has label key=value. */
 int thaw_sources_ns_has_label(const thaw_sources_t *s, const char *ns,
                               const char *key, const char *value);
+/* 1 when namespace `ns` may lend its pull secrets: known, labelled
+ * thaw.dev/cache-private=true, and neither opted out nor excluded (system
+ * namespaces never lend, whatever their labels). */
+int thaw_sources_ns_lends(const thaw_sources_t *s, const char *ns);
 /* Calls cb for each known {namespace, name} pull secret of pods and
  * PodTemplates that use `normalized` and whose namespace is labelled
  * thaw.dev/cache-private=true, each pair once. */

@@ -459,6 +459,11 @@ int main(void) {
   CHECK(!thaw_sources_ns_has_label(src, "src-plain", "thaw.dev/cache-private",
                                    "true"));
   CHECK(!thaw_sources_ns_has_label(src, "nowhere", "a", "b"));
+  /* spec.pullSecrets are lent by the same rule as pods' secrets */
+  CHECK(thaw_sources_ns_lends(src, "src-private"));
+  CHECK(!thaw_sources_ns_lends(src, "src-private-optout"));
+  CHECK(!thaw_sources_ns_lends(src, "src-plain"));
+  CHECK(!thaw_sources_ns_lends(src, "nowhere"));
   const thaw_podinfo_t *mp =
       thaw_informer_get(thaw_sources_pods(src), "src-plain/mirror", NULL);
   CHECK(mp != NULL && (mp->flags & THAW_SOURCES_POD_MIRROR));
@@ -567,8 +572,13 @@ int main(void) {
   run_until(&h, NULL, NULL, 300);
   CHECK(secrets_of(src, "docker.io/library/private:1").n == 1);
   patch_ns_labels("src-private", "\"thaw.dev/cache-private\":null");
+  /* a system namespace never lends, even labelled */
+  patch_ns_labels("kube-system", "\"thaw.dev/cache-private\":\"true\"");
   run_until(&h, NULL, NULL, 300);
   CHECK(secrets_of(src, "docker.io/library/private:1").n == 0);
+  CHECK(thaw_sources_ns_has_label(src, "kube-system", "thaw.dev/cache-private",
+                                  "true"));
+  CHECK(!thaw_sources_ns_lends(src, "kube-system"));
 
   /* freed while active with the informers' requests in flight */
   thaw_sources_free(src);
