@@ -34,6 +34,8 @@ import tempfile
 import time
 import unittest
 
+import unittest77  # noqa: E402  (exit 77 when anything was skipped)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [os.path.join(HERE, "kubeemu"), HERE]
@@ -503,7 +505,7 @@ def main():
     if DAEMON not in rbac_stack.COMPONENTS:
         sys.exit("test_rbac_audit.py: %s is neither thaw-controller nor thaw-webhook" % BINARY)
     SA_USER = rbac_stack.sa_user(DAEMON)
-    unittest.main(verbosity=2)
+    unittest77.main()
 
 
 if __name__ == "__main__":

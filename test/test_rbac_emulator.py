@@ -9,6 +9,8 @@ import os
 import sys
 import unittest
 
+import unittest77  # noqa: E402  (exit 77 when anything was skipped)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "kubeemu"))
 from testclient import Emulator  # noqa: E402
@@ -237,4 +239,4 @@ class RbacEmulator(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    unittest77.main()

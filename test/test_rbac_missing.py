@@ -22,6 +22,8 @@ import tempfile
 import time
 import unittest
 
+import unittest77  # noqa: E402  (exit 77 when anything was skipped)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, "kubeemu"), HERE]
 
@@ -272,9 +274,7 @@ def main():
     cls = {"thaw-webhook": Webhook, "thaw-controller": Controller}.get(DAEMON)
     if cls is None:
         sys.exit("test_rbac_missing.py: %s is neither daemon" % BINARY)
-    suite = unittest.defaultTestLoader.loadTestsFromTestCase(cls)
-    ok = unittest.TextTestRunner(verbosity=2).run(suite).wasSuccessful()
-    sys.exit(0 if ok else 1)
+    unittest77.main(suite=unittest.defaultTestLoader.loadTestsFromTestCase(cls))
 
 
 if __name__ == "__main__":

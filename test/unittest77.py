@@ -7,14 +7,18 @@ import sys
 import unittest
 
 
-def main(argv=None):
-    prog = unittest.main(module="__main__", argv=argv, exit=False, verbosity=2)
-    r = prog.result
-    for test, reason in r.skipped:
+def main(argv=None, suite=None):
+    """Runs the tests of __main__ (argv as unittest.main takes it), or
+    `suite` when given, and exits as above."""
+    if suite is None:
+        result = unittest.main(module="__main__", argv=argv, exit=False, verbosity=2).result
+    else:
+        result = unittest.TextTestRunner(verbosity=2).run(suite)
+    for test, reason in result.skipped:
         print("SKIP: %s: %s" % (test.id(), reason), flush=True)
-    if not r.wasSuccessful():
+    if not result.wasSuccessful():
         sys.exit(1)
-    if r.testsRun == 0:
+    if result.testsRun == 0:
         print("no test ran", flush=True)
         sys.exit(1)
-    sys.exit(77 if r.skipped else 0)
+    sys.exit(77 if result.skipped else 0)
