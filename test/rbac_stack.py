@@ -10,7 +10,6 @@ missing kubectl is a failure, never a fallback."""
 
 import copy
 import os
-import shutil
 
 import yaml
 
@@ -32,10 +31,8 @@ def sa_user(name):
 
 
 def rendered(components=()):
-    """Objects of manifests/ plus Components, as `kubectl kustomize` renders them."""
-    if not shutil.which("kubectl"):
-        raise AssertionError("kubectl not found on PATH: test/deps.sh installs it "
-                             "(its built-in kustomize renders manifests/)")
+    """Objects of manifests/ plus Components, as `kubectl kustomize` renders
+    them (test_manifests.kubectl_kustomize fails when kubectl is missing)."""
     objs = test_manifests.overlay(*components)
     assert objs, "kubectl kustomize rendered nothing"
     return objs
