@@ -56,6 +56,17 @@ void thaw_config_usage(FILE *f) {
 "  --max-cache-bytes SIZE       evict unused images, least recently used\n"
 "                               first, above this size, e.g. 50Gi or 200G\n"
 "                               (default 0: unbounded)\n"
+"  --expire-grace DURATION      time an image stays Expiring (not served,\n"
+"                               still cached) before it is deleted\n"
+"                               (default 10m)\n"
+"  --repair-after DURATION      give a pod stuck pulling a rewritten image\n"
+"                               its original image back after this long\n"
+"                               (default 30s)\n"
+"  --gc-url URL                 http[s]://HOST:PORT of thaw-registry-gc, which\n"
+"                               garbage-collects the cache registry while\n"
+"                               warming is paused (default: none, no GC)\n"
+"  --gc-interval DURATION       at least this long between two garbage\n"
+"                               collections (default 1h)\n"
 "  --prewarm-namespaces LIST    comma-separated namespaces whose\n"
 "                               PodTemplates are warmed, as with the label\n"
 "                               thaw.dev/prewarm=true (default: none)\n"
@@ -298,7 +309,8 @@ enum {
   O_KUBECONFIG = 256, O_NAMESPACE, O_REGISTRY, O_CACHE_HOST, O_INSECURE,
   O_METRICS, O_CONCURRENCY, O_BLOB_CONCURRENCY, O_PLATFORMS, O_REFRESH,
   O_EXPIRE, O_MAX_BYTES, O_PREWARM, O_ALLOW_PRIVATE, O_LEADER_ELECT,
-  O_CA_FILE, O_LOG_LEVEL
+  O_CA_FILE, O_LOG_LEVEL, O_EXPIRE_GRACE, O_REPAIR_AFTER, O_GC_URL,
+  O_GC_INTERVAL
 };
 
 static const struct option opts[] = {
@@ -314,6 +326,10 @@ static const struct option opts[] = {
     {"refresh-interval", required_argument, NULL, O_REFRESH},
     {"expire-after", required_argument, NULL, O_EXPIRE},
     {"max-cache-bytes", required_argument, NULL, O_MAX_BYTES},
+    {"expire-grace", required_argument, NULL, O_EXPIRE_GRACE},
+    {"repair-after", required_argument, NULL, O_REPAIR_AFTER},
+    {"gc-url", required_argument, NULL, O_GC_URL},
+    {"gc-interval", required_argument, NULL, O_GC_INTERVAL},
     {"prewarm-namespaces", required_argument, NULL, O_PREWARM},
     {"allow-private", optional_argument, NULL, O_ALLOW_PRIVATE},
     {"leader-elect", optional_argument, NULL, O_LEADER_ELECT},
@@ -383,6 +399,19 @@ static int apply(thaw_config_t *c, int opt, const char *v, const char *arg,
     if (thaw_parse_bytes(v, &c->max_cache_bytes) != 0)
       return bad("--max-cache-bytes %s: want a size such as 50Gi, 200G or "
                  "0", v);
+    return 0;
+  case O_EXPIRE_GRACE:
+    return parse_duration_flag("--expire-grace", v, &c->expire_grace_ms);
+  case O_REPAIR_AFTER:
+    return parse_duration_flag("--repair-after", v, &c->repair_after_ms);
+  case O_GC_INTERVAL:
+    return parse_duration_flag("--gc-interval", v, &c->gc_interval_ms);
+  case O_GC_URL:
+    if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+      return bad("--gc-url %s: want http://HOST:PORT or https://HOST:PORT", v);
+    if (!valid_hostport(strchr(v, '/') + 2, strlen(strchr(v, '/') + 2)))
+      return bad("--gc-url %s: want http://HOST:PORT or https://HOST:PORT", v);
+    c->gc_url = v;
     return 0;
   case O_PREWARM:
     return parse_list(c, OWN_PREWARM, "--prewarm-namespaces", v,
@@ -463,6 +492,9 @@ int thaw_config_parse(thaw_config_t *c, int argc, char **argv) {
   c->blob_concurrency = 6;
   c->refresh_interval_ms = 3600ull * 1000;
   c->expire_after_ms = 720ull * 3600 * 1000;
+  c->expire_grace_ms = 10ull * 60 * 1000;
+  c->repair_after_ms = 30ull * 1000;
+  c->gc_interval_ms = 3600ull * 1000;
   c->leader_elect = 1;
   int rc = parse(c, argc, argv);
   if (rc != 0)

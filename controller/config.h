@@ -29,6 +29,10 @@ typedef struct {
   uint64_t refresh_interval_ms; /* default 1h */
   uint64_t expire_after_ms;     /* default 720h */
   uint64_t max_cache_bytes;     /* 0 = unbounded */
+  uint64_t expire_grace_ms;     /* Expiring -> deleted; default 10m */
+  uint64_t repair_after_ms;     /* pull error on a rewritten image; 30s */
+  const char *gc_url;           /* thaw-registry-gc agent; NULL = no GC */
+  uint64_t gc_interval_ms;      /* at least this between GC runs; 1h */
   int allow_private;            /* default 0 */
   int leader_elect;             /* default 1 */
   const char *ca_file;          /* --upstream-ca-file: extra trust anchors */

@@ -168,24 +168,50 @@ static void sweep_store(thaw_sources_t *s, const thaw_informer_t *inf,
 
 /* --- handlers ----------------------------------------------------------- */
 
+static void notify_pod(thaw_sources_t *s, const char *key, const void *old_,
+                       const void *new_) {
+  for (size_t i = 0; i < s->n_obs; i++)
+    if (s->obs[i].on_pod)
+      s->obs[i].on_pod(key, old_, new_, s->obs[i].data);
+}
+
+static void notify_templates(thaw_sources_t *s) {
+  for (size_t i = 0; i < s->n_obs; i++)
+    if (s->obs[i].on_templates)
+      s->obs[i].on_templates(s->obs[i].data);
+}
+
 static void pod_add(const char *key, const void *rec, void *data) {
   sweep_pod(data, key, rec);
+  notify_pod(data, key, NULL, rec);
 }
 
 static void pod_update(const char *key, const void *old_rec,
                        const void *new_rec, void *data) {
-  (void)old_rec;
   sweep_pod(data, key, new_rec); /* e.g. an ephemeral container came */
+  notify_pod(data, key, old_rec, new_rec);
+}
+
+static void pod_delete(const char *key, const void *rec, void *data) {
+  notify_pod(data, key, rec, NULL);
 }
 
 static void tpl_add(const char *key, const void *rec, void *data) {
   sweep_template(data, key, rec);
+  notify_templates(data);
 }
 
 static void tpl_update(const char *key, const void *old_rec,
                        const void *new_rec, void *data) {
   (void)old_rec;
   sweep_template(data, key, new_rec);
+  notify_templates(data);
+}
+
+static void tpl_delete(const char *key, const void *rec, void *data) {
+  (void)key;
+  (void)rec;
+  notify_templates(data);
 }
 
 /* A namespace appeared (old NULL) or changed: sweep what it now allows
@@ -205,11 +231,19 @@ static void ns_changed(thaw_sources_t *s, const char *name, const ns_rec_t *old,
 
 static void ns_add(const char *key, const void *rec, void *data) {
   ns_changed(data, key, NULL, rec);
+  notify_templates(data);
 }
 
 static void ns_update(const char *key, const void *old_rec, const void *new_rec,
                       void *data) {
   ns_changed(data, key, old_rec, new_rec);
+  notify_templates(data);
+}
+
+static void ns_delete(const char *key, const void *rec, void *data) {
+  (void)key;
+  (void)rec;
+  notify_templates(data);
 }
 
 /* --- public ------------------------------------------------------------- */
@@ -255,7 +289,8 @@ int thaw_sources_new(uv_loop_t *loop, thaw_kube_t *kube,
       .free_rec = thaw_sources__ns_free,
       .equal = thaw_sources__ns_equal,
       .project_data = s,
-      .handlers = {.on_add = ns_add, .on_update = ns_update, .data = s},
+      .handlers = {.on_add = ns_add, .on_update = ns_update,
+                   .on_delete = ns_delete, .data = s},
   };
   const thaw_informer_config_t pods = {
       .resource = &thaw_kube_pods,
@@ -264,7 +299,8 @@ int thaw_sources_new(uv_loop_t *loop, thaw_kube_t *kube,
       .free_rec = thaw_sources__pod_free,
       .equal = thaw_sources__pod_equal,
       .project_data = s,
-      .handlers = {.on_add = pod_add, .on_update = pod_update, .data = s},
+      .handlers = {.on_add = pod_add, .on_update = pod_update,
+                   .on_delete = pod_delete, .data = s},
   };
   const thaw_informer_config_t tpls = {
       .resource = &thaw_kube_podtemplates,
@@ -273,7 +309,8 @@ int thaw_sources_new(uv_loop_t *loop, thaw_kube_t *kube,
       .free_rec = thaw_sources__tpl_free,
       .equal = thaw_sources__tpl_equal,
       .project_data = s,
-      .handlers = {.on_add = tpl_add, .on_update = tpl_update, .data = s},
+      .handlers = {.on_add = tpl_add, .on_update = tpl_update,
+                   .on_delete = tpl_delete, .data = s},
   };
   if (rc == 0)
     rc = thaw_informer_new(loop, kube, &ns, &s->ns_inf);
@@ -390,6 +427,36 @@ void thaw_sources_pull_secrets(const thaw_sources_t *s, const char *normalized,
 
 const thaw_informer_t *thaw_sources_pods(const thaw_sources_t *s) {
   return s->pod_inf;
+}
+
+int thaw_sources_observe(thaw_sources_t *s, const thaw_sources_observer_t *o) {
+  if (s->n_obs >= THAW_SOURCES_OBSERVERS_MAX)
+    return THAW_E2BIG;
+  s->obs[s->n_obs++] = *o;
+  return 0;
+}
+
+void thaw_sources_each_prewarm_image(const thaw_sources_t *s,
+                                     thaw_sources_image_cb cb, void *data) {
+  size_t pos = 0;
+  const char *key;
+  void *rec;
+  char ns[NS_MAX];
+  while (thaw_store_next(thaw_informer_store(s->tpl_inf), &pos, &key, NULL,
+                         &rec)) {
+    const tpl_rec_t *t = rec;
+    int flags;
+    if ((t->flags & TPL_OPTED_OUT) || key_ns(key, ns) != 0 ||
+        (flags = ns_allows(s, ns)) < 0 || !(flags & NS_PREWARM))
+      continue;
+    for (size_t i = 0; i < t->n; i++)
+      cb(key, t->refs[i], data);
+  }
+}
+
+int thaw_sources_normalize(const thaw_sources_t *s, const char *raw,
+                           thaw_imgref_t *out) {
+  return thaw_sources__normalize(s, raw, out);
 }
 
 void thaw_sources_free(thaw_sources_t *s) {

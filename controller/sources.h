@@ -29,6 +29,7 @@
 
 #include <uv.h>
 
+#include "imgref.h"
 #include "informer.h"
 #include "kube.h"
 #include "metrics.h"
@@ -80,6 +81,33 @@ void thaw_sources_pull_secrets(const thaw_sources_t *s, const char *normalized,
  * which podinfo.h leaves free, set in their flags. */
 #define THAW_SOURCES_POD_MIRROR 0x80
 const thaw_informer_t *thaw_sources_pods(const thaw_sources_t *s);
+
+/* Observers of the pod and template informers (use tracking, repair). They
+ * see every event, leader or not, after the sweep's own handling. */
+typedef struct {
+  /* A pod appeared (old_ NULL), changed, or went away (new_ NULL); the
+   * records are thaw_podinfo_t. */
+  void (*on_pod)(const char *key, const void *old_, const void *new_,
+                 void *data);
+  /* A PodTemplate or a Namespace appeared, changed or went away: which
+   * images pre-warm templates hold may differ. */
+  void (*on_templates)(void *data);
+  void *data;
+} thaw_sources_observer_t;
+#define THAW_SOURCES_OBSERVERS_MAX 4
+/* Adds an observer (copied). 0, or THAW_E2BIG beyond the maximum. */
+int thaw_sources_observe(thaw_sources_t *s, const thaw_sources_observer_t *o);
+/* Calls cb(template key, image as written) for each image of each
+ * PodTemplate that pre-warm applies to (a pre-warm namespace, neither
+ * the template nor its namespace opted out or excluded). */
+typedef void (*thaw_sources_image_cb)(const char *key, const char *raw,
+                                      void *data);
+void thaw_sources_each_prewarm_image(const thaw_sources_t *s,
+                                     thaw_sources_image_cb cb, void *data);
+/* `raw` as written in a spec, normalised; a rewritten image counts as its
+ * original. 0 or THAW_EINVAL (out->err says why). */
+int thaw_sources_normalize(const thaw_sources_t *s, const char *raw,
+                           thaw_imgref_t *out);
 /* Stops the informers and frees; run the loop afterwards. NULL is a no-op. */
 void thaw_sources_free(thaw_sources_t *s);
 

@@ -56,6 +56,8 @@ struct thaw_sources {
   thaw_pullsecrets_t *ps;
   thaw_store_t *pod_uses; /* "%p" of a pod record -> its pull-secret use */
   size_t records;         /* live records of the three informers */
+  thaw_sources_observer_t obs[THAW_SOURCES_OBSERVERS_MAX];
+  size_t n_obs;
   int active, started, closing;
 };
 
