@@ -178,6 +178,8 @@ int thaw_reconciler_new(uv_loop_t *loop, const thaw_reconciler_opts_t *o,
   if (r == NULL)
     return THAW_ENOMEM;
   r->loop = loop;
+  uv_timer_init(loop, &r->drain_timer);
+  r->drain_timer.data = r;
   r->o = *o;
   r->cfg = o->cfg;
   if (r->o.backoff_base_ms == 0)
@@ -232,11 +234,50 @@ unsigned thaw_reconciler_warming(const thaw_reconciler_t *r) {
   return r->warming;
 }
 
+/* --- pause for garbage collection -------------------------------------- */
+
+static void on_drain_tick(uv_timer_t *t) {
+  thaw_reconciler_t *r = t->data;
+  if (!r->paused || r->warming > 0 || r->drained == NULL)
+    return;
+  void (*cb)(void *) = r->drained;
+  r->drained = NULL;
+  cb(r->drained_ctx);
+}
+
+void thaw_reconciler_warm_ended(thaw_reconciler_t *r) {
+  if (r->paused && r->warming == 0 && r->drained && !r->closing)
+    uv_timer_start(&r->drain_timer, on_drain_tick, 0, 0);
+}
+
+void thaw_reconciler_pause(thaw_reconciler_t *r, int paused,
+                           void (*drained)(void *ctx), void *ctx) {
+  r->paused = paused != 0;
+  r->drained = r->paused ? drained : NULL;
+  r->drained_ctx = ctx;
+  if (!r->paused)
+    uv_timer_stop(&r->drain_timer);
+  thaw_reconciler_warm_ended(r);
+}
+
+int thaw_reconciler_busy(const thaw_reconciler_t *r, const char *repo) {
+  char mine[THAW_IMGREF_STR_MAX + 1];
+  for (const job_t *j = r->jobs; j; j = j->next)
+    if (j->ref.len > 0 &&
+        thaw_warm_cache_repo(j->ref.str, mine, sizeof mine) == 0 &&
+        strcmp(mine, repo) == 0)
+      return 1;
+  return 0;
+}
+
+static void on_drain_closed(uv_handle_t *h) { free(h->data); }
+
 void thaw_reconciler_release(thaw_reconciler_t *r) {
   thaw_store_free(r->written);
   thaw_store_free(r->not_before);
   thaw_events_free(r->events);
-  free(r);
+  uv_timer_stop(&r->drain_timer);
+  uv_close((uv_handle_t *)&r->drain_timer, on_drain_closed); /* frees r */
 }
 
 void thaw_reconciler_free(thaw_reconciler_t *r) {

@@ -51,6 +51,15 @@ int thaw_reconciler_denied(const thaw_reconciler_t *r);
 void thaw_reconciler_set_active(thaw_reconciler_t *r, thaw_warmer_t *warmer);
 /* 1 when a CachedImage for this normalised reference is in the store. */
 int thaw_reconciler_exists(const thaw_reconciler_t *r, const char *normalized);
+/* Garbage collection (gc.h) must see no push: paused (1), no new warm
+ * starts (a job about to push ends and is retried in a second) and
+ * drained(ctx) runs once no warm is in flight (at once when none is; on
+ * the loop either way). Resume with 0. */
+void thaw_reconciler_pause(thaw_reconciler_t *r, int paused,
+                           void (*drained)(void *ctx), void *ctx);
+/* 1 while a job is processing an object whose cache repository is `repo`
+ * (it may push there): manifests of `repo` must not be deleted now. */
+int thaw_reconciler_busy(const thaw_reconciler_t *r, const char *repo);
 /* Warms in flight. */
 unsigned thaw_reconciler_warming(const thaw_reconciler_t *r);
 void thaw_reconciler_free(thaw_reconciler_t *r);

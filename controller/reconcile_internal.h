@@ -27,6 +27,10 @@ struct thaw_reconciler {
   job_t *jobs;         /* every live job, for cancel */
   unsigned warming;
   int closing; /* freed by its owner; the last job releases it */
+  int paused;  /* for GC: no warm starts */
+  void (*drained)(void *ctx); /* pending drain notice while paused */
+  void *drained_ctx;
+  uv_timer_t drain_timer; /* runs the drain notice on the loop */
   /* name -> resourceVersion of our last final status write: the store is
    * stale for that object until its watch event brings that version. */
   thaw_store_t *written;
@@ -70,6 +74,8 @@ struct job {
 
 /* reconcile.c: frees r (after the last job, once closing). */
 void thaw_reconciler_release(thaw_reconciler_t *r);
+/* reconcile.c: a warm ended; tells a paused owner when none is left. */
+void thaw_reconciler_warm_ended(thaw_reconciler_t *r);
 
 /* rjob.c: the decision for the object, from its phase (see reconcile.h),
  * and the warm or refresh HEAD with `creds` (NULL: anonymous). */

@@ -52,6 +52,7 @@ static void on_warmed(const thaw_warm_result_t *res, void *data) {
   j->warm = NULL;
   j->refs--;
   r->warming--;
+  thaw_reconciler_warm_ended(r);
   if (res->err == THAW_ECANCELED || j->canceled) {
     thaw_job_end(j, THAW_WQ_SUCCESS, 0); /* a restart or the new leader resumes */
     return;
@@ -106,6 +107,10 @@ static void on_warmed(const thaw_warm_result_t *res, void *data) {
 
 static void begin_warm(job_t *j, const thaw_regauth_creds_t *creds) {
   thaw_reconciler_t *r = j->r;
+  if (r->paused) { /* garbage collection: no push now */
+    thaw_job_end(j, THAW_WQ_RETRY_AFTER, 1000);
+    return;
+  }
   if (!j->refresh) {
     cJSON *st = cJSON_CreateObject();
     if (st) {
