@@ -4,6 +4,9 @@
 #endif
 #include "cirec.h"
 
+#include "imgref.h"
+#include "units.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,8 +54,12 @@ static size_t layout(thaw_cirec_t *r, const cJSON *obj) {
   const char *image = str_or_empty(spec, "image");
   const char *digest = str_or_empty(status, "digest");
   const char *upstream = str_or_empty(status, "upstreamDigest");
+  thaw_imgref_t ref;
+  const char *norm =
+      thaw_imgref_parse(image, strlen(image), &ref) == 0 ? ref.str : "";
   const char *u = put(buf, &at, uid), *i = put(buf, &at, image),
-             *d = put(buf, &at, digest), *up = put(buf, &at, upstream);
+             *d = put(buf, &at, digest), *up = put(buf, &at, upstream),
+             *no = put(buf, &at, norm);
   const char *secrets = buf ? buf + at : NULL;
   unsigned n = 0;
   const cJSON *s;
@@ -75,6 +82,7 @@ static size_t layout(thaw_cirec_t *r, const cJSON *obj) {
     r->image = i;
     r->digest = d;
     r->upstream = up;
+    r->norm = no;
     r->pull_secrets = secrets;
     r->n_secrets = (uint8_t)n;
   }
@@ -101,8 +109,47 @@ void *thaw_cirec_project(const cJSON *obj, size_t *size, void *data) {
   double sz = cJSON_GetNumberValue(field(status, "sizeBytes"));
   r->size_bytes = sz > 0 && sz < 9e18 ? (int64_t)sz : 0;
   r->last_checked = thaw_rfc3339_parse(str_or_empty(status, "lastCheckedAt"));
+  r->created = thaw_rfc3339_parse(
+      str_or_empty(field(obj, "metadata"), "creationTimestamp"));
+  r->cached_at = thaw_rfc3339_parse(str_or_empty(status, "cachedAt"));
+  r->last_used = thaw_rfc3339_parse(str_or_empty(status, "lastUsedAt"));
+  r->expires_at = thaw_rfc3339_parse(str_or_empty(status, "expiresAt"));
+  uint64_t ea;
+  const char *eas = cJSON_GetStringValue(field(spec, "expireAfter"));
+  if (eas != NULL && thaw_parse_duration(eas, &ea) == 0)
+    r->expire_after_ms = ea;
+  const cJSON *used = field(status, "usedBy");
+  double cnt = cJSON_GetNumberValue(field(used, "count"));
+  r->used_pods = cnt > 0 && cnt < 4e9 ? (uint32_t)cnt : 0;
+  cnt = cJSON_GetNumberValue(field(used, "templates"));
+  r->used_templates = cnt > 0 && cnt < 4e9 ? (uint32_t)cnt : 0;
+  const char *pods[10];
+  size_t np = 0;
+  const cJSON *p;
+  cJSON_ArrayForEach(p, field(used, "pods")) {
+    if (np < 10 && cJSON_IsString(p))
+      pods[np++] = p->valuestring;
+  }
+  r->used_hash = thaw_cirec_pods_hash(pods, np);
+  const cJSON *c;
+  cJSON_ArrayForEach(c, field(status, "conditions")) {
+    if (strcmp(str_or_empty(c, "type"), "Ready") == 0 &&
+        strcmp(str_or_empty(c, "reason"), "Evicted") == 0)
+      r->flags |= THAW_CI_EVICTED;
+  }
   *size = sizeof(*r) + n;
   return r;
+}
+
+uint32_t thaw_cirec_pods_hash(const char *const *pods, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++)
+    for (const char *p = pods[i];; p++) {
+      h = (h ^ (uint8_t)*p) * 16777619u;
+      if (*p == '\0')
+        break;
+    }
+  return h;
 }
 
 void thaw_cirec_free(void *rec, void *data) {
@@ -125,6 +172,7 @@ static int secrets_equal(const thaw_cirec_t *a, const thaw_cirec_t *b) {
 
 int thaw_cirec_spec_changed(const thaw_cirec_t *a, const thaw_cirec_t *b) {
   return strcmp(a->image, b->image) != 0 || !secrets_equal(a, b) ||
+         a->expire_after_ms != b->expire_after_ms ||
          (a->flags & THAW_CI_RETAIN) != (b->flags & THAW_CI_RETAIN);
 }
 
@@ -133,7 +181,13 @@ int thaw_cirec_equal(const void *va, const void *vb, void *data) {
   const thaw_cirec_t *a = va, *b = vb;
   return a->phase == b->phase && a->flags == b->flags &&
          a->attempts == b->attempts && a->size_bytes == b->size_bytes &&
-         a->last_checked == b->last_checked && strcmp(a->uid, b->uid) == 0 &&
+         a->last_checked == b->last_checked && a->created == b->created &&
+         a->cached_at == b->cached_at && a->last_used == b->last_used &&
+         a->expires_at == b->expires_at &&
+         a->expire_after_ms == b->expire_after_ms &&
+         a->used_pods == b->used_pods &&
+         a->used_templates == b->used_templates &&
+         a->used_hash == b->used_hash && strcmp(a->uid, b->uid) == 0 &&
          strcmp(a->digest, b->digest) == 0 &&
          strcmp(a->upstream, b->upstream) == 0 && !thaw_cirec_spec_changed(a, b);
 }

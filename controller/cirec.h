@@ -18,7 +18,12 @@ enum thaw_ci_phase {
   THAW_CI_PHASES
 };
 
-enum { THAW_CI_PRIVATE = 1, THAW_CI_RETAIN = 2 };
+enum {
+  THAW_CI_PRIVATE = 1,
+  THAW_CI_RETAIN = 2,
+  THAW_CI_EVICTED = 4, /* Expiring because the cache is over its bound
+                          (Ready condition reason "Evicted") */
+};
 
 /* One allocation: fixed fields, then the strings. pull_secrets holds
  * n_secrets "namespace/name" strings back to back, each NUL-ended. */
@@ -29,8 +34,16 @@ typedef struct {
   uint32_t attempts;
   int64_t size_bytes;
   time_t last_checked;    /* status.lastCheckedAt, 0 if absent */
+  time_t created;         /* metadata.creationTimestamp */
+  time_t cached_at;       /* status.cachedAt, 0 if absent */
+  time_t last_used;       /* status.lastUsedAt, 0 if absent */
+  time_t expires_at;      /* status.expiresAt, 0 if absent */
+  uint64_t expire_after_ms; /* spec.expireAfter; 0 = the flag's */
+  /* status.usedBy as written: counts, and a hash of its pods list */
+  uint32_t used_pods, used_templates, used_hash;
   const char *uid;
   const char *image;      /* spec.image as written */
+  const char *norm;       /* spec.image normalised; "" if it does not parse */
   const char *digest;     /* status.digest, "" if absent */
   const char *upstream;   /* status.upstreamDigest, "" if absent */
   const char *pull_secrets;
@@ -47,6 +60,9 @@ const char *thaw_ci_phase_name(enum thaw_ci_phase p);
 
 /* 1 when the two records' specs (image, pull secrets) differ. */
 int thaw_cirec_spec_changed(const thaw_cirec_t *a, const thaw_cirec_t *b);
+
+/* The hash of a usedBy.pods list (FNV-1a over each string and its NUL). */
+uint32_t thaw_cirec_pods_hash(const char *const *pods, size_t n);
 
 /* RFC 3339 in UTC ("2026-11-26T21:00:00Z") into buf (at least 21 bytes). */
 void thaw_rfc3339(time_t t, char *buf, size_t cap);
