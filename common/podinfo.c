@@ -45,6 +45,21 @@ static void add_images(collect_t *c, const cJSON *spec, const char *field) {
   }
 }
 
+/* 1 when an entry of status[field] waits on a failed pull: the kubelet's
+ * ErrImagePull, then ImagePullBackOff between its retries. */
+static int pull_failing(const cJSON *status, const char *field) {
+  const cJSON *list = cJSON_GetObjectItemCaseSensitive(status, field), *cs;
+  cJSON_ArrayForEach(cs, list) {
+    const cJSON *state = cJSON_GetObjectItemCaseSensitive(cs, "state");
+    const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(state, "waiting"), "reason"));
+    if (why != NULL && (strcmp(why, "ErrImagePull") == 0 ||
+                        strcmp(why, "ImagePullBackOff") == 0))
+      return 1;
+  }
+  return 0;
+}
+
 static uint8_t phase_of(const char *p) {
   static const char *names[] = {"", "Pending", "Running", "Succeeded",
                                 "Failed"};
@@ -74,6 +89,9 @@ void *thaw_podinfo_project(const cJSON *pod, size_t *size, void *data) {
       cJSON_GetObjectItemCaseSensitive(meta, "deletionTimestamp");
   if (del != NULL && !cJSON_IsNull(del))
     flags |= THAW_POD_DELETING;
+  if (pull_failing(status, "containerStatuses") ||
+      pull_failing(status, "initContainerStatuses"))
+    flags |= THAW_POD_PULL_FAILING;
 
   add_images(&c, spec, "containers");
   add_images(&c, spec, "initContainers");

@@ -25,6 +25,9 @@ enum {
   THAW_POD_OPTED_OUT = 0x08,  /* label thaw.dev/caching=disabled */
   THAW_POD_TERMINATED = 0x10, /* phase Succeeded or Failed */
   THAW_POD_DELETING = 0x20,   /* metadata.deletionTimestamp is set */
+  THAW_POD_PULL_FAILING = 0x40, /* a container or init container waits in
+                                   ErrImagePull or ImagePullBackOff */
+  /* 0x80 is left to users of the record (sources.h: mirror pods) */
 };
 
 #define THAW_PODINFO_MAX_REFS 255

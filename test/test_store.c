@@ -325,6 +325,44 @@ static void test_podinfo(const char *dir) {
   thaw_podinfo_t *g = thaw_podinfo_project(oscar, &size, t);
   CHECK((g->flags & THAW_POD_PHASE_MASK) == THAW_POD_PHASE_RUNNING &&
         !(g->flags & THAW_POD_TERMINATED));
+  CHECK(!(g->flags & THAW_POD_PULL_FAILING));
+
+  /* A container or init container waiting on a failed pull; another
+   * waiting reason, or a terminated state, is not one. */
+  static const struct {
+    const char *field, *reason;
+    int failing;
+  } pulls[] = {
+      {"containerStatuses", "ImagePullBackOff", 1},
+      {"containerStatuses", "ErrImagePull", 1},
+      {"initContainerStatuses", "ImagePullBackOff", 1},
+      {"initContainerStatuses", "ErrImagePull", 1},
+      {"containerStatuses", "ContainerCreating", 0},
+      {"containerStatuses", "CrashLoopBackOff", 0},
+      {"ephemeralContainerStatuses", "ImagePullBackOff", 0},
+      {"containerStatuses", NULL, 0}, /* state.terminated */
+  };
+  for (size_t i = 0; i < sizeof(pulls) / sizeof(*pulls); i++) {
+    cJSON *list = cJSON_AddArrayToObject(status, pulls[i].field);
+    cJSON *ok = cJSON_CreateObject(), *cs = cJSON_CreateObject();
+    cJSON_AddObjectToObject(cJSON_AddObjectToObject(ok, "state"), "running");
+    cJSON_AddItemToArray(list, ok); /* the failing entry need not be first */
+    cJSON *state = cJSON_AddObjectToObject(cs, "state");
+    if (pulls[i].reason)
+      cJSON_AddStringToObject(cJSON_AddObjectToObject(state, "waiting"),
+                              "reason", pulls[i].reason);
+    else
+      cJSON_AddObjectToObject(state, "terminated");
+    cJSON_AddItemToArray(list, cs);
+    thaw_podinfo_t *q = thaw_podinfo_project(oscar, &size, t);
+    CHECK(q != NULL && !!(q->flags & THAW_POD_PULL_FAILING) ==
+                           pulls[i].failing);
+    CHECK(q != NULL && (q->flags & THAW_POD_PHASE_MASK) ==
+                           THAW_POD_PHASE_RUNNING);
+    CHECK(q != NULL && thaw_podinfo_equal(q, g, t) == !pulls[i].failing);
+    thaw_podinfo_free(q, t);
+    cJSON_DeleteItemFromObject(status, pulls[i].field);
+  }
 
   /* A malformed annotation is ignored; not an object → NULL. */
   cJSON_DeleteItemFromObject(meta, "annotations");
