@@ -57,7 +57,8 @@ typedef struct conn {
 struct thaw_httpd {
   uv_loop_t *loop;
   uv_tcp_t listener;
-  thaw_httpd_handler_cb handler;
+  thaw_httpd_handler_cb handler;      /* one of the two */
+  thaw_httpd_method_cb method_handler; /* POST served */
   void *data;
   conn_t *conns;
   unsigned nconns; /* accepted and not yet freed, closing ones included */
@@ -248,7 +249,7 @@ static void fmt_date(char *buf, size_t len) {
   strftime(buf, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-/* Writes the reply; takes reply->body. */
+/* Writes the reply; takes reply->body. `allow`: the server's own 405. */
 static void send_reply(conn_t *c, thaw_httpd_reply_t *rep, int head,
                        int allow, int close_after) {
   static const struct {
@@ -271,7 +272,10 @@ static void send_reply(conn_t *c, thaw_httpd_reply_t *rep, int head,
                                      : "text/plain; charset=utf-8";
   char date[64];
   fmt_date(date, sizeof date);
-  size_t cap = 256 + strlen(ct);
+  const char *allowed = allow ? (c->srv->method_handler ? "GET, HEAD, POST"
+                                                        : "GET, HEAD")
+                              : rep->allow;
+  size_t cap = 256 + strlen(ct) + (allowed ? strlen(allowed) : 0);
   c->head = malloc(cap);
   if (c->head == NULL) {
     free(rep->body);
@@ -280,9 +284,10 @@ static void send_reply(conn_t *c, thaw_httpd_reply_t *rep, int head,
   }
   int n = snprintf(c->head, cap,
                    "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
-                   "Content-Length: %zu\r\n%s%s\r\n",
+                   "Content-Length: %zu\r\n%s%s%s%s\r\n",
                    rep->status, reason(rep->status), date, ct, rep->len,
-                   allow ? "Allow: GET, HEAD\r\n" : "",
+                   allowed ? "Allow: " : "", allowed ? allowed : "",
+                   allowed ? "\r\n" : "",
                    close_after ? "Connection: close\r\n" : "");
   uv_buf_t bufs[2] = {uv_buf_init(c->head, (unsigned)n),
                       uv_buf_init(rep->body, (unsigned)rep->len)};
@@ -324,11 +329,18 @@ static void process(conn_t *c) {
     r.close = 1;
     used = c->len;
   }
+  if (r.post && c->srv->method_handler == NULL) { /* with or without a body */
+    r.status = 405;
+    r.allow = 1;
+  }
   thaw_httpd_reply_t rep = {0};
   if (r.status != 0) {
     rep.status = r.status;
   } else {
-    c->srv->handler(r.path, &rep, c->srv->data);
+    if (c->srv->method_handler)
+      c->srv->method_handler(r.method, r.path, &rep, c->srv->data);
+    else
+      c->srv->handler(r.path, &rep, c->srv->data);
     if (c->state == C_CLOSED) { /* the handler freed the server */
       free(rep.body);
       return;
@@ -428,13 +440,14 @@ static void on_listener_closed(uv_handle_t *h) {
   maybe_free_server(s);
 }
 
-int thaw_httpd_start(uv_loop_t *loop, const char *address,
-                     thaw_httpd_handler_cb handler, void *data,
-                     thaw_httpd_t **out, char *err, size_t errlen) {
+static int start(uv_loop_t *loop, const char *address,
+                 thaw_httpd_handler_cb handler,
+                 thaw_httpd_method_cb method_handler, void *data,
+                 thaw_httpd_t **out, char *err, size_t errlen) {
   struct sockaddr_storage ss;
   int wildcard;
   *out = NULL;
-  if (loop == NULL || handler == NULL)
+  if (loop == NULL || (handler == NULL && method_handler == NULL))
     return thaw_errf(err, errlen, THAW_EINVAL, "httpd: no loop or handler");
   int rc = parse_address(address, &ss, &wildcard, err, errlen);
   if (rc != 0)
@@ -467,6 +480,7 @@ int thaw_httpd_start(uv_loop_t *loop, const char *address,
   }
   s->loop = loop;
   s->handler = handler;
+  s->method_handler = method_handler;
   s->data = data;
   s->port = ntohs(bound.ss_family == AF_INET6
                       ? ((struct sockaddr_in6 *)&bound)->sin6_port
@@ -488,6 +502,18 @@ int thaw_httpd_start(uv_loop_t *loop, const char *address,
   }
   *out = s;
   return 0;
+}
+
+int thaw_httpd_start(uv_loop_t *loop, const char *address,
+                     thaw_httpd_handler_cb handler, void *data,
+                     thaw_httpd_t **out, char *err, size_t errlen) {
+  return start(loop, address, handler, NULL, data, out, err, errlen);
+}
+
+int thaw_httpd_start_post(uv_loop_t *loop, const char *address,
+                          thaw_httpd_method_cb handler, void *data,
+                          thaw_httpd_t **out, char *err, size_t errlen) {
+  return start(loop, address, NULL, handler, data, out, err, errlen);
 }
 
 int thaw_httpd_port(const thaw_httpd_t *s) { return s ? s->port : 0; }

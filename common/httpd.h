@@ -2,8 +2,9 @@
  * /healthz and /readyz (the controller's metrics port; the webhook serves
  * these from h2o).
  *
- * GET and HEAD only; a request line and headers of at most 8 KiB; request
- * bodies are refused (413 when Content-Length > 0 or chunked); keep-alive
+ * GET and HEAD (and POST without a body, from thaw_httpd_start_post());
+ * a request line and headers of at most 8 KiB; request bodies are refused
+ * (413 when Content-Length > 0 or chunked); keep-alive
  * with a 30 s idle timeout and at most 256 open connections (further ones
  * are accepted and closed at once). A client that has not sent a whole
  * request within 10 s is disconnected. Responses are built by the handler
@@ -21,6 +22,8 @@ typedef struct {
   const char *content_type;/* NULL = "text/plain; charset=utf-8" */
   char *body;              /* malloc'd; the server frees it; may be NULL */
   size_t len;
+  const char *allow;       /* static; sent as "Allow: ..." (for a 405);
+                              NULL: none */
 } thaw_httpd_reply_t;
 
 /* Fills *reply for `path` (without the query string). Unset status means 404.
@@ -34,6 +37,18 @@ typedef void (*thaw_httpd_handler_cb)(const char *path, thaw_httpd_reply_t *repl
 int thaw_httpd_start(uv_loop_t *loop, const char *address,
                      thaw_httpd_handler_cb handler, void *data,
                      thaw_httpd_t **out, char *err, size_t errlen);
+
+/* A handler that is told the method: "GET", "HEAD" (fill the reply as for
+ * GET; its body is not sent) or "POST". */
+typedef void (*thaw_httpd_method_cb)(const char *method, const char *path,
+                                     thaw_httpd_reply_t *reply, void *data);
+
+/* As thaw_httpd_start(), and POST is served too, without a body (a POST
+ * with one gets 413 like any request); other methods get 405 with "Allow:
+ * GET, HEAD, POST". For the small control APIs of the agents. */
+int thaw_httpd_start_post(uv_loop_t *loop, const char *address,
+                          thaw_httpd_method_cb handler, void *data,
+                          thaw_httpd_t **out, char *err, size_t errlen);
 
 /* The bound port (useful with port 0). */
 int thaw_httpd_port(const thaw_httpd_t *s);

@@ -12,7 +12,9 @@ typedef struct {
   int status; /* 0: serve it; else the error to answer */
   int head;   /* HEAD: headers only */
   int close;  /* close after the reply */
-  int allow;  /* send "Allow: GET, HEAD" (405) */
+  int allow;  /* send the server's Allow header (405) */
+  int post;   /* POST: served only by servers that accept it (httpd.c) */
+  const char *method; /* "GET", "HEAD" or "POST" when status is 0 */
   const char *path;
 } req_t;
 

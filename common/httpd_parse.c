@@ -155,12 +155,14 @@ size_t httpd_parse_request(char *buf, size_t len, req_t *r) {
     goto bad;
   int body = te || cl > 0;
   r->head = strcmp(method, "HEAD") == 0;
+  r->post = strcmp(method, "POST") == 0;
+  r->method = method;
   r->close = http10 || conn_close || body;
-  if (!r->head && strcmp(method, "GET") != 0) {
+  if (!r->head && !r->post && strcmp(method, "GET") != 0) {
     r->status = 405;
     r->allow = 1;
   } else if (body) {
-    r->status = 413;
+    r->status = 413; /* httpd.c makes a POST 405 where POST is not served */
   }
   return end;
 

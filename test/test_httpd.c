@@ -2,7 +2,8 @@
  * sockets: GET, HEAD, keep-alive, pipelining, Connection: close, HTTP/1.0,
  * 405/413/400/431/505, the 10 s request deadline (slowloris), the
  * connection limit, clients that vanish mid-write, and a clean shutdown
- * with connections open. The server runs on its own loop in a thread; the
+ * with connections open; a second server from thaw_httpd_start_post()
+ * serves POST without a body and tells its handler the method. The server runs on its own loop in a thread; the
  * client is blocking sockets with receive timeouts in the main thread. */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -32,9 +33,9 @@
 
 static uv_loop_t loop;
 static uv_async_t stop_async;
-static thaw_httpd_t *srv;
+static thaw_httpd_t *srv, *post_srv;
 static pthread_t loop_thread;
-static int port;
+static int port, post_port;
 static atomic_int handled;
 
 static char *dupmem(const char *s, size_t n) {
@@ -70,7 +71,27 @@ static void handler(const char *path, thaw_httpd_reply_t *r, void *data) {
   /* anything else: status unset, so 404 */
 }
 
+/* The POST server's handler: POST /run is 202, GET /run answers the
+ * method it saw, /ro allows GET and HEAD only (its own 405). */
+static void post_handler(const char *method, const char *path,
+                         thaw_httpd_reply_t *r, void *data) {
+  (void)data;
+  if (strcmp(path, "/run") == 0) {
+    r->status = strcmp(method, "POST") == 0 ? 202 : 200;
+    r->body = dupmem(method, strlen(method));
+    r->len = strlen(method);
+  } else if (strcmp(path, "/ro") == 0) {
+    if (strcmp(method, "POST") == 0) {
+      r->status = 405;
+      r->allow = "GET, HEAD";
+    } else {
+      r->status = 200;
+    }
+  }
+}
+
 static void on_stop(uv_async_t *a) {
+  thaw_httpd_free(post_srv);
   thaw_httpd_free(srv);
   uv_close((uv_handle_t *)a, NULL);
 }
@@ -93,6 +114,9 @@ static void server_start(void) {
   }
   port = thaw_httpd_port(srv);
   CHECK(port > 0);
+  CHECK(thaw_httpd_start_post(&loop, "127.0.0.1:0", post_handler, NULL,
+                              &post_srv, err, sizeof err) == 0);
+  post_port = thaw_httpd_port(post_srv);
   uv_async_init(&loop, &stop_async, on_stop);
   pthread_create(&loop_thread, NULL, run_loop, NULL);
 }
@@ -131,10 +155,10 @@ static void set_timeout(int fd, double s) {
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
 
-static client_t *client_new(void) {
+static client_t *client_to(int to) {
   client_t *c = calloc(1, sizeof *c);
   c->fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(to)};
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
   if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0) {
     perror("connect");
@@ -143,6 +167,8 @@ static client_t *client_new(void) {
   set_timeout(c->fd, 5);
   return c;
 }
+
+static client_t *client_new(void) { return client_to(port); }
 
 static void client_free(client_t *c) {
   close(c->fd);
@@ -450,6 +476,43 @@ static void test_methods_and_bodies(void) {
   client_free(c);
 }
 
+static void test_post_server(void) {
+  client_t *c = client_to(post_port);
+  /* POST without a body (none, or Content-Length: 0), keep-alive */
+  sends(c, "POST /run HTTP/1.1\r\nHost: x\r\n\r\n");
+  resp_t r = read_resp(c, 0);
+  CHECK(r.status == 202 && strcmp(r.body, "POST") == 0);
+  CHECK(!has_header(&r, "connection: close"));
+  sends(c, "POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  r = read_resp(c, 0);
+  CHECK(r.status == 202);
+  sends(c, "GET /run HTTP/1.1\r\nHost: x\r\n\r\n");
+  r = read_resp(c, 0);
+  CHECK(r.status == 200 && strcmp(r.body, "GET") == 0);
+  sends(c, "HEAD /run HTTP/1.1\r\nHost: x\r\n\r\n");
+  r = read_resp(c, 1);
+  CHECK(r.status == 200 && r.content_length == 4);
+  /* the handler's own 405 carries its Allow */
+  sends(c, "POST /ro HTTP/1.1\r\nHost: x\r\n\r\n");
+  r = read_resp(c, 0);
+  CHECK(r.status == 405 && has_header(&r, "\r\nallow: get, head\r\n"));
+  /* other methods: the server's 405 names POST too */
+  sends(c, "DELETE /run HTTP/1.1\r\nHost: x\r\n\r\n");
+  r = read_resp(c, 0);
+  CHECK(r.status == 405 && has_header(&r, "\r\nallow: get, head, post\r\n"));
+  sends(c, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+  r = read_resp(c, 0);
+  CHECK(r.status == 404);
+  client_free(c);
+  /* a POST body is refused: 413, then close */
+  c = client_to(post_port);
+  sends(c, "POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  r = read_resp(c, 0);
+  CHECK(r.status == 413 && has_header(&r, "\r\nconnection: close\r\n"));
+  CHECK(c->len == 0 && closed_within(c, 3));
+  client_free(c);
+}
+
 static void test_malformed(void) {
   static const struct {
     const char *req;
@@ -706,6 +769,7 @@ int main(int argc, char **argv) {
   test_pipelining();
   test_close_and_http10();
   test_methods_and_bodies();
+  test_post_server();
   test_malformed();
   test_oversized();
   test_disconnect_mid_write();
