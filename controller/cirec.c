@@ -133,9 +133,12 @@ void *thaw_cirec_project(const cJSON *obj, size_t *size, void *data) {
   r->used_hash = thaw_cirec_pods_hash(pods, np);
   const cJSON *c;
   cJSON_ArrayForEach(c, field(status, "conditions")) {
-    if (strcmp(str_or_empty(c, "type"), "Ready") == 0 &&
-        strcmp(str_or_empty(c, "reason"), "Evicted") == 0)
+    if (strcmp(str_or_empty(c, "type"), "Ready") != 0)
+      continue;
+    if (strcmp(str_or_empty(c, "reason"), "Evicted") == 0)
       r->flags |= THAW_CI_EVICTED;
+    if (strcmp(str_or_empty(c, "reason"), "CacheFull") == 0)
+      r->flags |= THAW_CI_FULL;
   }
   *size = sizeof(*r) + n;
   return r;

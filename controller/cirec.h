@@ -23,6 +23,8 @@ enum {
   THAW_CI_RETAIN = 2,
   THAW_CI_EVICTED = 4, /* Expiring because the cache is over its bound
                           (Ready condition reason "Evicted") */
+  THAW_CI_FULL = 8,    /* Pending because the cache is full (reason
+                          "CacheFull") */
 };
 
 /* One allocation: fixed fields, then the strings. pull_secrets holds

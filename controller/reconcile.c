@@ -15,8 +15,13 @@ static void enqueue(thaw_reconciler_t *r, const char *key) {
     thaw_warn("cannot queue", "name", key);
 }
 
+static void notify(thaw_reconciler_t *r, const char *key, const void *rec) {
+  if (r->hooks.changed)
+    r->hooks.changed(key, rec, r->hooks.data);
+}
+
 static void on_add(const char *key, const void *rec, void *data) {
-  (void)rec;
+  notify(data, key, rec);
   enqueue(data, key);
 }
 
@@ -27,6 +32,7 @@ static void on_update(const char *key, const void *old_rec,
   const thaw_cirec_t *a = old_rec, *b = new_rec;
   thaw_reconciler_t *r = data;
   void *unused;
+  notify(r, key, b);
   if (thaw_cirec_spec_changed(a, b)) /* e.g. pull secrets fixed: try now */
     thaw_store_remove(r->not_before, key, &unused, NULL);
   if (thaw_cirec_spec_changed(a, b) || b->phase == THAW_CI_NONE ||
@@ -38,6 +44,7 @@ static void on_delete(const char *key, const void *rec, void *data) {
   (void)rec;
   thaw_reconciler_t *r = data;
   void *old;
+  notify(r, key, NULL);
   thaw_store_remove(r->written, key, &old, NULL);
   thaw_store_remove(r->not_before, key, &old, NULL);
   for (job_t *j = r->jobs, *next; j; j = next) {
@@ -124,7 +131,9 @@ static void collect(thaw_metrics_t *m, void *data) {
     const char *v[] = {thaw_ci_phase_name(p)};
     thaw_metric_set(r->m_phase, v, counts[p]);
   }
-  thaw_metric_set(r->m_size, NULL, size);
+  int64_t unique = r->hooks.cache_bytes ? r->hooks.cache_bytes(r->hooks.data)
+                                        : -1;
+  thaw_metric_set(r->m_size, NULL, unique >= 0 ? (double)unique : size);
 }
 
 static const double warm_buckets[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
@@ -132,12 +141,13 @@ static const double warm_buckets[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 static int register_metrics(thaw_reconciler_t *r, thaw_metrics_t *m) {
   static const char *const phase[] = {"phase"}, *const result[] = {"result"},
-                           *const source[] = {"source"},
-                           *const reason[] = {"reason"};
+                           *const source[] = {"source"};
   r->m_phase = thaw_metrics_gauge(m, "thaw_cachedimages",
                                   "CachedImages by phase.", 1, phase);
   r->m_size = thaw_metrics_gauge(m, "thaw_cache_size_bytes",
-                                 "Bytes of the Ready CachedImages.", 0, NULL);
+                                 "Unique bytes of the cached images (blobs "
+                                 "and manifests shared by several counted "
+                                 "once).", 0, NULL);
   r->m_total = thaw_metrics_counter(m, "thaw_warm_total",
                                     "Warms by result (success, failure).", 1,
                                     result);
@@ -148,11 +158,8 @@ static int register_metrics(thaw_reconciler_t *r, thaw_metrics_t *m) {
       m, "thaw_warm_bytes_total",
       "Blob bytes of warms by source (upstream, mounted, present).", 1,
       source);
-  r->m_expired = thaw_metrics_counter(
-      m, "thaw_expired_total", "CachedImages expired or evicted, by reason.",
-      1, reason);
   if (!r->m_phase || !r->m_size || !r->m_total || !r->m_duration ||
-      !r->m_bytes || !r->m_expired)
+      !r->m_bytes)
     return THAW_ENOMEM;
   /* Every series exists from the start, so rate() and alerts see zeros. */
   const char *ok[] = {"success"}, *bad[] = {"failure"};
@@ -161,9 +168,6 @@ static int register_metrics(thaw_reconciler_t *r, thaw_metrics_t *m) {
   const char *srcs[] = {"upstream", "mounted", "present"};
   for (int i = 0; i < 3; i++)
     thaw_metric_add(r->m_bytes, &srcs[i], 0);
-  const char *reasons[] = {"unused", "evicted"};
-  for (int i = 0; i < 2; i++)
-    thaw_metric_add(r->m_expired, &reasons[i], 0);
   return thaw_metrics_on_collect(m, collect, r);
 }
 
@@ -230,6 +234,26 @@ int thaw_reconciler_exists(const thaw_reconciler_t *r, const char *normalized) {
   return thaw_informer_get(r->inf, name, NULL) != NULL;
 }
 
+const thaw_store_t *thaw_reconciler_store(const thaw_reconciler_t *r) {
+  return thaw_informer_store(r->inf);
+}
+
+int thaw_reconciler_job_running(const thaw_reconciler_t *r, const char *name) {
+  for (const job_t *j = r->jobs; j; j = j->next)
+    if (strcmp(j->name, name) == 0)
+      return 1;
+  return 0;
+}
+
+thaw_events_t *thaw_reconciler_events(thaw_reconciler_t *r) {
+  return r->events;
+}
+
+void thaw_reconciler_set_hooks(thaw_reconciler_t *r,
+                               const thaw_reconciler_hooks_t *h) {
+  r->hooks = *h;
+}
+
 unsigned thaw_reconciler_warming(const thaw_reconciler_t *r) {
   return r->warming;
 }
@@ -260,13 +284,26 @@ void thaw_reconciler_pause(thaw_reconciler_t *r, int paused,
   thaw_reconciler_warm_ended(r);
 }
 
-int thaw_reconciler_busy(const thaw_reconciler_t *r, const char *repo) {
+static int in_repo(const char *image, const char *repo) {
   char mine[THAW_IMGREF_STR_MAX + 1];
+  return thaw_warm_cache_repo(image, mine, sizeof mine) != 0 ||
+         strcmp(mine, repo) == 0; /* cannot tell: say yes */
+}
+
+int thaw_reconciler_busy(const thaw_reconciler_t *r, const char *repo) {
   for (const job_t *j = r->jobs; j; j = j->next)
-    if (j->ref.len > 0 &&
-        thaw_warm_cache_repo(j->ref.str, mine, sizeof mine) == 0 &&
-        strcmp(mine, repo) == 0)
+    if (j->ref.len > 0 && in_repo(j->ref.str, repo))
       return 1;
+  /* A job's last write not yet seen by the informer: what it pushed is
+   * not in the store yet. */
+  size_t pos = 0;
+  const char *name;
+  uint64_t written, rv;
+  while (thaw_store_next(r->written, &pos, &name, &written, NULL)) {
+    const thaw_cirec_t *c = thaw_informer_get(r->inf, name, &rv);
+    if (c != NULL && written > rv && in_repo(c->norm, repo))
+      return 1;
+  }
   return 0;
 }
 

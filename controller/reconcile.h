@@ -18,11 +18,14 @@
 
 #include <uv.h>
 
+#include "cirec.h"
 #include "config.h"
+#include "events.h"
 #include "informer.h"
 #include "kube.h"
 #include "metrics.h"
 #include "sources.h"
+#include "store.h"
 #include "warm.h"
 
 typedef struct thaw_reconciler thaw_reconciler_t;
@@ -60,6 +63,26 @@ void thaw_reconciler_pause(thaw_reconciler_t *r, int paused,
 /* 1 while a job is processing an object whose cache repository is `repo`
  * (it may push there): manifests of `repo` must not be deleted now. */
 int thaw_reconciler_busy(const thaw_reconciler_t *r, const char *repo);
+/* The CachedImage informer's store (records thaw_cirec_t). */
+const thaw_store_t *thaw_reconciler_store(const thaw_reconciler_t *r);
+/* 1 while a job is processing object `name`. */
+int thaw_reconciler_job_running(const thaw_reconciler_t *r, const char *name);
+/* The Event recorder the reconciler uses (for CachedImage Events). */
+thaw_events_t *thaw_reconciler_events(thaw_reconciler_t *r);
+/* What the lifecycle (lifecycle.h) adds to reconciling. */
+typedef struct {
+  /* 1 when a warm may start; else 0 and msg says why: the object stays
+   * Pending with that message and is tried again later. */
+  int (*has_room)(char *msg, size_t cap, void *data);
+  /* thaw_cache_size_bytes: unique bytes, or -1 when unknown (then the sum
+   * of the Ready objects' sizeBytes is shown). */
+  int64_t (*cache_bytes)(void *data);
+  /* Every add (old NULL), update and delete (rec NULL) of the informer. */
+  void (*changed)(const char *name, const thaw_cirec_t *rec, void *data);
+  void *data;
+} thaw_reconciler_hooks_t;
+void thaw_reconciler_set_hooks(thaw_reconciler_t *r,
+                               const thaw_reconciler_hooks_t *h);
 /* Warms in flight. */
 unsigned thaw_reconciler_warming(const thaw_reconciler_t *r);
 void thaw_reconciler_free(thaw_reconciler_t *r);

@@ -41,8 +41,8 @@ struct thaw_reconciler {
   /* status patches refused (403): logged once; the job is retried with
    * the work queue's backoff like any failed final write */
   thaw_denied_t status_denied;
-  thaw_metric_t *m_phase, *m_size, *m_total, *m_duration, *m_bytes,
-      *m_expired;
+  thaw_metric_t *m_phase, *m_size, *m_total, *m_duration, *m_bytes;
+  thaw_reconciler_hooks_t hooks;
 };
 
 struct job {

@@ -15,6 +15,8 @@
   "private image: the registry refused anonymous pulls and caching private " \
   "images is off (--allow-private)"
 
+#define CACHE_FULL_RETRY_MS 5000 /* a cache-full Pending image looks again */
+
 static int is_tag_ref(const job_t *j) { return j->ref.digest_len == 0; }
 
 /* --- warm and refresh ------------------------------------------------- */
@@ -109,6 +111,24 @@ static void begin_warm(job_t *j, const thaw_regauth_creds_t *creds) {
   thaw_reconciler_t *r = j->r;
   if (r->paused) { /* garbage collection: no push now */
     thaw_job_end(j, THAW_WQ_RETRY_AFTER, 1000);
+    return;
+  }
+  char full[300];
+  if (!j->refresh && r->hooks.has_room &&
+      !r->hooks.has_room(full, sizeof full, r->hooks.data)) {
+    /* Pods keep pulling from upstream; the warm waits for space. */
+    if (j->phase != THAW_CI_PENDING || !(j->flags & THAW_CI_FULL)) {
+      cJSON *st = cJSON_CreateObject();
+      if (st) {
+        cJSON_AddStringToObject(st, "phase", "Pending");
+        thaw_job_add_message(st, full);
+        cJSON_AddNullToObject(st, "progress");
+        thaw_job_add_ready(st, 0, "CacheFull", full);
+      }
+      thaw_job_patch(j, st, 1);
+      thaw_job_event(j, "Warning", "CacheFull", full);
+    }
+    thaw_job_end(j, THAW_WQ_RETRY_AFTER, CACHE_FULL_RETRY_MS);
     return;
   }
   if (!j->refresh) {
