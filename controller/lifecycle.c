@@ -9,6 +9,7 @@
 #include "denied.h"
 #include "error.h"
 #include "log.h"
+#include "phase.h"
 #include "warm.h"
 
 #define WRITES_MAX 16 /* lifecycle writes in flight */
@@ -230,7 +231,7 @@ static void delete_object(thaw_lifecycle_t *l, const char *name, uint64_t rv,
 static void expire_now(thaw_lifecycle_t *l, const char *name, uint64_t rv,
                        const thaw_cirec_t *c) {
   if (thaw_store_get(l->releasing, name, NULL) == NULL) {
-    thaw_inventory_release(l->o.inv, name);
+    thaw_inventory_remove(l->o.inv, name);
     thaw_store_put(l->releasing, name, 0, l, NULL);
   }
   if (thaw_inventory_pending(l->o.inv, name))
@@ -258,7 +259,11 @@ static int by_idle(const void *a, const void *b) {
 static void evict(thaw_lifecycle_t *l, const thaw_store_t *cis, time_t now) {
   uint64_t max = l->o.cfg->max_cache_bytes;
   int64_t size = thaw_inventory_unique_bytes(l->o.inv);
-  if (max == 0 || size <= (int64_t)max)
+  thaw_inventory_stats_t st;
+  thaw_inventory_stats(l->o.inv, &st);
+  /* Unread trees count their sizeBytes, so the sum runs high until all
+   * are read: decide on exact figures only. */
+  if (max == 0 || size <= (int64_t)max || st.unloaded > 0)
     return;
   size_t n = thaw_store_count(cis), nc = 0, ne = 0;
   cand_t *cands = calloc(n + 1, sizeof *cands);
@@ -277,8 +282,12 @@ static void evict(thaw_lifecycle_t *l, const thaw_store_t *cis, time_t now) {
       set[ne++] = name;
       continue;
     }
-    if (c->phase != THAW_CI_READY || (c->flags & THAW_CI_RETAIN) ||
-        in_use(l, c) || !thaw_use_settled(l->o.use, c) ||
+    thaw_phase_facts_t f = {.phase = c->phase,
+                            .retain = (c->flags & THAW_CI_RETAIN) != 0,
+                            .used = in_use(l, c),
+                            .settled = thaw_use_settled(l->o.use, c),
+                            .over_bound = 1};
+    if (thaw_phase_decide(THAW_EV_TICK, &f) != THAW_ACT_EVICT ||
         thaw_store_get(l->busy, name, NULL) ||
         thaw_reconciler_job_running(l->o.rec, name) ||
         !thaw_inventory_loaded(l->o.inv, name))
@@ -318,26 +327,29 @@ static void on_tick(uv_timer_t *t) {
     if (thaw_store_get(l->busy, name, NULL) ||
         thaw_reconciler_job_running(l->o.rec, name) || c->norm[0] == '\0')
       continue;
-    int used = in_use(l, c);
-    switch (c->phase) {
-    case THAW_CI_EXPIRING:
-      if (thaw_store_get(l->releasing, name, NULL) == NULL && used)
-        to_ready(l, name, rv, c);
-      else if (c->expires_at == 0) /* never skip the grace */
-        to_expiring(l, name, rv, c, (c->flags & THAW_CI_EVICTED) != 0, now);
-      else if (now >= c->expires_at && (!used ||
-               thaw_store_get(l->releasing, name, NULL)))
-        expire_now(l, name, rv, c);
+    int deleting = thaw_store_get(l->releasing, name, NULL) != NULL;
+    thaw_phase_facts_t f = {
+        .phase = c->phase,
+        .retain = (c->flags & THAW_CI_RETAIN) != 0,
+        .used = in_use(l, c),
+        .settled = thaw_use_settled(l->o.use, c),
+        .idle_expired =
+            (uint64_t)(now - idle_since(c)) * 1000u >= expire_after_ms(l, c),
+        .has_expiry = c->expires_at != 0,
+        .expiry_passed = c->expires_at != 0 && now >= c->expires_at,
+        .deleting = deleting,
+    };
+    switch (thaw_phase_decide(THAW_EV_TICK, &f)) {
+    case THAW_ACT_EXPIRE: /* also an Expiring object without expiresAt */
+      to_expiring(l, name, rv, c, (c->flags & THAW_CI_EVICTED) != 0, now);
       break;
-    case THAW_CI_READY:
-    case THAW_CI_FAILED:
-      if ((c->flags & THAW_CI_RETAIN) || used ||
-          !thaw_use_settled(l->o.use, c))
-        break;
-      if ((uint64_t)(now - idle_since(c)) * 1000u >= expire_after_ms(l, c))
-        to_expiring(l, name, rv, c, 0, now);
+    case THAW_ACT_KEEP:
+      to_ready(l, name, rv, c);
       break;
-    default:
+    case THAW_ACT_DELETE:
+      expire_now(l, name, rv, c);
+      break;
+    default: /* eviction picks its candidates below, in LRU order */
       break;
     }
   }
@@ -359,8 +371,12 @@ int thaw_lifecycle_has_room(const thaw_lifecycle_t *l, char *msg, size_t cap) {
   return 0;
 }
 
+int thaw_lifecycle_releasing(const thaw_lifecycle_t *l, const char *name) {
+  return thaw_store_get(l->releasing, name, NULL) != NULL;
+}
+
 int thaw_lifecycle_may_delete(const thaw_lifecycle_t *l, const char *repo) {
-  if (l->o.gc && thaw_gc_running(l->o.gc))
+  if (l->o.gc_running && l->o.gc_running(l->o.gc_data))
     return 0;
   if (thaw_reconciler_busy(l->o.rec, repo))
     return 0;

@@ -20,7 +20,6 @@
 
 #include "config.h"
 #include "events.h"
-#include "gc.h"
 #include "inventory.h"
 #include "kube.h"
 #include "metrics.h"
@@ -35,7 +34,10 @@ typedef struct {
   thaw_reconciler_t *rec;
   thaw_use_t *use;
   thaw_inventory_t *inv;
-  thaw_gc_t *gc;           /* may be NULL */
+  /* 1 while garbage collection runs (gc.h): nothing is deleted then.
+   * May be NULL. */
+  int (*gc_running)(void *data);
+  void *gc_data;
   thaw_events_t *events;
   /* registers thaw_expired_total{reason} and thaw_cache_max_bytes */
   thaw_metrics_t *metrics;
@@ -53,6 +55,9 @@ int thaw_lifecycle_has_room(const thaw_lifecycle_t *l, char *msg, size_t cap);
  * job works on an object of that repository, or an object of it is not
  * settled (Pending or Warming: a warm may be about to push). */
 int thaw_lifecycle_may_delete(const thaw_lifecycle_t *l, const char *repo);
+/* 1 while the object's manifests are being deleted: it is no longer
+ * an owner of its content (inventory changes for it are ignored). */
+int thaw_lifecycle_releasing(const thaw_lifecycle_t *l, const char *name);
 void thaw_lifecycle_free(thaw_lifecycle_t *l);
 
 #endif

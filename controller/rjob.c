@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "phase.h"
 #include "reconcile_internal.h"
 
 #define PRIVATE_OFF                                                           \
@@ -113,24 +114,6 @@ static void begin_warm(job_t *j, const thaw_regauth_creds_t *creds) {
     thaw_job_end(j, THAW_WQ_RETRY_AFTER, 1000);
     return;
   }
-  char full[300];
-  if (!j->refresh && r->hooks.has_room &&
-      !r->hooks.has_room(full, sizeof full, r->hooks.data)) {
-    /* Pods keep pulling from upstream; the warm waits for space. */
-    if (j->phase != THAW_CI_PENDING || !(j->flags & THAW_CI_FULL)) {
-      cJSON *st = cJSON_CreateObject();
-      if (st) {
-        cJSON_AddStringToObject(st, "phase", "Pending");
-        thaw_job_add_message(st, full);
-        cJSON_AddNullToObject(st, "progress");
-        thaw_job_add_ready(st, 0, "CacheFull", full);
-      }
-      thaw_job_patch(j, st, 1);
-      thaw_job_event(j, "Warning", "CacheFull", full);
-    }
-    thaw_job_end(j, THAW_WQ_RETRY_AFTER, CACHE_FULL_RETRY_MS);
-    return;
-  }
   if (!j->refresh) {
     cJSON *st = cJSON_CreateObject();
     if (st) {
@@ -219,6 +202,49 @@ void thaw_job_next_step(job_t *j, const thaw_regauth_creds_t *creds) {
   j->refs++;
 }
 
+/* Stays Pending: pods keep pulling from upstream; the warm waits for
+ * space (the lifecycle evicts what it can). */
+static void wait_room(job_t *j, const char *why) {
+  if (j->phase != THAW_CI_PENDING || !(j->flags & THAW_CI_FULL)) {
+    cJSON *st = cJSON_CreateObject();
+    if (st) {
+      cJSON_AddStringToObject(st, "phase", "Pending");
+      thaw_job_add_message(st, why);
+      cJSON_AddNullToObject(st, "progress");
+      thaw_job_add_ready(st, 0, "CacheFull", why);
+    }
+    thaw_job_patch(j, st, 1);
+    thaw_job_event(j, "Warning", "CacheFull", why);
+  }
+  thaw_job_end(j, THAW_WQ_RETRY_AFTER, CACHE_FULL_RETRY_MS);
+}
+
+/* Warm or refresh: anonymous, or with the pull secrets of a private image
+ * (rjob_creds.c), then thaw_job_next_step. */
+static void start_copy(job_t *j, const thaw_cirec_t *c) {
+  thaw_reconciler_t *r = j->r;
+  if (!(c->flags & THAW_CI_PRIVATE)) {
+    thaw_job_next_step(j, NULL);
+    return;
+  }
+  if (!r->cfg->allow_private) {
+    if (j->phase == THAW_CI_READY)
+      thaw_job_next_step(j, NULL); /* cached before; refresh as far as allowed */
+    else
+      thaw_job_fail(j, PRIVATE_OFF, 0, 0, 1);
+    return;
+  }
+  if (thaw_job_find_creds(j, c) != 0) {
+    const char *msg = "private image: no pull secret in spec.pullSecrets from "
+                      "a namespace labelled thaw.dev/cache-private=true";
+    if (j->phase == THAW_CI_READY)
+      thaw_job_refresh_failed(j, msg, 0);
+    else
+      thaw_job_fail(j, msg, 0, 1, 1);
+  }
+}
+
+/* The PROCESS rows of the phase table (phase.h). */
 void thaw_job_run(job_t *j) {
   thaw_reconciler_t *r = j->r;
   uint64_t rv;
@@ -238,54 +264,33 @@ void thaw_job_run(job_t *j) {
     thaw_job_end(j, THAW_WQ_RETRY_AFTER, wait_until - wall);
     return;
   }
-  time_t now = time(NULL);
-  switch (j->phase) {
-  case THAW_CI_EXPIRING:
-    thaw_job_end(j, THAW_WQ_SUCCESS, 0); /* the lifecycle's, not ours */
+  /* When the backoff (Failed) or the refresh interval (Ready) is over. */
+  uint64_t at = (uint64_t)time(NULL) * 1000u, due = 0;
+  if (c->last_checked > 0)
+    due = (uint64_t)c->last_checked * 1000u +
+          (j->phase == THAW_CI_READY ? r->cfg->refresh_interval_ms
+                                     : thaw_job_backoff_ms(r, c->attempts));
+  char why[300] = "";
+  thaw_phase_facts_t f = {
+      .phase = j->phase,
+      .tag = is_tag_ref(j),
+      .room = r->hooks.has_room == NULL ||
+              r->hooks.has_room(why, sizeof why, r->hooks.data),
+      .due = at >= due,
+  };
+  switch (thaw_phase_decide(THAW_EV_PROCESS, &f)) {
+  case THAW_ACT_WAIT:
+    thaw_job_end(j, THAW_WQ_RETRY_AFTER, due - at);
     return;
-  case THAW_CI_READY: {
-    if (!is_tag_ref(j)) {
-      thaw_job_end(j, THAW_WQ_SUCCESS, 0); /* a digest never changes */
-      return;
-    }
-    uint64_t due = (uint64_t)c->last_checked * 1000u + r->cfg->refresh_interval_ms;
-    uint64_t at = (uint64_t)now * 1000u;
-    if (c->last_checked > 0 && at < due) {
-      thaw_job_end(j, THAW_WQ_RETRY_AFTER, due - at);
-      return;
-    }
-    break;
-  }
-  case THAW_CI_FAILED: {
-    uint64_t due = (uint64_t)c->last_checked * 1000u +
-                   thaw_job_backoff_ms(r, c->attempts);
-    uint64_t at = (uint64_t)now * 1000u;
-    if (c->last_checked > 0 && at < due) {
-      thaw_job_end(j, THAW_WQ_RETRY_AFTER, due - at);
-      return;
-    }
-    break;
-  }
-  default:
-    break;
-  }
-  if (!(c->flags & THAW_CI_PRIVATE)) {
-    thaw_job_next_step(j, NULL);
+  case THAW_ACT_WAIT_ROOM:
+    wait_room(j, why);
     return;
-  }
-  if (!r->cfg->allow_private) {
-    if (j->phase == THAW_CI_READY)
-      thaw_job_next_step(j, NULL); /* cached before; refresh as far as allowed */
-    else
-      thaw_job_fail(j, PRIVATE_OFF, 0, 0, 1);
+  case THAW_ACT_WARM:
+  case THAW_ACT_REFRESH:
+    start_copy(j, c);
     return;
-  }
-  if (thaw_job_find_creds(j, c) != 0) {
-    const char *msg = "private image: no pull secret in spec.pullSecrets from "
-                      "a namespace labelled thaw.dev/cache-private=true";
-    if (j->phase == THAW_CI_READY)
-      thaw_job_refresh_failed(j, msg, 0);
-    else
-      thaw_job_fail(j, msg, 0, 1, 1);
+  default: /* Ready digests never change; Expiring is the lifecycle's */
+    thaw_job_end(j, THAW_WQ_SUCCESS, 0);
+    return;
   }
 }
