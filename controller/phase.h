@@ -23,6 +23,7 @@
  *                                                        picks which)
  *   Failed    TICK     idle for expireAfter              EXPIRE
  *   Expiring  TICK     its deletion has begun            DELETE (goes on)
+ *   Expiring  TICK     retained (set meanwhile)          KEEP
  *   Expiring  TICK     used again                        KEEP (-> Ready, or
  *                                                        Pending if nothing
  *                                                        was cached)
