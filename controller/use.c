@@ -14,7 +14,8 @@
 
 #define SAMPLE_MAX 10     /* usedBy.pods */
 #define NORMS_MAX 65536   /* memo of raw -> normalised; cleared when full */
-#define WRITES_MAX 32     /* use patches in flight */
+#define WRITES_MAX 64     /* use patches in flight */
+#define TICK_WRITES 100   /* use patches started per tick */
 #define DIRTY 1u          /* uses rv: low byte flags, pods count above */
 
 struct thaw_use {
@@ -323,7 +324,8 @@ static void on_tick(uv_timer_t *t) {
   /* Pass 1: which objects are due; their images need samples. */
   while (thaw_store_next(cis, &pos, &name, NULL, &rec)) {
     const thaw_cirec_t *c = rec;
-    if (c->norm[0] == '\0' || n_due >= WRITES_MAX - u->inflight)
+    if (c->norm[0] == '\0' || n_due >= TICK_WRITES ||
+        n_due + u->inflight >= WRITES_MAX)
       continue;
     uint64_t rv = 0;
     thaw_store_get(u->uses, c->norm, &rv);
