@@ -458,6 +458,16 @@ int thaw_kube_merge_patch(thaw_kube_t *k, const thaw_kube_resource_t *r,
                      "Content-Type: application/merge-patch+json", cb, data);
 }
 
+int thaw_kube_json_patch(thaw_kube_t *k, const thaw_kube_resource_t *r,
+                         const thaw_kube_opts_t *o, const cJSON *ops,
+                         thaw_kube_cb cb, void *data) {
+  thaw_kube_opts_t q = o ? *o : no_opts;
+  if (!q.name || !cJSON_IsArray(ops))
+    return THAW_EINVAL;
+  return send_object(k, r, &q, ops, "patch", "PATCH", 1,
+                     "Content-Type: application/json-patch+json", cb, data);
+}
+
 int thaw_kube_delete(thaw_kube_t *k, const thaw_kube_resource_t *r,
                      const thaw_kube_opts_t *o, thaw_kube_cb cb, void *data) {
   kube_url_t u;

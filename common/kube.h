@@ -107,6 +107,13 @@ int thaw_kube_update(thaw_kube_t *k, const thaw_kube_resource_t *r,
 int thaw_kube_merge_patch(thaw_kube_t *k, const thaw_kube_resource_t *r,
                           const thaw_kube_opts_t *o, const cJSON *patch,
                           thaw_kube_cb cb, void *data);
+/* PATCH with application/json-patch+json (RFC 6902): `ops` is the array of
+ * operations; a failed "test" op makes the server refuse the whole patch
+ * (422 Invalid), so a write can be made conditional on what was read.
+ * o->name is required. */
+int thaw_kube_json_patch(thaw_kube_t *k, const thaw_kube_resource_t *r,
+                         const thaw_kube_opts_t *o, const cJSON *ops,
+                         thaw_kube_cb cb, void *data);
 /* With o->resource_version, DeleteOptions carry it as a precondition (409
  * Conflict when the object changed). */
 int thaw_kube_delete(thaw_kube_t *k, const thaw_kube_resource_t *r,

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "reconcile.h"
 #include "registry.h"
+#include "repair.h"
 #include "sources.h"
 #include "warm.h"
 
@@ -35,6 +36,7 @@ struct thaw_controller {
   thaw_warmer_t *warmer;
   thaw_sources_t *sources;
   thaw_reconciler_t *rec;
+  thaw_repair_t *repair;
   thaw_leader_t *leader;
   thaw_httpd_t *httpd;
   const char *insecure[THAW_CONFIG_LIST_MAX + 2];
@@ -117,12 +119,14 @@ static void start_leading(thaw_controller_t *c) {
   c->leading = 1;
   thaw_info("leading: reconciling CachedImages");
   thaw_reconciler_set_active(c->rec, c->warmer);
+  thaw_repair_set_active(c->repair, 1);
   uv_timer_start(&c->activate, on_activate_tick, 0, ACTIVATE_POLL_MS);
 }
 
 static void stop_leading(thaw_controller_t *c) {
   c->leading = 0;
   uv_timer_stop(&c->activate);
+  thaw_repair_set_active(c->repair, 0);
   if (c->sources_active)
     thaw_sources_set_active(c->sources, 0);
   c->sources_active = 0;
@@ -220,6 +224,12 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
                             .metrics = c->metrics};
   if ((rc = thaw_sources_new(c->loop, c->kube, &so, &c->sources)) != 0)
     return thaw_errf(err, errlen, rc, "sources: %s", thaw_strerror(rc));
+  thaw_repair_opts_t rpo = {.cache_host = cfg->cache_host,
+                            .after_ms = cfg->repair_after_ms,
+                            .metrics = c->metrics};
+  if ((rc = thaw_repair_new(c->loop, c->kube, c->sources, &rpo,
+                            &c->repair)) != 0)
+    return thaw_errf(err, errlen, rc, "repair: %s", thaw_strerror(rc));
   thaw_reconciler_opts_t reo = {.cfg = cfg,
                                 .kube = c->kube,
                                 .sources = c->sources,
@@ -315,6 +325,7 @@ void thaw_controller_free(thaw_controller_t *c) {
   thaw_httpd_free(c->httpd);
   thaw_leader_free(c->leader);
   thaw_sources_free(c->sources);
+  thaw_repair_free(c->repair); /* after its observed sources */
   thaw_reconciler_free(c->rec); /* cancels warms; jobs end with the kube */
   free_warmer(c);
   thaw_http_free(c->http);

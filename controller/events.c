@@ -1,4 +1,4 @@
-/* events.c - Events about CachedImages, aggregated (events.h). */
+/* events.c - Events about CachedImages and pods, aggregated (events.h). */
 #include "events.h"
 
 #include <stdio.h>
@@ -16,6 +16,7 @@
 
 /* One series: the Event written for (object, reason, message). */
 typedef struct {
+  char ns[64]; /* the Event's namespace */
   char ev_name[128];
   char first[32]; /* firstTimestamp */
   unsigned count;
@@ -24,7 +25,7 @@ typedef struct {
 
 struct thaw_events {
   thaw_kube_t *kube;
-  thaw_store_t *series; /* "name\x1freason\x1fmessage" -> series_t */
+  thaw_store_t *series; /* "ns\x1fname\x1freason\x1fmessage" -> series_t */
 };
 
 static uint64_t now_ms(void) {
@@ -110,9 +111,10 @@ static void prune(thaw_events_t *ev, uint64_t now) {
   }
 }
 
-static int create(thaw_events_t *ev, const series_t *s, const char *name,
-                  const char *uid, const char *type, const char *reason,
-                  const char *msg, const char *now) {
+static int create(thaw_events_t *ev, const series_t *s,
+                  const thaw_events_object_t *about, const char *type,
+                  const char *reason, const char *msg, const char *now) {
+  const char *uid = about->uid;
   cJSON *o = cJSON_CreateObject();
   cJSON *meta = cJSON_AddObjectToObject(o, "metadata");
   cJSON *obj = cJSON_AddObjectToObject(o, "involvedObject");
@@ -123,10 +125,12 @@ static int create(thaw_events_t *ev, const series_t *s, const char *name,
       !cJSON_AddStringToObject(o, "apiVersion", "v1") ||
       !cJSON_AddStringToObject(o, "kind", "Event") ||
       !cJSON_AddStringToObject(meta, "name", s->ev_name) ||
-      !cJSON_AddStringToObject(meta, "namespace", THAW_EVENTS_NAMESPACE) ||
-      !cJSON_AddStringToObject(obj, "apiVersion", "thaw.dev/v1alpha1") ||
-      !cJSON_AddStringToObject(obj, "kind", "CachedImage") ||
-      !cJSON_AddStringToObject(obj, "name", name) ||
+      !cJSON_AddStringToObject(meta, "namespace", s->ns) ||
+      !cJSON_AddStringToObject(obj, "apiVersion", about->api_version) ||
+      !cJSON_AddStringToObject(obj, "kind", about->kind) ||
+      (about->namespace &&
+       !cJSON_AddStringToObject(obj, "namespace", about->namespace)) ||
+      !cJSON_AddStringToObject(obj, "name", about->name) ||
       (uid && *uid && !cJSON_AddStringToObject(obj, "uid", uid)) ||
       !cJSON_AddStringToObject(o, "type", type) ||
       !cJSON_AddStringToObject(o, "reason", reason) ||
@@ -138,7 +142,7 @@ static int create(thaw_events_t *ev, const series_t *s, const char *name,
     cJSON_Delete(o);
     return THAW_ENOMEM;
   }
-  thaw_kube_opts_t opts = {.namespace = THAW_EVENTS_NAMESPACE};
+  thaw_kube_opts_t opts = {.namespace = s->ns};
   int rc = thaw_kube_create(ev->kube, &thaw_kube_events, &opts, o, on_written,
                             (void *)"create");
   cJSON_Delete(o);
@@ -152,8 +156,7 @@ static int bump(thaw_events_t *ev, const series_t *s, const char *now) {
     cJSON_Delete(p);
     return THAW_ENOMEM;
   }
-  thaw_kube_opts_t opts = {.namespace = THAW_EVENTS_NAMESPACE,
-                           .name = s->ev_name};
+  thaw_kube_opts_t opts = {.namespace = s->ns, .name = s->ev_name};
   int rc = thaw_kube_merge_patch(ev->kube, &thaw_kube_events, &opts, p,
                                  on_written, (void *)"patch");
   cJSON_Delete(p);
@@ -163,12 +166,26 @@ static int bump(thaw_events_t *ev, const series_t *s, const char *now) {
 void thaw_events_emit(thaw_events_t *ev, const char *name, const char *uid,
                       const char *type, const char *reason,
                       const char *message) {
+  thaw_events_object_t ci = {.api_version = "thaw.dev/v1alpha1",
+                             .kind = "CachedImage",
+                             .name = name,
+                             .uid = uid};
+  thaw_events_emit_object(ev, &ci, type, reason, message);
+}
+
+void thaw_events_emit_object(thaw_events_t *ev,
+                             const thaw_events_object_t *obj,
+                             const char *type, const char *reason,
+                             const char *message) {
+  const char *name = obj->name,
+             *ns = obj->namespace ? obj->namespace : THAW_EVENTS_NAMESPACE;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   char now[32], msg[MESSAGE_MAX + 1], key[2048];
   thaw_rfc3339(ts.tv_sec, now, sizeof now);
   snprintf(msg, sizeof msg, "%s", message);
-  snprintf(key, sizeof key, "%.300s\x1f%.60s\x1f%s", name, reason, msg);
+  snprintf(key, sizeof key, "%.63s\x1f%.300s\x1f%.60s\x1f%s", ns, name,
+           reason, msg);
   uint64_t mono = now_ms();
   series_t *s = thaw_store_get(ev->series, key, NULL);
   if (s != NULL && mono - s->last_ms <= THAW_EVENTS_WINDOW_MS) {
@@ -188,6 +205,7 @@ void thaw_events_emit(thaw_events_t *ev, const char *name, const char *uid,
   }
   series_t one; /* without memory for the series: a plain event */
   series_t *use = s ? s : &one;
+  snprintf(use->ns, sizeof use->ns, "%s", ns);
   /* client-go's naming: object name, a dot, the time in hex nanoseconds. */
   snprintf(use->ev_name, sizeof use->ev_name, "%.100s.%llx", name,
            (unsigned long long)ts.tv_sec * 1000000000ull +
@@ -195,6 +213,6 @@ void thaw_events_emit(thaw_events_t *ev, const char *name, const char *uid,
   snprintf(use->first, sizeof use->first, "%s", now);
   use->count = 1;
   use->last_ms = mono;
-  if (create(ev, use, name, uid, type, reason, msg, now) != 0)
+  if (create(ev, use, obj, type, reason, msg, now) != 0)
     thaw_warn("event not recorded", "reason", reason);
 }
