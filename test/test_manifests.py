@@ -832,6 +832,7 @@ CONTROLLER_RULES = sorted([
      tuple(sorted(["list", "watch", "create", "patch", "delete"])), ()),
     (("thaw.dev",), ("cachedimages/status",), ("patch",), ()),
     (("",), ("namespaces", "pods", "podtemplates"), ("list", "watch"), ()),
+    (("",), ("pods",), ("get", "patch"), ()),
     (("",), ("events",), ("create", "patch"), ()),
 ])
 

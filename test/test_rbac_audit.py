@@ -15,8 +15,10 @@ rules, evaluated offline here, must agree.
 binary's name says which daemon). The controller's run: leader election
 (Lease create/renew, released on SIGTERM), a CachedImage created by the
 test warmed to Ready (status writes, Events), the pod sweep, OSCAR pre-warm
-(a PodTemplate in oscar-svc), and a private image through a pod's pull
-secret in a cache-private namespace (the controller reads the Secret). The
+(a PodTemplate in oscar-svc), a private image through a pod's pull
+secret in a cache-private namespace (the controller reads the Secret), and
+the repair of a pod stuck in ImagePullBackOff on a rewritten image (get and
+patch of the pod, an Event in its namespace). The
 webhook's: pods created through the emulator's admission chain, which calls
 thaw-webhook over TLS; its recorder creates their images' CachedImages, and
 an image made Ready is rewritten. Granted (group, resource, verb) triples a
@@ -148,7 +150,10 @@ class Run(Closers):
     def mark(self, what):
         self.timings[what] = time.time() - self.t0
 
-    def ok(self, method, path, body, want=(201,)):
+    def ok(self, method, path, body=None, want=(201,)):
+        if method == "PATCH":
+            return self.api.ok(method, path, body, ctype="application/merge-patch+json",
+                               want=want)
         return self.api.ok(method, path, body, want=want)
 
     def namespaces(self, spec):
@@ -270,7 +275,8 @@ class ControllerRun(Run):
         self.api.control("audit", method="DELETE")
         self.ctl = self.daemon = SAController(self.kubeconfig, BINARY, self.cache.url, self.tmp, extra=[
             "--allow-private", "--leader-elect=true", "--prewarm-namespaces", NS_OSCAR,
-            "--insecure-registries", ",".join([up, priv]), "--refresh-interval", "3s"])
+            "--insecure-registries", ",".join([up, priv]), "--refresh-interval", "3s",
+            "--repair-after", "1s"])
         self.closers.append(self.ctl.stop)
         self.ctl.start()
         deadline = time.time() + 20
@@ -304,6 +310,18 @@ class ControllerRun(Run):
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "private"},
             "spec": {"imagePullSecrets": [{"name": "regcred"}],
                      "containers": [{"name": "c", "image": self.imgs_priv}]}})
+        # 5. repair: a pod the webhook rewrote, stuck pulling from the cache
+        host, path = self.imgs_pod.split("/", 1)
+        stuck = "%s/%s/%s" % (stack.CACHE_HOST, host.replace(":", "__"), path)
+        self.ok("POST", "/api/v1/namespaces/%s/pods" % NS_APPS, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": "stuck", "annotations": {
+                    "thaw.dev/original-images": json.dumps({"container/c": self.imgs_pod})}},
+            "spec": {"containers": [{"name": "c", "image": stuck}]}})
+        self.ok("PATCH", "/api/v1/namespaces/%s/pods/stuck/status" % NS_APPS, {"status": {
+            "containerStatuses": [{"name": "c", "image": stuck, "imageID": "", "ready": False,
+                                   "restartCount": 0, "state": {"waiting": {
+                                       "reason": "ImagePullBackOff"}}}]}}, want=(200,))
         self.names = {"direct": direct, "swept": ci_name(self.imgs_pod),
                       "oscar": ci_name(self.imgs_oscar), "private": ci_name(self.imgs_priv)}
         self.wait_ready(self.names.values())
@@ -315,6 +333,12 @@ class ControllerRun(Run):
                 and time.time() < deadline:
             time.sleep(0.2)
         self.mark("refreshed")
+        deadline = time.time() + READY_S
+        while self.api.ok("GET", "/api/v1/namespaces/%s/pods/stuck" % NS_APPS)[
+                "spec"]["containers"][0]["image"] != self.imgs_pod and time.time() < deadline:
+            time.sleep(0.2)
+        self.repaired = self.api.ok("GET", "/api/v1/namespaces/%s/pods/stuck" % NS_APPS)
+        self.mark("stuck pod repaired")
         self.ready = {k: self.get_ci(n) for k, n in self.names.items()}
 
         rc, secs = self.ctl.stop_timed()
@@ -362,12 +386,15 @@ CASES = {
          e("create", "leases", LEASE, ns=SYSTEM_NS),
          e("patch", "cachedimages", "thaw.dev", "status", name="x"),
          e("get", "secrets", ns="any", name="regcred"),
+         e("get", "pods", ns="a", name="p"), e("patch", "pods", ns="a", name="p"),
+         e("create", "events", ns="a"),
          dict(e("get", ""), nonResourceURL="/apis/thaw.dev/v1alpha1")],
         [e("update", "leases", LEASE, ns=SYSTEM_NS, name="other"),
          e("update", "leases", LEASE, ns="default", name="thaw-controller"),
          e("create", "leases", LEASE, ns="default"),
          e("list", "leases", LEASE, ns=SYSTEM_NS),
-         e("patch", "pods", ns="a", name="p"),
+         e("update", "pods", ns="a", name="p"), e("delete", "pods", ns="a", name="p"),
+         e("patch", "pods", sub="status", ns="a", name="p"),
          e("update", "pods", sub="status", ns="a", name="p"),
          e("list", "secrets", ns="a"),
          e("get", "cachedimages", "", name="x"),
@@ -441,6 +468,12 @@ class RbacAudit(unittest.TestCase):
                                               ns=SYSTEM_NS, name="thaw-controller")), 2,
                                 "renewals and the release")
         self.assertTrue(self.used("create", "events"))
+        # the repair: read, patched once, an Event in the pod's namespace
+        self.assertEqual(RUN.repaired["spec"]["containers"][0]["image"], RUN.imgs_pod,
+                         RUN.daemon.log_tail(40))
+        self.assertTrue(self.used("get", "pods", ns=NS_APPS, name="stuck"))
+        self.assertEqual(len(self.used("patch", "pods", ns=NS_APPS, name="stuck")), 1)
+        self.assertTrue(self.used("create", "events", ns=NS_APPS))
         self.assertTrue(self.used("patch", "cachedimages", "thaw.dev", "status"),
                         "no status patch")
         self.assertGreaterEqual(len(self.used("create", "cachedimages", "thaw.dev")), 2,
