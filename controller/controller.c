@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "gc.h"
 #include "http.h"
 #include "httpd.h"
 #include "kube.h"
@@ -36,6 +37,7 @@ struct thaw_controller {
   thaw_warmer_t *warmer;
   thaw_sources_t *sources;
   thaw_reconciler_t *rec;
+  thaw_gc_t *gc; /* registry garbage collection (a no-op without --gc-url) */
   thaw_repair_t *repair;
   thaw_leader_t *leader;
   thaw_httpd_t *httpd;
@@ -108,6 +110,20 @@ static void free_warmer(thaw_controller_t *c) {
   c->registry = NULL;
 }
 
+/* Garbage collection pauses the reconciler's pushes around a run (gc.h). */
+static void gc_pause(thaw_gc_drained_cb drained, void *ctx, void *data) {
+  thaw_controller_t *c = data;
+  thaw_reconciler_pause(c->rec, 1, drained, ctx);
+}
+
+static void gc_resume(void *data) {
+  thaw_controller_t *c = data;
+  thaw_reconciler_pause(c->rec, 0, NULL, NULL);
+}
+
+/* A new leader pushes only once the agent has no run in flight. */
+static void on_gc_ready(void *data) { gc_resume(data); }
+
 static void start_leading(thaw_controller_t *c) {
   int rc = make_warmer(c);
   if (rc != 0) {
@@ -118,7 +134,9 @@ static void start_leading(thaw_controller_t *c) {
   }
   c->leading = 1;
   thaw_info("leading: reconciling CachedImages");
+  thaw_reconciler_pause(c->rec, 1, NULL, NULL); /* until on_gc_ready */
   thaw_reconciler_set_active(c->rec, c->warmer);
+  thaw_gc_set_active(c->gc, 1, on_gc_ready, c);
   thaw_repair_set_active(c->repair, 1);
   uv_timer_start(&c->activate, on_activate_tick, 0, ACTIVATE_POLL_MS);
 }
@@ -130,7 +148,9 @@ static void stop_leading(thaw_controller_t *c) {
   if (c->sources_active)
     thaw_sources_set_active(c->sources, 0);
   c->sources_active = 0;
+  thaw_gc_set_active(c->gc, 0, NULL, NULL);
   thaw_reconciler_set_active(c->rec, NULL); /* cancels warms in flight */
+  thaw_reconciler_pause(c->rec, 0, NULL, NULL);
   free_warmer(c);
 }
 
@@ -215,6 +235,14 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
   c->insecure[n] = NULL;
   if ((rc = thaw_http_new(c->loop, &c->http)) != 0)
     return thaw_errf(err, errlen, rc, "http client: %s", thaw_strerror(rc));
+  thaw_gc_opts_t go = {.agent_url = cfg->gc_url,
+                       .interval_ms = cfg->gc_interval_ms,
+                       .metrics = c->metrics,
+                       .pause = gc_pause,
+                       .resume = gc_resume,
+                       .data = c};
+  if ((rc = thaw_gc_new(c->loop, c->http, &go, &c->gc)) != 0)
+    return thaw_errf(err, errlen, rc, "gc: %s", thaw_strerror(rc));
 
   thaw_sources_opts_t so = {.system_namespace = cfg->namespace_,
                             .cache_host = cfg->cache_host,
@@ -326,6 +354,7 @@ void thaw_controller_free(thaw_controller_t *c) {
   thaw_leader_free(c->leader);
   thaw_sources_free(c->sources);
   thaw_repair_free(c->repair); /* after its observed sources */
+  thaw_gc_free(c->gc); /* before the reconciler it pauses and the http */
   thaw_reconciler_free(c->rec); /* cancels warms; jobs end with the kube */
   free_warmer(c);
   thaw_http_free(c->http);
