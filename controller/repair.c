@@ -326,6 +326,7 @@ static void on_patched(const thaw_kube_result_t *res, void *data) {
   const char *name = "";
   split_key(c->key, ns, sizeof ns, &name);
   if (res->err == 0) {
+    thaw_denied_note(&denied_patch, 0, "repair", "patch", "pods", NULL);
     thaw_metric_child_add(r->repaired, 1);
     thaw_info("pod repaired: original image restored", "ns", ns, "pod", name,
               "detail", c->message);
