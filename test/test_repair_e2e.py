@@ -308,10 +308,12 @@ class Repair(unittest.TestCase):
     def test_1_stuck_pod_gets_its_original(self):
         self.assertEqual(self.e.images("stuck"), ([], [APP]),
                          "not repaired; leader log:\n" + self.leader.log_tail(40))
-        # Not before --repair-after: seen unchanged until late, and the
-        # controller's own line about it is later than the delay.
+        # Not before --repair-after: the controller's line about it (written
+        # once the patch was answered, and the read before it waited for the
+        # delay) is later than the delay; and the test saw the pod unchanged
+        # well into it (a read started then; loose, for loaded machines).
         self.assertIsNotNone(self.last_unchanged)
-        self.assertGreaterEqual(self.last_unchanged - self.t_fail, AFTER_S * 0.75)
+        self.assertGreaterEqual(self.last_unchanged - self.t_fail, AFTER_S / 2)
         lines = [ln for ln in self.leader_log if ln["msg"].startswith("pod repaired")
                  and ln.get("pod") == "stuck"]
         self.assertEqual(len(lines), 1, lines)
