@@ -6,11 +6,12 @@ import threading
 import time
 import uuid
 
-import audit
+import bulk
 import kinds
 import managedfields
 import rbac
 import rest
+import writelog
 from errors import ApiError
 
 FAIL_STATUS = {
@@ -35,7 +36,7 @@ class Control:
         self.lock = threading.Lock()
         self.fails = []         # [{count, code, retryAfter, pathPrefix, methods}]
         self.latency_ms = 0
-        self.audit = audit.AuditLog()
+        self.audit = writelog.WriteLog()    # audit.py's log, plus writes with times
         self.conns = None       # connections.Connections, set by the server
 
     # ---- hooks for the HTTP layer
@@ -81,7 +82,8 @@ class Control:
 
     # endpoints that are not POST: name -> allowed methods (the handler
     # then gets the method and the query too)
-    METHODS = {"stats": ("GET",), "audit": ("GET", "DELETE"), "connections": ("GET",)}
+    METHODS = {"stats": ("GET",), "audit": ("GET", "DELETE"), "connections": ("GET",),
+               "writes": ("GET", "DELETE")}
 
     def handle(self, method, name, body, query=None):
         fn = getattr(self, "do_" + name.replace("-", "_"), None)
@@ -90,7 +92,7 @@ class Control:
         allowed = self.METHODS.get(name, ("POST",))
         if method not in allowed:
             raise ApiError(405, "MethodNotAllowed", "use " + " or ".join(allowed))
-        if name == "audit":
+        if name in ("audit", "writes"):
             return fn(method, query or {})
         return fn(body or {})
 
@@ -103,6 +105,17 @@ class Control:
             return {"cleared": self.audit.clear()}
         items, total = self.audit.items(query.get("user"))
         return {"items": items, "total": total}
+
+    def do_writes(self, method, query):
+        """GET: every write request (writelog.py) of ?user=NAME, or of all,
+        with the server's time; DELETE: forgets them."""
+        if method == "DELETE":
+            return {"cleared": self.audit.clear_writes()}
+        return self.audit.rows(query.get("user"))
+
+    def do_seed_many(self, body):
+        """Many seeds, each with its own template, at once (bulk.py)."""
+        return bulk.seed_many(self, body)
 
     def do_stats(self, body):
         with self.store.cond:
