@@ -1,0 +1,787 @@
+"""Body of bench/lifecycle-bench.sh (run it through that script): what use
+tracking costs thaw-controller at scale, and how many API writes it makes.
+
+Workload (the emulator of test/with-emulator.sh, bulk-loaded through
+/_emulator/seed-many): IMAGES CachedImages (default 10,000), Ready, each a
+digest reference docker.io/bench/svc-NNNNN@sha256:..., so the controller has
+nothing to warm or refresh and needs no registry (--registry-url points at a
+closed port); PODS OSCAR job pods (default 100,000; the object of
+test/data/oscar-job-pod.json) over NAMESPACES namespaces, image i in
+namespace i mod NAMESPACES, Zipf-distributed: image i has pods in proportion
+to 1/(i+1)^ZIPF (at least one each), so one image has ~10% of the pods and
+most have one or a few. The CachedImages start without usedBy (as on the
+first start of a controller that tracks use).
+
+Churn (REST requests like a cluster's, from WORKERS keep-alive HTTP/1.1
+connections of the bench's own user): RATE pod creations per second (images
+drawn by the same Zipf weights), RATE finishes per second (a status patch to
+phase Succeeded, as a job ends; oldest pod first, the preloaded ones in a
+shuffled order) and, TTL seconds behind, RATE deletions of finished pods per
+second. The achieved rates are measured and printed, flagged when short.
+
+Phases, each with a fresh thaw-controller (--leader-elect=false) running as
+its ServiceAccount under the RBAC of manifests/ (test/rbac_stack.py), all in
+one run against one emulator:
+  cold   first start: from /readyz (informers synced) until every
+         CachedImage's status.usedBy equals the truth (count and the first
+         10 namespace/name in sort order of its unfinished pods);
+  idle   DURATION seconds from /readyz with no churn (the baseline);
+  churn  DURATION seconds from /readyz with churn, then a drain until the
+         statuses converge again.
+Measured per phase: the controller's VmRSS (sampled each second) and VmHWM
+from /proc/PID/status, its CPU seconds (utime+stime of /proc/PID/stat) per
+second, the emulator's CPU, and the controller's API writes from the
+emulator's write log (/_emulator/writes, server times, by verb and
+resource), cross-checked with the controller's own
+thaw_kube_requests_total{verb="patch"}. Written values come from a watch on
+CachedImages that the bench holds open throughout.
+
+Checked (the run exits 1 when one fails; timings and memory are reported
+against their goals, never asserted):
+  - every CachedImage converges to the truth after cold start and after the
+    churn (within --converge-max);
+  - no object gets two use writes (merge patches of cachedimages/status)
+    less than 10 s apart (minus --slack for the emulator's queueing between
+    send and receipt) unless the later one changes unused <-> used;
+  - idle: no use write at all;
+  - churn: use writes <= the bound, the sum over objects of min(pod changes
+    of its image, floor(T/10) + 1 + its unused<->used transitions), T the
+    churn plus the drain;
+  - every churn request succeeded.
+--quick: 150 images, 1,500 pods, 5 namespaces, 50/s for 12 s (the meson
+'bench' smoke, under 60 s)."""
+
+import argparse
+import bisect
+import collections
+import hashlib
+import heapq
+import http.client
+import itertools
+import json
+import os
+import queue
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path[:0] = [os.path.join(REPO, "test"), os.path.join(REPO, "test", "kubeemu")]
+
+import rbac_stack  # noqa: E402
+import stack  # noqa: E402
+from stack import CI_PATH, SYSTEM_NS, ci_name  # noqa: E402
+
+SA = "thaw-controller"
+SA_USER = rbac_stack.sa_user(SA)
+COALESCE_S = 10.0   # use.h: at most one use write per object per 10 s
+SAMPLE = 10         # usedBy.pods
+MIB = 1 << 20
+RSS_GOAL_MIB = 64
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def wall():
+    return time.time()
+
+
+# ---- /proc
+
+def proc_status(pid):
+    """(VmRSS, VmHWM) in bytes."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            k, _, v = ln.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) * 1024
+    return out.get("VmRSS", 0), out.get("VmHWM", 0)
+
+
+def proc_cpu(pid):
+    """utime + stime in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def emulator_pid():
+    """The kubeemu process of test/with-emulator.sh (its --ready-file is in
+    THAW_EMU_DIR), for its CPU; None when not found."""
+    want = os.path.join(os.environ["THAW_EMU_DIR"], "ready").encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if want in argv and any(a.endswith(b"server.py") for a in argv):
+            return int(d)
+    return None
+
+
+# ---- the workload
+
+class Workload:
+    """Images, their Zipf weights, and the truth: which unfinished pods use
+    each image, updated as the churn's requests are answered."""
+
+    def __init__(self, images, pods, namespaces, zipf, seed):
+        if pods < images:
+            raise SystemExit("lifecycle-bench: --pods must be at least --images")
+        self.rng = random.Random(seed)
+        self.images = ["docker.io/bench/svc-%05d@sha256:%s"
+                       % (i, hashlib.sha256(b"svc-%d" % i).hexdigest()) for i in range(images)]
+        self.names = [ci_name(img) for img in self.images]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.ns = ["oscar-svc-u%03d" % (i % namespaces) for i in range(images)]
+        w = [1.0 / (i + 1) ** zipf for i in range(images)]
+        total = sum(w)
+        self.cum = list(itertools.accumulate(w))
+        counts = [max(1, round(pods * x / total)) for x in w]
+        counts[0] += pods - sum(counts)
+        if counts[0] < 1:
+            raise SystemExit("lifecycle-bench: too few pods for the Zipf counts")
+        self.preload = counts
+        self.lock = threading.Lock()
+        self.live = [set() for _ in range(images)]   # "ns/name" of unfinished pods
+        order = []
+        for i, c in enumerate(counts):
+            for k in range(c):
+                name = "job-%05d-%06d" % (i, k)
+                self.live[i].add("%s/%s" % (self.ns[i], name))
+                order.append((i, name))
+        self.rng.shuffle(order)
+        self.active = collections.deque(order)  # unfinished, oldest first: finish order
+        self.done = collections.deque()         # (wall time finished, image, name)
+        self.seq = 0
+        self.changes = collections.Counter()    # image -> changes of its pod set
+        self.flips = collections.Counter()      # image -> unused <-> used transitions
+
+    def pick(self):
+        return bisect.bisect_right(self.cum, self.rng.random() * self.cum[-1])
+
+    def truth(self, i):
+        """(count, first SAMPLE keys in sort order) of image i."""
+        s = self.live[i]
+        return len(s), tuple(heapq.nsmallest(SAMPLE, s))
+
+    def changed(self, i, key, add):
+        """The pod `key` of image i started (add) or finished."""
+        with self.lock:
+            s = self.live[i]
+            before = len(s)
+            (s.add if add else s.discard)(key)
+            if len(s) != before:
+                self.changes[i] += 1
+                if (before == 0) != (len(s) == 0):
+                    self.flips[i] += 1
+
+    def reset_counts(self):
+        with self.lock:
+            self.changes.clear()
+            self.flips.clear()
+
+
+def pod_template():
+    """The OSCAR job pod as a client sends it (no managedFields, status or
+    server fields)."""
+    with open(os.path.join(REPO, "test", "data", "oscar-job-pod.json")) as f:
+        pod = json.load(f)
+    md = pod["metadata"]
+    for k in ("managedFields", "creationTimestamp", "name", "namespace"):
+        md.pop(k, None)
+    pod.pop("status", None)
+    return pod
+
+
+def pod_for(tpl, wl, i):
+    pod = json.loads(json.dumps(tpl))
+    svc = "svc-%05d" % i
+    pod["metadata"]["labels"].update({"job-name": svc + "-job", "oscar_service": svc})
+    pod["spec"]["containers"][0]["image"] = wl.images[i]
+    pod["spec"]["volumes"][1]["configMap"]["name"] = svc
+    return pod
+
+
+def ci_template(img, size):
+    t = "2026-12-01T00:00:00Z"
+    digest = img.split("@", 1)[1]
+    return {"metadata": {"labels": {"app.kubernetes.io/managed-by": "thaw"}},
+            "spec": {"image": img},
+            "status": {"phase": "Ready", "digest": digest, "upstreamDigest": digest,
+                       "sizeBytes": size, "cachedAt": t, "lastCheckedAt": t, "attempts": 0,
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "Cached",
+                                       "message": "", "lastTransitionTime": t}]}}
+
+
+def preload(api, wl, tpl, batch=1000):
+    """CachedImages, then pods, through /_emulator/seed-many."""
+    t0 = time.monotonic()
+    n = len(wl.images)
+    for lo in range(0, n, batch):
+        seeds = [{"resource": "cachedimages", "group": "thaw.dev", "names": [wl.names[i]],
+                  "fieldManager": "thaw-controller",
+                  "template": ci_template(wl.images[i], 10_000_000 + i)}
+                 for i in range(lo, min(n, lo + batch))]
+        api.control("seed-many", {"seeds": seeds})
+    t1 = time.monotonic()
+    for lo in range(0, n, batch):
+        seeds = [{"resource": "pods", "namespace": wl.ns[i], "namePrefix": "job-%05d-" % i,
+                  "count": wl.preload[i], "fieldManager": "kubectl-create",
+                  "template": pod_for(tpl, wl, i)}
+                 for i in range(lo, min(n, lo + batch))]
+        api.control("seed-many", {"seeds": seeds})
+    t2 = time.monotonic()
+    return t1 - t0, t2 - t1
+
+
+# ---- the bench's view of CachedImage status: a watch held open
+
+class CIWatch(threading.Thread):
+    """Lists CachedImages, then watches them: state[name] = (count or None,
+    pods tuple or None); events[name] = [(wall time, count)] of every
+    MODIFIED seen, in resourceVersion order."""
+
+    def __init__(self, api):
+        super().__init__(daemon=True)
+        self.api = api
+        self.lock = threading.Lock()
+        self.state = {}
+        self.events = collections.defaultdict(list)
+        self.error = None
+        doc = api.ok("GET", CI_PATH)
+        for o in doc["items"]:
+            self.state[o["metadata"]["name"]] = self.use_of(o)
+        self.rv = doc["metadata"]["resourceVersion"]
+
+    @staticmethod
+    def use_of(o):
+        by = (o.get("status") or {}).get("usedBy")
+        if not isinstance(by, dict) or "count" not in by:
+            return None, None
+        return by["count"], tuple(by.get("pods") or ())
+
+    def run(self):
+        while True:
+            try:
+                self.watch()
+            except Exception as e:   # reported by the checks that read state
+                self.error = repr(e)
+                time.sleep(0.5)
+
+    def watch(self):
+        resp, conn = self.api.watch(
+            CI_PATH + "?watch=1&allowWatchBookmarks=true&timeoutSeconds=7200"
+            "&resourceVersion=" + self.rv, timeout=None)
+        try:
+            if resp.status != 200:
+                raise RuntimeError("watch: %s" % resp.status)
+            while True:
+                line = resp.readline()
+                if not line:
+                    return
+                ev = json.loads(line)
+                o = ev["object"]
+                if ev["type"] == "ERROR":
+                    raise RuntimeError("watch: %s" % o.get("message"))
+                self.rv = o["metadata"]["resourceVersion"]
+                if ev["type"] not in ("ADDED", "MODIFIED"):
+                    continue
+                name = o["metadata"]["name"]
+                use = self.use_of(o)
+                with self.lock:
+                    self.state[name] = use
+                    if ev["type"] == "MODIFIED":
+                        self.events[name].append((wall(), use[0]))
+        finally:
+            conn.close()
+
+    def mismatches(self, wl):
+        """Names whose status differs from the truth."""
+        with self.lock, wl.lock:
+            return [n for i, n in enumerate(wl.names) if self.state.get(n) != wl.truth(i)]
+
+    def events_between(self, t0, t1):
+        with self.lock:
+            return {n: [e for e in evs if t0 <= e[0] < t1] for n, evs in self.events.items()}
+
+
+def converge(watch, wl, limit):
+    """Seconds until every status equals the truth, or None after `limit`."""
+    t0 = time.monotonic()
+    while True:
+        bad = watch.mismatches(wl)
+        if not bad:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > limit:
+            log("  not converged after %d s: %d objects differ, e.g. %s" % (
+                limit, len(bad), "; ".join("%s status %s truth %s" % (
+                    n, watch.state.get(n), wl.truth(wl.index[n])) for n in bad[:3])))
+            return None
+        time.sleep(0.5)
+
+
+# ---- the churn
+
+class Churn:
+    """RATE creations, finishes and (TTL behind) deletions per second from
+    WORKERS threads with keep-alive connections; per-op counts and errors."""
+
+    def __init__(self, api, wl, tpl, rate, ttl, workers):
+        self.api, self.wl, self.rate, self.ttl, self.workers = api, wl, rate, ttl, workers
+        body = json.dumps(dict(tpl, metadata=dict(tpl["metadata"], name="@NAME@")))
+        self.body = body.replace('"grycap/imagemagick"', '"@IMAGE@"')
+        assert "@IMAGE@" in self.body
+        self.q = queue.Queue()
+        self.done = collections.Counter()
+        self.errors = collections.Counter()
+        self.samples = []
+        self.lock = threading.Lock()
+        self.max_backlog = 0
+
+    def conn(self):
+        return http.client.HTTPSConnection("127.0.0.1", self.api.port, context=self.api.ctx,
+                                           timeout=30)
+
+    def request(self, c, method, path, body, ctype):
+        h = {"Authorization": "Bearer " + self.api.token, "Accept": "application/json"}
+        if body is not None:
+            h["Content-Type"] = ctype
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, data
+
+    def worker(self):
+        c = self.conn()
+        wl = self.wl
+        while True:
+            op = self.q.get()
+            if op is None:
+                break
+            kind, i, name = op
+            ns = wl.ns[i]
+            base = "/api/v1/namespaces/%s/pods" % ns
+            if kind == "create":
+                args = ("POST", base, self.body.replace("@NAME@", name).replace(
+                    "@IMAGE@", wl.images[i]), "application/json", 201)
+            elif kind == "finish":
+                args = ("PATCH", base + "/" + name + "/status",
+                        '{"status":{"phase":"Succeeded"}}', "application/merge-patch+json", 200)
+            else:
+                args = ("DELETE", base + "/" + name, None, None, 200)
+            for attempt in range(2):
+                try:
+                    st, data = self.request(c, *args[:4])
+                    break
+                except (OSError, http.client.HTTPException):
+                    c.close()
+                    c = self.conn()
+                    st, data = None, b""
+            if st != args[4]:
+                with self.lock:
+                    self.errors[kind] += 1
+                    if self.errors[kind] <= 3:
+                        log("  churn %s %s/%s: %s %s" % (kind, ns, name, st, data[:200]))
+                continue
+            key = "%s/%s" % (ns, name)
+            if kind == "create":
+                wl.changed(i, key, True)
+                with wl.lock:
+                    wl.active.append((i, name))
+            elif kind == "finish":
+                wl.changed(i, key, False)
+                with wl.lock:
+                    wl.done.append((wall(), i, name))
+            with self.lock:
+                self.done[kind] += 1
+
+    def run(self, duration):
+        """Issues the churn for `duration` seconds; waits for the last
+        answers. Returns the seconds until the last answer."""
+        wl = self.wl
+        threads = [threading.Thread(target=self.worker, daemon=True)
+                   for _ in range(self.workers)]
+        for t in threads:
+            t.start()
+        issued = collections.Counter()
+        t0 = time.monotonic()
+        next_sample = t0 + 1
+        while True:
+            now = time.monotonic()
+            if now >= t0 + duration:
+                break
+            due = int(self.rate * (now - t0))
+            while issued["create"] < due:
+                issued["create"] += 1
+                with wl.lock:
+                    wl.seq += 1
+                    i, seq = wl.pick(), wl.seq
+                self.q.put(("create", i, "job-%05d-r%07d" % (i, seq)))
+            while issued["finish"] < due:
+                with wl.lock:
+                    if not wl.active:
+                        break
+                    i, name = wl.active.popleft()
+                issued["finish"] += 1
+                self.q.put(("finish", i, name))
+            due_del = int(self.rate * max(0.0, now - t0 - self.ttl))
+            cutoff = wall() - self.ttl
+            while issued["delete"] < due_del:
+                with wl.lock:
+                    if not wl.done or wl.done[0][0] > cutoff:
+                        break
+                    _, i, name = wl.done.popleft()
+                issued["delete"] += 1
+                self.q.put(("delete", i, name))
+            self.max_backlog = max(self.max_backlog, self.q.qsize())
+            if now >= next_sample:
+                with self.lock:
+                    self.samples.append((now - t0, dict(self.done)))
+                next_sample += 1
+            time.sleep(0.005)
+        for _ in threads:
+            self.q.put(None)
+        for t in threads:
+            t.join()
+        self.issued = issued
+        return time.monotonic() - t0
+
+
+# ---- one phase: a fresh controller, sampled
+
+class Phase:
+    def __init__(self, name, env, duration):
+        self.name, self.env, self.duration = name, env, duration
+        self.samples = []     # (wall, rss, hwm, cpu, emu cpu, patches by metrics)
+        self.stop_sampling = threading.Event()
+
+    def patches(self):
+        try:
+            text = self.ctl.metrics()
+        except OSError:
+            return None
+        n = 0.0
+        for line in text.splitlines():
+            if line.startswith("thaw_kube_requests_total{") and 'verb="patch"' in line:
+                n += float(line.rsplit(None, 1)[1])
+        return n
+
+    def sample(self):
+        rss, hwm = proc_status(self.ctl.proc.pid)
+        emu = proc_cpu(self.env.emu_pid) if self.env.emu_pid else None
+        self.samples.append((wall(), rss, hwm, proc_cpu(self.ctl.proc.pid), emu,
+                             self.patches()))
+
+    def sampler(self):
+        while not self.stop_sampling.wait(1.0):
+            try:
+                self.sample()
+            except OSError:
+                return
+
+    def start(self):
+        env = self.env
+        env.api.control("writes", method="DELETE")
+        self.ctl = rbac_stack.SAController(env.kubeconfig, env.binary, "http://127.0.0.1:1",
+                                           env.tmp, extra=["--leader-elect=false"],
+                                           name="thaw-controller-" + self.name)
+        env.closers.closers.append(self.ctl.stop)
+        t0 = time.monotonic()
+        self.ctl.start(timeout=300)
+        self.sync_s = time.monotonic() - t0
+        self.t_ready = wall()
+        self.sample()
+        self.thread = threading.Thread(target=self.sampler, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.stop_sampling.set()
+        self.thread.join()
+        self.sample()
+        self.t_end = wall()
+        rc = self.ctl.stop()
+        if rc != 0:
+            raise SystemExit("lifecycle-bench: %s exited %s; log:\n%s"
+                             % (self.ctl.name, rc, self.ctl.log_tail(30)))
+        time.sleep(1.0)   # the watch sees the last writes
+        self.writes = self.env.api.control("writes?user=" + SA_USER, method="GET")
+        if self.writes["dropped"]:
+            raise SystemExit("lifecycle-bench: the write log dropped %d entries"
+                             % self.writes["dropped"])
+
+    def window(self, t0, t1):
+        """Figures of the samples between wall times t0 and t1."""
+        ss = [s for s in self.samples if t0 - 0.6 <= s[0] <= t1 + 0.6]
+        a, b = ss[0], ss[-1]
+        secs = b[0] - a[0]
+        rss = [s[1] for s in ss]
+        half = rss[len(rss) // 2:]
+        out = {"secs": secs, "rss_start": a[1], "rss_end": b[1], "rss_max": max(rss),
+               "rss_steady": statistics.median(half), "hwm": b[2],
+               "cpu_s": b[3] - a[3], "cpu_per_s": (b[3] - a[3]) / secs if secs else 0.0,
+               "patches_metric": (b[5] - a[5]) if a[5] is not None and b[5] is not None
+               else None}
+        if a[4] is not None:
+            out["emu_cpu_per_s"] = (b[4] - a[4]) / secs if secs else 0.0
+        return out
+
+
+def write_stats(rows, t0, t1):
+    """Writes between t0 and t1: by (verb, resource[/sub]), use writes per
+    object (sorted times), per-second counts of use writes."""
+    by_kind = collections.Counter()
+    per_obj = collections.defaultdict(list)
+    per_sec = collections.Counter()
+    for ts, verb, res, sub, ns, name, code in rows:
+        if not t0 <= ts < t1:
+            continue
+        by_kind["%s %s%s" % (verb, res, "/" + sub if sub else "")] += 1
+        if verb == "patch" and res == "cachedimages" and sub == "status":
+            per_obj[name].append(ts)
+            per_sec[int(ts - t0)] += 1
+    for v in per_obj.values():
+        v.sort()
+    return by_kind, per_obj, per_sec
+
+
+def close_pairs(per_obj, events, before, slack):
+    """Use writes of one object less than COALESCE_S - slack apart whose
+    later write does not change unused <-> used (no usedBy counts as
+    unused). The k-th write of an object is its k-th MODIFIED event when
+    their numbers agree (every write changes lastUsedAt at least); otherwise
+    a flip seen from the earlier write to 5 s after the later one excuses
+    the pair. Returns (bad pairs, shortest gap)."""
+    bad, shortest = [], None
+    for name, ts in per_obj.items():
+        evs = events.get(name, [])
+        used = [bool(before.get(name))] + [bool(c) for _, c in evs]
+        flipped = [used[j + 1] != used[j] for j in range(len(evs))]   # by event j
+        for k in range(1, len(ts)):
+            gap = ts[k] - ts[k - 1]
+            shortest = gap if shortest is None else min(shortest, gap)
+            if gap >= COALESCE_S - slack:
+                continue
+            if len(evs) == len(ts):
+                ok = flipped[k]
+            else:
+                ok = any(f and ts[k - 1] - 0.5 <= t <= ts[k] + 5
+                         for (t, _), f in zip(evs, flipped))
+            if not ok:
+                bad.append((name, round(ts[k - 1], 3), round(ts[k], 3)))
+    return bad, shortest
+
+
+class Env:
+    pass
+
+
+def mib(b):
+    return b / MIB
+
+
+def report(ph, w, by_kind, per_sec, nobj):
+    """One phase's figures."""
+    span = max(1, int(round(w["secs"])))
+    rates = [per_sec.get(s, 0) for s in range(span)]
+    uses = sum(rates)
+    log("  %s: %.1f s window; controller RSS %.1f -> %.1f MiB (max %.1f, steady %.1f), "
+        "VmHWM %.1f MiB; CPU %.3f s/s%s" % (
+            ph.name, w["secs"], mib(w["rss_start"]), mib(w["rss_end"]), mib(w["rss_max"]),
+            mib(w["rss_steady"]), mib(w["hwm"]), w["cpu_per_s"],
+            "; emulator CPU %.2f s/s" % w["emu_cpu_per_s"] if "emu_cpu_per_s" in w else ""))
+    log("  %s: use writes %d (%.2f/s mean, %d/s max, %d objects); all writes: %s; "
+        "controller's patch counter +%s" % (
+            ph.name, uses, uses / w["secs"] if w["secs"] else 0, max(rates or [0]), nobj,
+            ", ".join("%s %d" % kv for kv in sorted(by_kind.items())) or "none",
+            "%d" % w["patches_metric"] if w["patches_metric"] is not None else "?"))
+    return uses
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--controller", required=True)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--images", type=int)
+    p.add_argument("--pods", type=int)
+    p.add_argument("--namespaces", type=int)
+    p.add_argument("--rate", type=float, help="pod creations per second")
+    p.add_argument("--duration", type=float, help="seconds of idle and of churn")
+    p.add_argument("--zipf", type=float, default=1.0)
+    p.add_argument("--ttl", type=float, default=5.0,
+                   help="seconds between a pod's finish and its deletion")
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--slack", type=float, default=1.0,
+                   help="seconds under 10 s still counted as 10 s apart")
+    p.add_argument("--converge-max", type=float)
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args()
+    q = a.quick
+    for k, full, quick in (("images", 10000, 150), ("pods", 100000, 1500),
+                           ("namespaces", 50, 5), ("rate", 200.0, 50.0),
+                           ("duration", 120.0, 12.0), ("converge_max", 900.0, 30.0)):
+        if getattr(a, k) is None:
+            setattr(a, k, quick if q else full)
+
+    env = Env()
+    env.binary = a.controller
+    env.api = stack.Api()
+    env.closers = stack.Closers()
+    env.tmp = tempfile.mkdtemp(prefix="thaw-lifecycle-bench.")
+    env.emu_pid = emulator_pid()
+    failures = []
+    try:
+        api = env.api
+        api.ok("POST", "/api/v1/namespaces", {"metadata": {"name": SYSTEM_NS}})
+        rbac_stack.load(api, rbac_stack.rbac_objects(rbac_stack.rendered(), sa=SA))
+        env.kubeconfig = os.path.join(env.tmp, "kubeconfig-" + SA)
+        rbac_stack.sa_kubeconfig(SA, env.kubeconfig)
+
+        wl = Workload(a.images, a.pods, a.namespaces, a.zipf, a.seed)
+        tpl = pod_template()
+        ci_s, pod_s = preload(api, wl, tpl)
+        log("preloaded %d CachedImages (%.1f s) and %d pods in %d namespaces (%.1f s); "
+            "Zipf %.2f: top image %d pods, %d images with 1" % (
+                a.images, ci_s, a.pods, a.namespaces, pod_s, a.zipf, wl.preload[0],
+                sum(1 for c in wl.preload if c == 1)))
+        log("controller: %s (--leader-elect=false, as %s); churn %g/s creations, finishes "
+            "and deletions (TTL %g s) for %g s; idle %g s; %d CPUs" % (
+                env.binary, SA_USER, a.rate, a.ttl, a.duration, a.duration, os.cpu_count()))
+        watch = CIWatch(api)
+        watch.start()
+
+        # cold: the first start writes use into every object
+        cold = Phase("cold", env, None)
+        cold.start()
+        log("cold: /readyz after %.2f s" % cold.sync_s)
+        secs = converge(watch, wl, a.converge_max)
+        cold.stop()
+        if secs is None:
+            failures.append("cold start did not converge in %d s" % a.converge_max)
+        w = cold.window(cold.t_ready, cold.t_end)
+        bk, per_obj, per_sec = write_stats(cold.writes["items"], cold.t_ready - 5, cold.t_end)
+        log("  cold: converged %s after /readyz" % ("in %.1f s" % secs if secs is not None
+                                                     else "NOT"))
+        report(cold, w, bk, per_sec, len(per_obj))
+        bad, shortest = close_pairs(per_obj, watch.events_between(cold.t_ready - 5, cold.t_end),
+                                    {}, a.slack)
+        if bad:
+            failures.append("cold: %d use writes closer than 10 s without unused<->used, "
+                            "e.g. %s" % (len(bad), bad[:3]))
+        results = {"cold": (w, sum(per_sec.values()), secs)}
+
+        # idle and churn: fresh controllers, measured from /readyz
+        for name in ("idle", "churn"):
+            with watch.lock:
+                before = {n: s[0] for n, s in watch.state.items()}
+            wl.reset_counts()
+            ph = Phase(name, env, a.duration)
+            ph.start()
+            log("%s: /readyz after %.2f s" % (name, ph.sync_s))
+            t0 = wall()
+            churn = None
+            if name == "churn":
+                churn = Churn(api, wl, tpl, a.rate, a.ttl, a.workers)
+                took = churn.run(a.duration)
+            else:
+                time.sleep(a.duration)
+                took = a.duration
+            t_win = wall()
+            drain = None
+            if churn is not None:
+                drain = converge(watch, wl, a.converge_max)
+                if drain is None:
+                    failures.append("churn: statuses did not converge in %d s after the churn"
+                                    % a.converge_max)
+            ph.stop()
+            w = ph.window(t0, t_win)
+            bk, per_obj, per_sec = write_stats(ph.writes["items"], ph.t_ready - 5, ph.t_end)
+            uses = sum(per_sec.values())
+            evs = watch.events_between(ph.t_ready - 5, ph.t_end + 1)
+            bad, shortest = close_pairs(per_obj, evs, before, a.slack)
+            if bad:
+                failures.append("%s: %d use writes closer than 10 s without unused<->used, "
+                                "e.g. %s" % (name, len(bad), bad[:3]))
+            _, _, win_sec = write_stats(ph.writes["items"], t0, t_win)
+            report(ph, w, bk, win_sec, len(per_obj))
+            if churn is not None:
+                ach = {k: churn.done[k] / took for k in ("create", "finish")}
+                ach["delete"] = churn.done["delete"] / max(1e-9, took - a.ttl)  # TTL behind
+                short = [k for k in ach if ach[k] < 0.95 * a.rate]
+                log("  churn: achieved %.1f creations/s, %.1f finishes/s, %.1f deletions/s "
+                    "(target %g/s%s; the last answer %.1f s after the start of a %g s window, "
+                    "backlog max %d); errors %s" % (
+                        ach["create"], ach["finish"], ach["delete"], a.rate,
+                        ", SHORT: " + ",".join(short) if short else "", took, a.duration,
+                        churn.max_backlog, dict(churn.errors) or "none"))
+                if sum(churn.errors.values()):
+                    failures.append("churn: %d requests failed" % sum(churn.errors.values()))
+                with wl.lock:
+                    changed = {i for i, c in wl.changes.items() if c}
+                    T = (ph.t_end - t0)
+                    bound = sum(min(wl.changes[i], int(T // COALESCE_S) + 1 + wl.flips[i])
+                                for i in changed)
+                    flips = sum(wl.flips.values())
+                log("  churn: use writes %d (churn + drain of %.1f s) for %d objects whose "
+                    "use changed (%d unused<->used flips); bound %d: %s; drained in %s" % (
+                        uses, T, len(changed), flips, bound,
+                        "met" if uses <= bound else "EXCEEDED",
+                        "%.1f s" % drain if drain is not None else "NOT"))
+                if uses > bound:
+                    failures.append("churn: %d use writes over the bound %d" % (uses, bound))
+                results["churn"] = (w, uses, drain, ach)
+            else:
+                if uses:
+                    failures.append("idle: %d use writes with no use changing" % uses)
+                results["idle"] = (w, uses, None)
+            log("  %s: shortest gap between two use writes of one object: %s" % (
+                name, "%.2f s" % shortest if shortest is not None else "none"))
+
+        wi, wc = results["idle"][0], results["churn"][0]
+        ach = results["churn"][3]
+
+        def ratio(x, y):
+            return x / y if y else float("inf")
+        peak = max(mib(r[0]["hwm"]) for r in results.values())
+        log("RESULT images=%d pods=%d rate=%g achieved_create=%.1f duration=%g "
+            "idle_cpu=%.4f churn_cpu=%.4f cpu_ratio=%.2f idle_rss_mib=%.1f churn_rss_mib=%.1f "
+            "rss_ratio=%.3f hwm_mib=%.1f idle_use_writes=%d churn_use_writes=%d "
+            "churn_use_writes_per_s=%.2f cold_converge_s=%s churn_drain_s=%s" % (
+                a.images, a.pods, a.rate, ach["create"], a.duration,
+                wi["cpu_per_s"], wc["cpu_per_s"], ratio(wc["cpu_per_s"], wi["cpu_per_s"]),
+                mib(wi["rss_steady"]), mib(wc["rss_steady"]),
+                ratio(wc["rss_steady"], wi["rss_steady"]), peak,
+                results["idle"][1], results["churn"][1], results["churn"][1] / wc["secs"],
+                "%.1f" % results["cold"][2] if results["cold"][2] is not None else "none",
+                "%.1f" % results["churn"][2] if results["churn"][2] is not None else "none"))
+        log("RESULT churn/idle: CPU %.2fx (%.3f vs %.3f s/s), steady RSS %.2fx (%.1f vs %.1f "
+            "MiB); peak RSS %.1f MiB (goal < %d: %s)" % (
+                ratio(wc["cpu_per_s"], wi["cpu_per_s"]), wc["cpu_per_s"], wi["cpu_per_s"],
+                ratio(wc["rss_steady"], wi["rss_steady"]), mib(wc["rss_steady"]),
+                mib(wi["rss_steady"]), peak, RSS_GOAL_MIB,
+                "met" if peak < RSS_GOAL_MIB else "MISSED"))
+        if watch.error:
+            log("note: the CachedImage watch restarted (%s)" % watch.error)
+    finally:
+        env.closers.close()
+        shutil.rmtree(env.tmp, ignore_errors=True)
+    for f in failures:
+        log("FAIL " + f)
+    log("lifecycle-bench: %s" % ("ok" if not failures else "%d checks failed" % len(failures)))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
