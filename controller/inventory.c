@@ -559,6 +559,13 @@ int thaw_inventory_set(thaw_inventory_t *inv, const char *name,
       return THAW_ENOMEM;
     }
   }
+  /* the object again before its new reference: that may resolve an orphan
+   * it owns, and a removed owner with none left would be freed */
+  int was_gone = o->gone;
+  if (was_gone) {
+    o->gone = 0;
+    inv->nobjs++;
+  }
   inv_entry_t *e = NULL, *old = o->top;
   if (!none) {
     if (old && strcmp(old->repo->name, repo) == 0 &&
@@ -576,16 +583,16 @@ int thaw_inventory_set(thaw_inventory_t *inv, const char *name,
         repo_put(inv, r); /* the manifest holds its own */
       }
       if (!e) {
-        if (o->gone && !o->outstanding)
-          obj_free(inv, o);
+        if (was_gone) {
+          o->gone = 1;
+          inv->nobjs--;
+          if (!o->outstanding)
+            obj_free(inv, o);
+        }
         return THAW_ENOMEM;
       }
       hold(inv, e); /* the new before the old: shared parts stay live */
     }
-  }
-  if (o->gone) {
-    o->gone = 0;
-    inv->nobjs++;
   }
   o->hint = size_hint > 0 ? size_hint : 0;
   if (old != e) {
