@@ -347,10 +347,13 @@ void inv_settle(thaw_inventory_t *inv, inv_entry_t *e) {
       return;
     }
     /* referenced again while the delete was on its way: read what is left */
+    char digest[72];
+    inv_digest_str(e->node, digest);
     thaw_warn("cache manifest deleted while referenced again",
-              "repo", e->repo->name);
+              "repo", e->repo->name, "digest", digest);
     e->state = INV_UNREAD;
     e->repo->unread++;
+    e->backoff_ms = 0;
     e->next_try = 0;
     wait = 0;
     /* fall through */
@@ -385,21 +388,25 @@ int inv_take(thaw_inventory_t *inv, inv_entry_t *e,
     uint8_t d[32];
     if (digest_bin(m.descs[i].digest, d))
       break; /* warm_manifest_parse checked it */
-    refs[i] = m.is_index
-                  ? (void *)entry_get(inv, e->repo, d, m.descs[i].size,
-                                      depth + 1)
-                  : (void *)node_get(inv, d, m.descs[i].size);
+    if (!m.is_index) {
+      refs[i] = node_get(inv, d, m.descs[i].size);
+    } else { /* listed: in++ at once, so a child listed twice is one entry */
+      inv_entry_t *k = entry_get(inv, e->repo, d, m.descs[i].size, depth + 1);
+      if (k)
+        k->in++;
+      refs[i] = k;
+    }
     if (!refs[i])
       break;
   }
   if (i < m.n) { /* out of memory: undo, stay unread */
-    while (i-- > 0) {
+    while (i-- > 0) { /* backwards: a child's last in-- is its first listing */
       if (!m.is_index) {
         node_put(inv, refs[i]);
         continue;
       }
       inv_entry_t *k = refs[i];
-      if (!k->live && !k->in && !k->busy && k->q == INV_Q_NONE &&
+      if (!--k->in && !k->live && !k->busy && k->q == INV_Q_NONE &&
           k->state == INV_UNREAD)
         entry_free(inv, k); /* made just now */
     }
@@ -420,7 +427,6 @@ int inv_take(thaw_inventory_t *inv, inv_entry_t *e,
       continue;
     }
     inv_entry_t *k = refs[i];
-    k->in++;
     if (!e->live && !k->live) /* part of an orphan's tree */
       own(k, e->owner);
   }
@@ -449,8 +455,11 @@ int64_t inv_release(thaw_inventory_t *inv, inv_entry_t *e) {
   if (--e->node->refs == 0)
     freed += bytes(e->node);
   for (uint32_t i = 0; i < e->nrefs; i++) {
-    if (e->is_index) {
-      ((inv_entry_t *)e->refs[i])->in--;
+    if (e->is_index) { /* the child may go now (one in-- and settle per
+                          listing: one listed twice goes at its last) */
+      inv_entry_t *k = e->refs[i];
+      k->in--;
+      inv_settle(inv, k);
       continue;
     }
     inv_node_t *n = e->refs[i];
@@ -465,9 +474,6 @@ int64_t inv_release(thaw_inventory_t *inv, inv_entry_t *e) {
   e->state = INV_GONE;
   if (e->owner)
     resolve(inv, e);
-  if (e->is_index) /* the children may go now */
-    for (uint32_t i = 0; i < nrefs; i++)
-      inv_settle(inv, refs[i]);
   xfree(inv, refs, nrefs * sizeof *refs);
   return freed;
 }
