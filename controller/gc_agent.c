@@ -87,14 +87,15 @@ struct thaw_gc_agent {
 
 /* --- time, memory ------------------------------------------------------ */
 
-/* RFC 3339 UTC with milliseconds: 2024-01-01T00:00:00.123Z */
+/* RFC 3339 UTC with microseconds, 2024-01-01T00:00:00.123456Z: a run's
+ * bounds, to compare with request logs of the registry. */
 static void now_rfc3339(char *buf, size_t cap) {
   struct timeval tv;
   struct tm tm;
   gettimeofday(&tv, NULL);
   gmtime_r(&tv.tv_sec, &tm);
   size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(buf + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+  snprintf(buf + n, cap - n, ".%06dZ", (int)tv.tv_usec);
 }
 
 static void unref(thaw_gc_agent_t *a) {
