@@ -20,7 +20,8 @@ the right digest; a second run frees nothing.
 Agent: 409 while a run is in flight; an empty registry is a success; a
 missing collector and a configuration it refuses are failures; a run nobody
 polls is stopped; SIGTERM mid-run stops the collector and exits 0; flags
-and methods.
+and methods. Descriptor cache: why the manifests' registry config has none
+(with it, a push after a collection commits an image whose layers are gone).
 Controller: a logging proxy in front of the cache registry records every
 request with its start and end; no write reaches the registry between the
 agent's startedAt and finishedAt (a new leader waits for a run a former
@@ -608,6 +609,51 @@ class AgentRuns(AgentCase):
             self.assertEqual(r.returncode, 2, (args, r.stderr))
             self.assertEqual(len(r.stderr.splitlines()), 1, (args, r.stderr))
             self.assertTrue(r.stderr.startswith("thaw-registry-gc: "), r.stderr)
+
+
+class DescriptorCache(AgentCase):
+    """Why the manifests' registry config has no `cache: blobdescriptor`:
+    with it, the serving registry still answers HEAD 200 for blobs the
+    collector deleted, so a later push of the same image skips them and
+    commits a manifest whose layers cannot be read. Without it, that push
+    uploads them again."""
+
+    def repush_after_collection(self, cache):
+        reg = self.c.own(registry.Registry())
+        if cache:
+            with open(reg.config) as f:
+                cfg = f.read()
+            with open(reg.config, "w") as f:
+                f.write(cfg.replace("storage:\n", "storage:\n  cache:\n"
+                                    "    blobdescriptor: inmemory\n", 1))
+            reg.stop()
+            reg.start()
+        imgs = images.Images(os.path.join(self.tmp, "layouts-%s" % cache))
+        host = reg.url.split("//", 1)[1]
+        a, b = imgs.shared()
+        info = imgs.push(a, host + "/t/a:v1")
+        imgs.push(b, host + "/t/b:v1")
+        self.assertEqual(http("DELETE", "%s/v2/t/a/manifests/%s" % (
+            reg.url, info["digest"]))[0], 202)
+        last = self.agent(reg).run()
+        self.assertEqual((last["result"], last["blobsDeleted"]), ("success", 3))
+        imgs.push(a, host + "/t/a:v1")  # as a warm of the same image would
+        whole = {}
+        for d in info["blobs"]:
+            try:
+                st, body, _ = http("GET", "%s/v2/t/a/blobs/%s" % (reg.url, d))
+                whole[d] = st == 200 and "sha256:" + hashlib.sha256(body).hexdigest() == d
+            except Exception:  # the length promised, the bytes not there
+                whole[d] = False
+        return whole
+
+    def test_with_the_cache_a_push_after_collection_loses_blobs(self):
+        whole = self.repush_after_collection(True)
+        self.assertFalse(all(whole.values()), whole)
+
+    def test_without_it_the_push_is_whole(self):
+        whole = self.repush_after_collection(False)
+        self.assertTrue(all(whole.values()), whole)
 
 
 # --- the controller's protocol ------------------------------------------

@@ -759,6 +759,150 @@ class RegistryS3(unittest.TestCase):
         self.assertEqual(pod["containers"][0]["command"][-1], "/etc/thaw/registry/config.yml")
 
 
+def gc_agents(objs):
+    """(workload, container) of every thaw-registry-gc container, and how
+    many agent processes the workloads run in all (replicas summed)."""
+    found, total = [], 0
+    for o in objs:
+        if o["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
+            continue
+        for c in o["spec"]["template"]["spec"]["containers"]:
+            if c["image"].startswith("thaw/thaw-registry-gc:"):
+                found.append((o, c))
+                total += o["spec"].get("replicas", 1) if o["kind"] != "DaemonSet" else 99
+    return found, total
+
+
+class RegistryGC(unittest.TestCase, Hardened):
+    """Garbage collection (docs/design.md): the agent is a sidecar of the one
+    registry pod on the filesystem PVC, and its own 1-replica Deployment with
+    S3; either way the controller's --gc-url reaches exactly one agent, and
+    only the controller reaches it."""
+
+    def agent_args(self, ctr):
+        args = dict(a[2:].split("=", 1) for a in ctr["args"])
+        self.assertEqual(len(args), len(ctr["args"]))
+        self.assertNotIn("delete-untagged", " ".join(ctr["args"]))
+        self.assertEqual(args["bind-address"], ":7440")
+        self.assertEqual(args["registry-binary"], "registry")
+        self.assertEqual({p["name"]: p["containerPort"] for p in ctr["ports"]}, {"gc": 7440})
+        for probe in ("livenessProbe", "readinessProbe"):
+            self.assertEqual(ctr[probe]["httpGet"]["path"], "/healthz")
+            self.assertIn(ctr[probe]["httpGet"]["port"], ("gc", 7440))
+        return args
+
+    def check_service_and_policy(self, objs, agent_labels, not_labels):
+        svc = find(objs, "Service", "thaw-registry-gc")
+        self.assertTrue(svc["spec"]["selector"].items() <= agent_labels.items())
+        self.assertFalse(svc["spec"]["selector"].items() <= not_labels.items())
+        self.assertEqual([(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]],
+                         [(7440, "gc")])
+        ctl = find(objs, "Deployment", "thaw-controller")
+        args = dict(a[2:].split("=", 1) for a in ctl["spec"]["template"]["spec"]
+                    ["containers"][0]["args"])
+        self.assertEqual(args["gc-url"], "http://thaw-registry-gc.$(POD_NAMESPACE).svc:7440")
+        np = find(objs, "NetworkPolicy", "thaw-registry-gc")
+        sel = np["spec"]["podSelector"]["matchLabels"]
+        self.assertTrue(sel.items() <= agent_labels.items())
+        self.assertFalse(sel.items() <= not_labels.items())
+        self.assertEqual(np["spec"]["policyTypes"], ["Ingress"])
+        ctl_labels = ctl["spec"]["template"]["metadata"]["labels"]
+        for rule in np["spec"]["ingress"]:
+            self.assertEqual(rule["ports"], [{"port": 7440, "protocol": "TCP"}])
+            self.assertTrue(rule["from"])  # a rule without `from` admits everyone
+            for src in rule["from"]:
+                self.assertEqual(list(src), ["podSelector"])
+                self.assertTrue(src["podSelector"]["matchLabels"].items() <= ctl_labels.items())
+        # No other policy opens 7440 on the agent's pods.
+        for other in objs:
+            if other["kind"] == "NetworkPolicy" and other is not np:
+                for rule in other["spec"].get("ingress", []):
+                    self.assertNotIn(7440, [p["port"] for p in rule.get("ports", [])])
+
+    def test_sidecar_on_the_filesystem_volume(self):
+        objs = resolve(MANIFESTS)
+        found, total = gc_agents(objs)
+        self.assertEqual(total, 1)
+        dep, ctr = found[0]
+        self.assertEqual(dep["metadata"]["name"], "thaw-registry")
+        pod = dep["spec"]["template"]["spec"]
+        reg = pod["containers"][0]
+        self.assertEqual((reg["name"], ctr["name"]), ("registry", "registry-gc"))
+        self.assertEqual(ctr["image"], "thaw/thaw-registry-gc:0.1.0")
+        args = self.agent_args(ctr)
+        # The registry's own config and volume.
+        self.assertEqual(args["config"], reg["command"][-1])
+        root = config_of(objs, "thaw-registry")["storage"]["filesystem"]["rootdirectory"]
+        self.assertEqual(args["storage-dir"], root)
+        mine, theirs = self.mounts(pod, ctr), self.mounts(pod, reg)
+        self.assertEqual(mine[root], theirs[root])
+        self.assertIn("persistentVolumeClaim", mine[root])
+        cfg_dir = os.path.dirname(args["config"])
+        self.assertEqual(mine[cfg_dir], theirs[cfg_dir])
+        self.assert_hardened(pod, ctr)
+        self.assert_resources(ctr)
+        self.assertIs(pod["automountServiceAccountToken"], False)  # no API, no RBAC
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        self.check_service_and_policy(objs, labels, {})
+        # The registry's Service does not send pulls to a port of the agent.
+        svc = find(objs, "Service", "thaw-registry")
+        self.assertNotIn(7440, [p["port"] for p in svc["spec"]["ports"]])
+
+    def test_no_blob_descriptor_cache(self):
+        # It answers HEAD 200 for blobs the collector deleted (test_gc.py).
+        base = config_of(resolve(MANIFESTS), "thaw-registry")
+        s3 = yaml.safe_load(load_all(os.path.join(MANIFESTS, "registry", "s3",
+                                                  "config-patch.yaml"))[0]["data"]["config.yml"])
+        for cfg in (base, s3):
+            self.assertNotIn("cache", cfg["storage"])
+            self.assertIs(cfg["storage"]["delete"]["enabled"], True)
+
+    def test_no_rbac_for_the_agent(self):
+        for objs in (resolve(MANIFESTS), overlay("registry/s3")):
+            for o in objs:
+                if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
+                                 "ServiceAccount"):
+                    self.assertNotIn("gc", o["metadata"]["name"])
+
+    def test_own_deployment_with_s3(self):
+        objs = overlay("registry/s3")
+        found, total = gc_agents(objs)
+        self.assertEqual(total, 1)  # 2 registry replicas, still one agent
+        dep, ctr = found[0]
+        self.assertEqual(dep["metadata"]["name"], "thaw-registry-gc")
+        self.assertEqual(dep["spec"]["replicas"], 1)
+        self.assertEqual(dep["spec"]["strategy"], {"type": "Recreate"})  # never two
+        reg = find(objs, "Deployment", "thaw-registry")
+        self.assertEqual(reg["spec"]["replicas"], 2)
+        self.assertEqual([c["name"] for c in reg["spec"]["template"]["spec"]["containers"]],
+                         ["registry"])
+        pod = dep["spec"]["template"]["spec"]
+        args = self.agent_args(ctr)
+        self.assertNotIn("storage-dir", args)  # S3 is not walked
+        mounts = self.mounts(pod, ctr)
+        self.assertEqual(mounts[os.path.dirname(args["config"])]["configMap"]["name"],
+                         "thaw-registry")
+        self.assertIn("s3", config_of(objs, "thaw-registry")["storage"])
+        env = env_of(ctr)
+        for var in ("REGISTRY_STORAGE_S3_ACCESSKEY", "REGISTRY_STORAGE_S3_SECRETKEY"):
+            self.assertEqual(env[var]["valueFrom"]["secretKeyRef"]["name"], "thaw-registry-s3")
+        self.assert_hardened(pod, ctr)
+        self.assert_resources(ctr)
+        self.assertIs(pod["automountServiceAccountToken"], False)
+        for v in pod["volumes"]:
+            self.assertNotIn("persistentVolumeClaim", v)
+        agent_labels = dep["spec"]["template"]["metadata"]["labels"]
+        reg_labels = reg["spec"]["template"]["metadata"]["labels"]
+        self.check_service_and_policy(objs, agent_labels, reg_labels)
+        # The registry's Service, policy and budget never select the agent.
+        for kind in ("Service", "PodDisruptionBudget"):
+            sel = find(objs, kind, "thaw-registry")["spec"]["selector"]
+            sel = sel.get("matchLabels", sel)
+            self.assertFalse(sel.items() <= agent_labels.items(), kind)
+        np = find(objs, "NetworkPolicy", "thaw-registry")["spec"]["podSelector"]["matchLabels"]
+        self.assertFalse(np.items() <= agent_labels.items())
+
+
 class NodeLocal(unittest.TestCase, Hardened):
     @classmethod
     def setUpClass(cls):
