@@ -782,6 +782,16 @@ class RegistryGC(unittest.TestCase, Hardened):
     def agent_args(self, ctr):
         args = dict(a[2:].split("=", 1) for a in ctr["args"])
         self.assertEqual(len(args), len(ctr["args"]))
+        # Every flag given is in docs/design.md's agent flag table.
+        with open(DESIGN) as f:
+            section = f.read().split("### Garbage collection", 1)[1].split("\n## ", 1)[0]
+        documented = set()
+        for line in section.splitlines():
+            if line.startswith("| `--"):
+                documented.update(re.findall(r"`(--[a-z-]+)`", line.split("|")[1]))
+        self.assertIn("--orphan-timeout", documented)
+        for a in args:
+            self.assertIn("--" + a, documented)
         self.assertNotIn("delete-untagged", " ".join(ctr["args"]))
         self.assertEqual(args["bind-address"], ":7440")
         self.assertEqual(args["registry-binary"], "registry")
