@@ -6,10 +6,13 @@ the bytes removing a set frees, two tags of one digest (expiring one
 deletes nothing), tag refresh (the old digest deleted unless a digest
 reference holds it), a multi-arch index deleted before its children and the
 freed bytes matched by a real garbage-collect, a child held by a digest
-reference, an unread manifest blocking its repository, may_delete
-postponing, an orphan referenced again, a 404 top, the registry down then
+reference, an index listing a child twice, an object removed before its
+tree was read (read, then deleted), an unread manifest blocking its
+repository, may_delete postponing and kick, an orphan referenced again (and
+a removed name set again), a 404 top pushed later, the registry down then
 up, failed deletes retried with backoff, set_registry(NULL) and free with
-requests in flight, and 10,000 objects' memory.
+requests in flight (the driver must exit with its loop empty: no leak under
+ASan), and 10,000 objects' memory.
 
 Images are built by test/images.py (skopeo) or pushed by hand over HTTP;
 servers run on free loopback ports and are stopped by PID."""
@@ -408,6 +411,21 @@ class InventoryTest(unittest.TestCase):
             if fp:
                 fp.close()
             reg.close()
+
+    def test_removed_before_read(self):
+        # after a restart: expired before its tree was read; the tree is
+        # read first (the children are learnt from the index), then deleted
+        info = self.push(self.imgs.multiarch(), "safe/early:v1")
+        d = self.driver(host="none")
+        d.batch(["set early safe/early %s 1" % info["digest"], "remove early"])
+        q = d.query("early")
+        self.assertTrue(q["objects"]["early"]["pending"])
+        self.assertEqual(q["unique"], 0)
+        d.cmd("registry", self.host)
+        ev = d.wait_deleted(3)
+        self.assertEqual(ev[0]["digest"], info["digest"], "the index first")
+        self.assertEqual(sorted(e["digest"] for e in ev[1:]), sorted(info["children"]))
+        d.wait(lambda q: not q["objects"]["early"]["pending"], "settled", names=("early",))
 
     def test_index_child_held_by_digest_reference(self):
         info = self.push(self.imgs.multiarch(), "safe/multi:v1")
