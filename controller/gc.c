@@ -27,6 +27,7 @@ enum state {
   S_OFF,        /* not leading */
   S_WAIT_AGENT, /* leading; waiting until the agent has no run in flight */
   S_IDLE,       /* leading */
+  S_CHECKING,   /* a run is due: is the agent there? (not paused yet) */
   S_PAUSING,    /* pause asked; waiting for drained */
   S_POSTING,    /* POST /gc in flight */
   S_BUSY,       /* the agent answered 409: polling until that run ends */
@@ -72,6 +73,7 @@ typedef struct {
 static void post(thaw_gc_t *gc);
 static void poll_now(thaw_gc_t *gc);
 static void schedule(thaw_gc_t *gc);
+static void pause_pushes(thaw_gc_t *gc);
 
 /* --- small parts ------------------------------------------------------- */
 
@@ -133,6 +135,7 @@ static int parse_status(cJSON *doc, agent_status_t *s) {
 static void end_run(thaw_gc_t *gc, int ok, long long measured,
                     const char *message) {
   int64_t reclaimed = measured >= 0 ? measured : ok ? gc->run_bytes : 0;
+  int was_paused = gc->paused;
   do_resume(gc);
   gc->st = S_IDLE;
   const char *res[] = {ok ? "success" : "failure"};
@@ -145,8 +148,9 @@ static void end_run(thaw_gc_t *gc, int ok, long long measured,
   snprintf(id, sizeof id, "%llu", gc->run_id);
   snprintf(bytes, sizeof bytes, "%lld", (long long)reclaimed);
   thaw_log(ok ? THAW_LOG_INFO : THAW_LOG_WARN,
-           ok ? "garbage collection done: pushes resumed"
-              : "garbage collection failed: pushes resumed",
+           ok           ? "garbage collection done: pushes resumed"
+           : was_paused ? "garbage collection failed: pushes resumed"
+                        : "garbage collection failed: nothing was paused",
            "run", id, "reclaimedBytes", bytes, "bytesFrom",
            measured >= 0 ? "agent" : "expected", "message", message,
            (char *)NULL);
@@ -214,14 +218,28 @@ static void on_poll_done(thaw_http_req_t *req, const thaw_http_result_t *res,
                *res->message ? res->message : thaw_strerror(res->err));
     else
       snprintf(why, sizeof why, "GET /gc: HTTP %ld", res->status);
-    unreachable(gc, why);
+    if (gc->st == S_CHECKING) /* nothing paused yet: fail, retry later */
+      end_run(gc, 0, -1, why);
+    else
+      unreachable(gc, why);
     return;
   }
   cJSON *doc = cJSON_ParseWithLength(res->body, res->body_len);
   agent_status_t s;
   if (doc == NULL || parse_status(doc, &s) != 0) {
     cJSON_Delete(doc);
-    unreachable(gc, "GET /gc: not the agent's JSON");
+    snprintf(why, sizeof why, "GET /gc: not the agent's JSON");
+    if (gc->st == S_CHECKING)
+      end_run(gc, 0, -1, why);
+    else
+      unreachable(gc, why);
+    return;
+  }
+  if (gc->st == S_CHECKING) { /* the agent answers: now pause (a run of
+                                 someone else's in flight is waited out
+                                 after the POST's 409, paused) */
+    cJSON_Delete(doc);
+    pause_pushes(gc);
     return;
   }
   gc->unreachable_since = 0;
@@ -268,7 +286,10 @@ static void poll_now(thaw_gc_t *gc) {
   int rc = thaw_http_start(gc->http, &o, &gc->req);
   if (rc != 0) {
     gc->req = NULL;
-    unreachable(gc, thaw_strerror(rc));
+    if (gc->st == S_CHECKING)
+      end_run(gc, 0, -1, thaw_strerror(rc));
+    else
+      unreachable(gc, thaw_strerror(rc));
   }
 }
 
@@ -343,14 +364,21 @@ static void on_drained(void *ctx) {
   post(gc);
 }
 
-static void begin_run(thaw_gc_t *gc) {
+static void pause_pushes(thaw_gc_t *gc) {
   gc->st = S_PAUSING;
-  gc->pending = 0;
-  gc->run_bytes = gc->pending_bytes;
-  gc->pending_bytes = 0;
   gc->paused = 1;
   thaw_info("garbage collection due: pausing pushes until none is in flight");
   gc->pause(on_drained, gc, gc->data);
+}
+
+/* An agent that does not answer costs no pause (and no drain of the warms
+ * in flight): the run fails at once and is retried later. */
+static void begin_run(thaw_gc_t *gc) {
+  gc->st = S_CHECKING;
+  gc->pending = 0;
+  gc->run_bytes = gc->pending_bytes;
+  gc->pending_bytes = 0;
+  poll_now(gc);
 }
 
 static void on_due(uv_timer_t *t) { schedule(t->data); }

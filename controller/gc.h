@@ -2,6 +2,7 @@
  * (docs/design.md "Garbage collection"): distribution's collector must not
  * run while anything pushes, so a run is
  *
+ *   GET /gc (the agent answers; else the run fails, nothing paused) ->
  *   pause (no new push) -> drained (none in flight) -> POST /gc to
  *   thaw-registry-gc -> GET /gc every 500 ms until that run has ended ->
  *   resume -> metrics

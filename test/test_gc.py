@@ -545,7 +545,12 @@ class AgentRuns(AgentCase):
                                  extra=["--orphan-timeout", "1s"])
         st, doc = agent.post()
         self.assertEqual(st, 202)
-        time.sleep(4)  # 1 s, the watchdog's 1 s tick, the collector's exit
+        # Not a GET /gc meanwhile (that is the sign of life): the log says
+        # when the run has ended.
+        deadline = time.time() + 30
+        while '"garbage collection ended"' not in agent.log():
+            self.assertLess(time.time(), deadline, agent.log())
+            time.sleep(0.1)
         s = agent.status()
         self.assertIs(s["running"], False, s)
         self.assertEqual(s["last"]["result"], "failure")
@@ -773,8 +778,9 @@ class ControllerProtocol(AgentCase):
         self.assertEqual(http("DELETE", "%s/v2/old/garbage/manifests/%s" % (
             self.cache.url, g["digest"]))[0], 202)
         garbage = sum(graph(glo, g["digest"]).values())
-        # A: warming when the run falls due (its layer trickles in over ~5 s).
-        alo = random_layout(self.imgs, "slow", 5 * 250000, 12)
+        # A: warming when the run falls due, 3 s after leadership (its layer
+        # trickles in over ~6 s).
+        alo = random_layout(self.imgs, "slow", 6 * 250000, 12)
         a_ref, a = self.upstream(alo, "gc/slow:v1")
         with open(alo.blob_path(a["digest"]), "rb") as f:
             layer = json.load(f)["layers"][0]["digest"]
@@ -782,8 +788,8 @@ class ControllerProtocol(AgentCase):
         b_ref, b = self.upstream(self.imgs.single(), "gc/during:v1")
         agent = self.agent(self.cache, collector=slow_collector(self.tmp, 2))
         a_name = self.create_ci(a_ref)
-        ctl = self.controller("ctl-run", ["--gc-url", agent.url, "--gc-interval", "2s"])
-        # The run is due 2 s after leadership: pushes pause, A drains.
+        ctl = self.controller("ctl-run", ["--gc-url", agent.url, "--gc-interval", "3s"])
+        # The run is due 3 s after leadership: pushes pause, A drains.
         deadline = time.time() + 30
         while log_time(ctl.log_tail(10000), "garbage collection due: pausing "
                        "pushes until none is in flight") is None:
@@ -860,7 +866,8 @@ class ControllerProtocol(AgentCase):
         self.assertEqual(metric(m, "thaw_gc_runs_total", {"result": "success"}), 0)
         log = stop_clean(ctl)
         self.assertIn("garbage collection agent unreachable", log)
-        self.assertIn("garbage collection failed: pushes resumed", log)
+        # Later runs fail on the check before the pause: nothing waits.
+        self.assertIn("garbage collection failed: nothing was paused", log)
 
 
 def main():
