@@ -463,8 +463,8 @@ class Churn:
 # ---- one phase: a fresh controller, sampled
 
 class Phase:
-    def __init__(self, name, env, duration):
-        self.name, self.env, self.duration = name, env, duration
+    def __init__(self, name, env):
+        self.name, self.env = name, env
         self.samples = []     # (wall, rss, hwm, cpu, emu cpu, patches by metrics)
         self.stop_sampling = threading.Event()
 
@@ -512,6 +512,8 @@ class Phase:
         self.thread.join()
         self.sample()
         self.t_end = wall()
+        a, b = self.samples[0][5], self.samples[-1][5]
+        self.patch_delta = b - a if a is not None and b is not None else None
         rc = self.ctl.stop()
         if rc != 0:
             raise SystemExit("lifecycle-bench: %s exited %s; log:\n%s"
@@ -531,9 +533,7 @@ class Phase:
         half = rss[len(rss) // 2:]
         out = {"secs": secs, "rss_start": a[1], "rss_end": b[1], "rss_max": max(rss),
                "rss_steady": statistics.median(half), "hwm": b[2],
-               "cpu_s": b[3] - a[3], "cpu_per_s": (b[3] - a[3]) / secs if secs else 0.0,
-               "patches_metric": (b[5] - a[5]) if a[5] is not None and b[5] is not None
-               else None}
+               "cpu_s": b[3] - a[3], "cpu_per_s": (b[3] - a[3]) / secs if secs else 0.0}
         if a[4] is not None:
             out["emu_cpu_per_s"] = (b[4] - a[4]) / secs if secs else 0.0
         return out
@@ -584,30 +584,104 @@ def close_pairs(per_obj, events, before, slack):
     return bad, shortest
 
 
-class Env:
-    pass
-
-
 def mib(b):
     return b / MIB
 
 
-def report(ph, w, by_kind, per_sec, nobj):
-    """One phase's figures."""
-    span = max(1, int(round(w["secs"])))
-    rates = [per_sec.get(s, 0) for s in range(span)]
-    uses = sum(rates)
+def ratio(x, y):
+    return x / y if y else float("inf")
+
+
+class Env:
+    """What every phase shares: the API client, the controller binary and
+    its kubeconfig, the pod template, a temporary folder, what to close."""
+
+
+def run_phase(env, watch, wl, name, a, failures):
+    """One phase with a fresh controller (see the module's docstring);
+    prints its figures, appends failed checks; returns its figures."""
+    with watch.lock:
+        before = {n: s[0] for n, s in watch.state.items()}
+    wl.reset_counts()
+    ph = Phase(name, env)
+    ph.start()
+    log("%s: /readyz after %.2f s" % (name, ph.sync_s))
+    t0 = wall()
+    churn, conv = None, None
+    if name == "churn":
+        churn = Churn(env.api, wl, env.tpl, a.rate, a.ttl, a.workers)
+        took = churn.run(a.duration)
+    elif name == "idle":
+        time.sleep(a.duration)
+    t_win = wall()
+    if name != "idle":
+        conv = converge(watch, wl, a.converge_max)
+        if conv is None:
+            failures.append("%s: statuses did not converge in %d s" % (name, a.converge_max))
+        if name == "cold":
+            t_win = wall()
+    ph.stop()
+    rows = ph.writes["items"]
+    w = ph.window(t0, t_win)
+    by_kind, _, per_sec = write_stats(rows, t0, t_win)
+    _, per_obj, all_sec = write_stats(rows, ph.t_ready - 5, ph.t_end + 1)
+    uses, win_uses = sum(all_sec.values()), sum(per_sec.values())
+    rates = [per_sec.get(k, 0) for k in range(max(1, int(round(w["secs"]))))]
     log("  %s: %.1f s window; controller RSS %.1f -> %.1f MiB (max %.1f, steady %.1f), "
         "VmHWM %.1f MiB; CPU %.3f s/s%s" % (
-            ph.name, w["secs"], mib(w["rss_start"]), mib(w["rss_end"]), mib(w["rss_max"]),
+            name, w["secs"], mib(w["rss_start"]), mib(w["rss_end"]), mib(w["rss_max"]),
             mib(w["rss_steady"]), mib(w["hwm"]), w["cpu_per_s"],
             "; emulator CPU %.2f s/s" % w["emu_cpu_per_s"] if "emu_cpu_per_s" in w else ""))
-    log("  %s: use writes %d (%.2f/s mean, %d/s max, %d objects); all writes: %s; "
-        "controller's patch counter +%s" % (
-            ph.name, uses, uses / w["secs"] if w["secs"] else 0, max(rates or [0]), nobj,
-            ", ".join("%s %d" % kv for kv in sorted(by_kind.items())) or "none",
-            "%d" % w["patches_metric"] if w["patches_metric"] is not None else "?"))
-    return uses
+    log("  %s: writes in the window: %s; use writes %.2f/s mean, %d/s max" % (
+        name, ", ".join("%s %d (%.2f/s)" % (k, v, ratio(v, w["secs"]))
+                        for k, v in sorted(by_kind.items())) or "none",
+        ratio(win_uses, w["secs"]), max(rates)))
+    patches = sum(1 for r in rows if r[1] == "patch")
+    log("  %s: whole phase: %d use writes to %d objects; patches: write log %d, the "
+        "controller's thaw_kube_requests_total{verb=\"patch\"} +%s" % (
+            name, uses, len(per_obj), patches,
+            "%d" % ph.patch_delta if ph.patch_delta is not None else "?"))
+    bad, shortest = close_pairs(per_obj, watch.events_between(ph.t_ready - 5, ph.t_end + 1),
+                                before, a.slack)
+    log("  %s: shortest gap between two use writes of one object: %s; closer than %g s "
+        "without unused<->used: %d" % (
+            name, "%.2f s" % shortest if shortest is not None else "none",
+            COALESCE_S - a.slack, len(bad)))
+    if bad:
+        failures.append("%s: %d use writes closer than 10 s without unused<->used, e.g. %s"
+                        % (name, len(bad), bad[:3]))
+    out = {"w": w, "uses": uses, "win_uses": win_uses, "conv": conv}
+    if name == "cold":
+        log("  cold: converged %s after /readyz" % ("in %.1f s" % conv if conv is not None
+                                                   else "NOT"))
+    elif name == "idle" and uses:
+        failures.append("idle: %d use writes while no use changed" % uses)
+    elif name == "churn":
+        ach = {k: churn.done[k] / took for k in ("create", "finish")}
+        ach["delete"] = churn.done["delete"] / max(1e-9, took - a.ttl)  # TTL behind
+        short = [k for k in ach if ach[k] < 0.95 * a.rate]
+        log("  churn: achieved %.1f creations/s, %.1f finishes/s, %.1f deletions/s "
+            "(target %g/s%s; the last answer %.1f s after the start of the %g s window, "
+            "backlog max %d requests); errors %s" % (
+                ach["create"], ach["finish"], ach["delete"], a.rate,
+                ", SHORT: " + ",".join(short) if short else "", took, a.duration,
+                churn.max_backlog, dict(churn.errors) or "none"))
+        if sum(churn.errors.values()):
+            failures.append("churn: %d requests failed" % sum(churn.errors.values()))
+        T = ph.t_end - t0
+        with wl.lock:
+            changed = [i for i, c in wl.changes.items() if c]
+            bound = sum(min(wl.changes[i], int(T // COALESCE_S) + 1 + wl.flips[i])
+                        for i in changed)
+            flips = sum(wl.flips.values())
+        log("  churn: %d use writes in churn + drain (%.1f s) for %d objects whose use "
+            "changed (%d unused<->used flips); bound %d: %s; converged %s after the churn" % (
+                uses, T, len(changed), flips, bound, "met" if uses <= bound else "EXCEEDED",
+                "in %.1f s" % conv if conv is not None else "NOT"))
+        if uses > bound:
+            failures.append("churn: %d use writes over the bound %d" % (uses, bound))
+        out.update(ach=ach, changed=len(changed), bound=bound)
+    return out
 
 
 def main():
@@ -628,30 +702,27 @@ def main():
     p.add_argument("--converge-max", type=float)
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
-    q = a.quick
     for k, full, quick in (("images", 10000, 150), ("pods", 100000, 1500),
                            ("namespaces", 50, 5), ("rate", 200.0, 50.0),
                            ("duration", 120.0, 12.0), ("converge_max", 900.0, 30.0)):
         if getattr(a, k) is None:
-            setattr(a, k, quick if q else full)
+            setattr(a, k, quick if a.quick else full)
 
     env = Env()
     env.binary = a.controller
-    env.api = stack.Api()
+    env.api = api = stack.Api()
     env.closers = stack.Closers()
     env.tmp = tempfile.mkdtemp(prefix="thaw-lifecycle-bench.")
     env.emu_pid = emulator_pid()
+    env.tpl = pod_template()
     failures = []
     try:
-        api = env.api
         api.ok("POST", "/api/v1/namespaces", {"metadata": {"name": SYSTEM_NS}})
         rbac_stack.load(api, rbac_stack.rbac_objects(rbac_stack.rendered(), sa=SA))
         env.kubeconfig = os.path.join(env.tmp, "kubeconfig-" + SA)
         rbac_stack.sa_kubeconfig(SA, env.kubeconfig)
-
         wl = Workload(a.images, a.pods, a.namespaces, a.zipf, a.seed)
-        tpl = pod_template()
-        ci_s, pod_s = preload(api, wl, tpl)
+        ci_s, pod_s = preload(api, wl, env.tpl)
         log("preloaded %d CachedImages (%.1f s) and %d pods in %d namespaces (%.1f s); "
             "Zipf %.2f: top image %d pods, %d images with 1" % (
                 a.images, ci_s, a.pods, a.namespaces, pod_s, a.zipf, wl.preload[0],
@@ -661,111 +732,23 @@ def main():
                 env.binary, SA_USER, a.rate, a.ttl, a.duration, a.duration, os.cpu_count()))
         watch = CIWatch(api)
         watch.start()
-
-        # cold: the first start writes use into every object
-        cold = Phase("cold", env, None)
-        cold.start()
-        log("cold: /readyz after %.2f s" % cold.sync_s)
-        secs = converge(watch, wl, a.converge_max)
-        cold.stop()
-        if secs is None:
-            failures.append("cold start did not converge in %d s" % a.converge_max)
-        w = cold.window(cold.t_ready, cold.t_end)
-        bk, per_obj, per_sec = write_stats(cold.writes["items"], cold.t_ready - 5, cold.t_end)
-        log("  cold: converged %s after /readyz" % ("in %.1f s" % secs if secs is not None
-                                                     else "NOT"))
-        report(cold, w, bk, per_sec, len(per_obj))
-        bad, shortest = close_pairs(per_obj, watch.events_between(cold.t_ready - 5, cold.t_end),
-                                    {}, a.slack)
-        if bad:
-            failures.append("cold: %d use writes closer than 10 s without unused<->used, "
-                            "e.g. %s" % (len(bad), bad[:3]))
-        results = {"cold": (w, sum(per_sec.values()), secs)}
-
-        # idle and churn: fresh controllers, measured from /readyz
-        for name in ("idle", "churn"):
-            with watch.lock:
-                before = {n: s[0] for n, s in watch.state.items()}
-            wl.reset_counts()
-            ph = Phase(name, env, a.duration)
-            ph.start()
-            log("%s: /readyz after %.2f s" % (name, ph.sync_s))
-            t0 = wall()
-            churn = None
-            if name == "churn":
-                churn = Churn(api, wl, tpl, a.rate, a.ttl, a.workers)
-                took = churn.run(a.duration)
-            else:
-                time.sleep(a.duration)
-                took = a.duration
-            t_win = wall()
-            drain = None
-            if churn is not None:
-                drain = converge(watch, wl, a.converge_max)
-                if drain is None:
-                    failures.append("churn: statuses did not converge in %d s after the churn"
-                                    % a.converge_max)
-            ph.stop()
-            w = ph.window(t0, t_win)
-            bk, per_obj, per_sec = write_stats(ph.writes["items"], ph.t_ready - 5, ph.t_end)
-            uses = sum(per_sec.values())
-            evs = watch.events_between(ph.t_ready - 5, ph.t_end + 1)
-            bad, shortest = close_pairs(per_obj, evs, before, a.slack)
-            if bad:
-                failures.append("%s: %d use writes closer than 10 s without unused<->used, "
-                                "e.g. %s" % (name, len(bad), bad[:3]))
-            _, _, win_sec = write_stats(ph.writes["items"], t0, t_win)
-            report(ph, w, bk, win_sec, len(per_obj))
-            if churn is not None:
-                ach = {k: churn.done[k] / took for k in ("create", "finish")}
-                ach["delete"] = churn.done["delete"] / max(1e-9, took - a.ttl)  # TTL behind
-                short = [k for k in ach if ach[k] < 0.95 * a.rate]
-                log("  churn: achieved %.1f creations/s, %.1f finishes/s, %.1f deletions/s "
-                    "(target %g/s%s; the last answer %.1f s after the start of a %g s window, "
-                    "backlog max %d); errors %s" % (
-                        ach["create"], ach["finish"], ach["delete"], a.rate,
-                        ", SHORT: " + ",".join(short) if short else "", took, a.duration,
-                        churn.max_backlog, dict(churn.errors) or "none"))
-                if sum(churn.errors.values()):
-                    failures.append("churn: %d requests failed" % sum(churn.errors.values()))
-                with wl.lock:
-                    changed = {i for i, c in wl.changes.items() if c}
-                    T = (ph.t_end - t0)
-                    bound = sum(min(wl.changes[i], int(T // COALESCE_S) + 1 + wl.flips[i])
-                                for i in changed)
-                    flips = sum(wl.flips.values())
-                log("  churn: use writes %d (churn + drain of %.1f s) for %d objects whose "
-                    "use changed (%d unused<->used flips); bound %d: %s; drained in %s" % (
-                        uses, T, len(changed), flips, bound,
-                        "met" if uses <= bound else "EXCEEDED",
-                        "%.1f s" % drain if drain is not None else "NOT"))
-                if uses > bound:
-                    failures.append("churn: %d use writes over the bound %d" % (uses, bound))
-                results["churn"] = (w, uses, drain, ach)
-            else:
-                if uses:
-                    failures.append("idle: %d use writes with no use changing" % uses)
-                results["idle"] = (w, uses, None)
-            log("  %s: shortest gap between two use writes of one object: %s" % (
-                name, "%.2f s" % shortest if shortest is not None else "none"))
-
-        wi, wc = results["idle"][0], results["churn"][0]
-        ach = results["churn"][3]
-
-        def ratio(x, y):
-            return x / y if y else float("inf")
-        peak = max(mib(r[0]["hwm"]) for r in results.values())
+        r = {name: run_phase(env, watch, wl, name, a, failures)
+             for name in ("cold", "idle", "churn")}
+        wi, wc = r["idle"]["w"], r["churn"]["w"]
+        peak = max(mib(x["w"]["hwm"]) for x in r.values())
         log("RESULT images=%d pods=%d rate=%g achieved_create=%.1f duration=%g "
             "idle_cpu=%.4f churn_cpu=%.4f cpu_ratio=%.2f idle_rss_mib=%.1f churn_rss_mib=%.1f "
             "rss_ratio=%.3f hwm_mib=%.1f idle_use_writes=%d churn_use_writes=%d "
-            "churn_use_writes_per_s=%.2f cold_converge_s=%s churn_drain_s=%s" % (
-                a.images, a.pods, a.rate, ach["create"], a.duration,
+            "churn_use_writes_per_s=%.2f churn_changed=%d churn_bound=%d cold_converge_s=%s "
+            "churn_converge_s=%s" % (
+                a.images, a.pods, a.rate, r["churn"]["ach"]["create"], a.duration,
                 wi["cpu_per_s"], wc["cpu_per_s"], ratio(wc["cpu_per_s"], wi["cpu_per_s"]),
                 mib(wi["rss_steady"]), mib(wc["rss_steady"]),
                 ratio(wc["rss_steady"], wi["rss_steady"]), peak,
-                results["idle"][1], results["churn"][1], results["churn"][1] / wc["secs"],
-                "%.1f" % results["cold"][2] if results["cold"][2] is not None else "none",
-                "%.1f" % results["churn"][2] if results["churn"][2] is not None else "none"))
+                r["idle"]["uses"], r["churn"]["uses"], ratio(r["churn"]["win_uses"], wc["secs"]),
+                r["churn"]["changed"], r["churn"]["bound"],
+                "%.1f" % r["cold"]["conv"] if r["cold"]["conv"] is not None else "none",
+                "%.1f" % r["churn"]["conv"] if r["churn"]["conv"] is not None else "none"))
         log("RESULT churn/idle: CPU %.2fx (%.3f vs %.3f s/s), steady RSS %.2fx (%.1f vs %.1f "
             "MiB); peak RSS %.1f MiB (goal < %d: %s)" % (
                 ratio(wc["cpu_per_s"], wi["cpu_per_s"]), wc["cpu_per_s"], wi["cpu_per_s"],
