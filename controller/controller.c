@@ -11,13 +11,16 @@
 #include "httpd.h"
 #include "kube.h"
 #include "kubeconfig.h"
+#include "inventory.h"
 #include "leader.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "metrics.h"
 #include "reconcile.h"
 #include "registry.h"
 #include "repair.h"
 #include "sources.h"
+#include "use.h"
 #include "warm.h"
 
 #ifndef THAW_VERSION
@@ -39,6 +42,9 @@ struct thaw_controller {
   thaw_reconciler_t *rec;
   thaw_gc_t *gc; /* registry garbage collection (a no-op without --gc-url) */
   thaw_repair_t *repair;
+  thaw_use_t *use;          /* usedBy, lastUsedAt */
+  thaw_inventory_t *inv;    /* what the cache holds, by content */
+  thaw_lifecycle_t *life;   /* expiry and eviction */
   thaw_leader_t *leader;
   thaw_httpd_t *httpd;
   const char *insecure[THAW_CONFIG_LIST_MAX + 2];
@@ -69,6 +75,71 @@ static void on_registry_request(const char *host, long status, void *data) {
 static int exists(const char *normalized, void *data) {
   thaw_controller_t *c = data;
   return thaw_reconciler_exists(c->rec, normalized);
+}
+
+/* --- lifecycle glue ---------------------------------------------------- */
+
+static const thaw_store_t *ci_store(void *data) {
+  thaw_controller_t *c = data;
+  return thaw_reconciler_store(c->rec);
+}
+
+static int ci_synced(void *data) {
+  thaw_controller_t *c = data;
+  return thaw_reconciler_synced(c->rec);
+}
+
+/* What each CachedImage holds in the cache, for the inventory; an object
+ * whose manifests are being deleted no longer owns them. */
+static void on_ci_changed(const char *name, const thaw_cirec_t *rec,
+                          void *data) {
+  thaw_controller_t *c = data;
+  char repo[THAW_IMGREF_STR_MAX + 1];
+  if (rec == NULL) {
+    thaw_inventory_remove(c->inv, name);
+    return;
+  }
+  if (c->life && thaw_lifecycle_releasing(c->life, name))
+    return;
+  if (rec->norm[0] == '\0' ||
+      thaw_warm_cache_repo(rec->norm, repo, sizeof repo) != 0)
+    return;
+  if (thaw_inventory_set(c->inv, name, repo, rec->digest, rec->size_bytes) != 0)
+    thaw_warn("inventory: object not recorded", "name", name);
+}
+
+static int may_delete(const char *repo, void *data) {
+  thaw_controller_t *c = data;
+  return c->leading && c->life && thaw_lifecycle_may_delete(c->life, repo);
+}
+
+/* A manifest left the cache: its blobs are reclaimed by the next GC. */
+static void on_manifest_deleted(const char *repo, const char *digest,
+                                int64_t freed, void *data) {
+  thaw_controller_t *c = data;
+  thaw_info("manifest deleted from the cache", "repo", repo, "digest", digest);
+  thaw_gc_request(c->gc, freed);
+}
+
+static int gc_running(void *data) {
+  thaw_controller_t *c = data;
+  return thaw_gc_running(c->gc);
+}
+
+static int may_push(const char *repo, void *data) {
+  thaw_controller_t *c = data;
+  return thaw_inventory_deleting(c->inv, repo) == 0;
+}
+
+static int has_room(char *msg, size_t cap, void *data) {
+  thaw_controller_t *c = data;
+  return thaw_lifecycle_has_room(c->life, msg, cap);
+}
+
+/* Unique bytes are known only to the leader, which reads the cache. */
+static int64_t cache_bytes(void *data) {
+  thaw_controller_t *c = data;
+  return c->leading ? thaw_inventory_unique_bytes(c->inv) : -1;
 }
 
 /* --- leadership -------------------------------------------------------- */
@@ -135,7 +206,10 @@ static void start_leading(thaw_controller_t *c) {
   c->leading = 1;
   thaw_info("leading: reconciling CachedImages");
   thaw_reconciler_pause(c->rec, 1, NULL, NULL); /* until on_gc_ready */
+  thaw_inventory_set_registry(c->inv, c->registry, c->cfg->registry_host);
   thaw_reconciler_set_active(c->rec, c->warmer);
+  thaw_use_set_active(c->use, 1);
+  thaw_lifecycle_set_active(c->life, 1);
   thaw_gc_set_active(c->gc, 1, on_gc_ready, c);
   thaw_repair_set_active(c->repair, 1);
   uv_timer_start(&c->activate, on_activate_tick, 0, ACTIVATE_POLL_MS);
@@ -145,6 +219,9 @@ static void stop_leading(thaw_controller_t *c) {
   c->leading = 0;
   uv_timer_stop(&c->activate);
   thaw_repair_set_active(c->repair, 0);
+  thaw_lifecycle_set_active(c->life, 0);
+  thaw_use_set_active(c->use, 0);
+  thaw_inventory_set_registry(c->inv, NULL, NULL); /* before the client goes */
   if (c->sources_active)
     thaw_sources_set_active(c->sources, 0);
   c->sources_active = 0;
@@ -264,6 +341,27 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
                                 .metrics = c->metrics};
   if ((rc = thaw_reconciler_new(c->loop, &reo, &c->rec)) != 0)
     return thaw_errf(err, errlen, rc, "reconciler: %s", thaw_strerror(rc));
+  thaw_use_opts_t uo = {.kube = c->kube, .sources = c->sources,
+                        .cachedimages = ci_store,
+                        .cachedimages_synced = ci_synced, .data = c};
+  if ((rc = thaw_use_new(c->loop, &uo, &c->use)) != 0)
+    return thaw_errf(err, errlen, rc, "use tracking: %s", thaw_strerror(rc));
+  thaw_inventory_opts_t io = {.may_delete = may_delete,
+                              .deleted = on_manifest_deleted, .data = c};
+  if ((rc = thaw_inventory_new(c->loop, &io, &c->inv)) != 0)
+    return thaw_errf(err, errlen, rc, "inventory: %s", thaw_strerror(rc));
+  thaw_lifecycle_opts_t lo = {.cfg = cfg, .kube = c->kube, .rec = c->rec,
+                              .use = c->use, .inv = c->inv,
+                              .gc_running = gc_running, .gc_data = c,
+                              .events = thaw_reconciler_events(c->rec),
+                              .metrics = c->metrics};
+  if ((rc = thaw_lifecycle_new(c->loop, &lo, &c->life)) != 0)
+    return thaw_errf(err, errlen, rc, "lifecycle: %s", thaw_strerror(rc));
+  thaw_reconciler_hooks_t hooks = {.has_room = has_room,
+                                   .may_push = may_push,
+                                   .cache_bytes = cache_bytes,
+                                   .changed = on_ci_changed, .data = c};
+  thaw_reconciler_set_hooks(c->rec, &hooks);
 
   if (cfg->leader_elect) {
     thaw_leader_opts_t lo = {.namespace = cfg->namespace_,
@@ -354,8 +452,11 @@ void thaw_controller_free(thaw_controller_t *c) {
   thaw_leader_free(c->leader);
   thaw_sources_free(c->sources);
   thaw_repair_free(c->repair); /* after its observed sources */
+  thaw_use_free(c->use);        /* after its observed sources */
+  thaw_lifecycle_free(c->life);
   thaw_gc_free(c->gc); /* before the reconciler it pauses and the http */
   thaw_reconciler_free(c->rec); /* cancels warms; jobs end with the kube */
+  thaw_inventory_free(c->inv);  /* before the registry client */
   free_warmer(c);
   thaw_http_free(c->http);
   thaw_kube_free(c->kube);

@@ -77,6 +77,9 @@ typedef struct {
   /* thaw_cache_size_bytes: unique bytes, or -1 when unknown (then the sum
    * of the Ready objects' sizeBytes is shown). */
   int64_t (*cache_bytes)(void *data);
+  /* 0 while a push into cache repository `repo` must wait (a manifest
+   * DELETE in flight there could land after the push). */
+  int (*may_push)(const char *repo, void *data);
   /* Every add (old NULL), update and delete (rec NULL) of the informer. */
   void (*changed)(const char *name, const thaw_cirec_t *rec, void *data);
   void *data;

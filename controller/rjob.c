@@ -110,7 +110,11 @@ static void on_warmed(const thaw_warm_result_t *res, void *data) {
 
 static void begin_warm(job_t *j, const thaw_regauth_creds_t *creds) {
   thaw_reconciler_t *r = j->r;
-  if (r->paused) { /* garbage collection: no push now */
+  char repo[THAW_IMGREF_STR_MAX + 1];
+  if (r->paused || /* garbage collection: no push now */
+      (r->hooks.may_push &&
+       thaw_warm_cache_repo(j->ref.str, repo, sizeof repo) == 0 &&
+       !r->hooks.may_push(repo, r->hooks.data))) {
     thaw_job_end(j, THAW_WQ_RETRY_AFTER, 1000);
     return;
   }

@@ -287,6 +287,7 @@ static int write_use(thaw_use_t *u, const char *name, thaw_use_count_t n,
   }
   u->inflight++;
   u->writes++;
+  thaw_debug("use written", "name", name, "unused", w->unused ? "1" : "0");
   thaw_store_put(u->written, name, now << 1 | (uint64_t)w->unused, (void *)u,
                  NULL);
   return 0;

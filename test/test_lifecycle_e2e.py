@@ -79,6 +79,15 @@ def pod(name, image, ns=NS):
         "spec": {"containers": [{"name": "c", "image": image}]}}, want=(201,))
 
 
+def ensure_ci(image):
+    """The CachedImage of image; the pod sweep may have made it already."""
+    name = stack.ci_name(image)
+    ENV.api.ok("POST", stack.CI_PATH, {
+        "apiVersion": "thaw.dev/v1alpha1", "kind": "CachedImage",
+        "metadata": {"name": name}, "spec": {"image": image}}, want=(201, 409))
+    return name
+
+
 def delete_pod(name, ns=NS):
     ENV.api.ok("DELETE", "/api/v1/namespaces/%s/pods/%s" % (ns, name), want=(200, 202, 404))
 
@@ -274,7 +283,7 @@ class EvictionTest(unittest.TestCase):
             for n in "abc":
                 image = ENV.uphost + "/evict/%s:v1" % n
                 pod("evict-" + n, image)
-                names[n] = ENV.create_ci(image)
+                names[n] = ensure_ci(image)
                 ENV.wait_phase(names[n], "Ready")
             deadline = time.time() + 10
             while metric(ctl.metrics(), "thaw_cache_size_bytes") != unique("abc"):
@@ -282,6 +291,9 @@ class EvictionTest(unittest.TestCase):
                     metric(ctl.metrics(), "thaw_cache_size_bytes"), unique("abc")))
                 time.sleep(0.2)
             self.assertEqual(metric(ctl.metrics(), "thaw_cache_max_bytes"), bound)
+            for n in "abc":
+                ENV.wait_ci(names[n], lambda c: c["status"].get("usedBy", {}).get("count") == 1,
+                            timeout=10, what="used")
             # Last used: b, then a, then c (seconds apart: lastUsedAt has seconds).
             for n in "bac":
                 delete_pod("evict-" + n)
@@ -290,7 +302,7 @@ class EvictionTest(unittest.TestCase):
                 time.sleep(1.1)
             image_d = ENV.uphost + "/evict/d:v1"
             pod("evict-d", image_d)
-            names["d"] = ENV.create_ci(image_d)
+            names["d"] = ensure_ci(image_d)
             ENV.wait_phase(names["d"], "Ready")
             ci = ENV.wait_phase(names["b"], "Expiring", timeout=10)
             ready = [c for c in ci["status"]["conditions"] if c["type"] == "Ready"][0]
@@ -310,11 +322,11 @@ class EvictionTest(unittest.TestCase):
             for n in "e":
                 image = ENV.uphost + "/evict/%s:v1" % n
                 pod("evict-" + n, image)
-                names[n] = ENV.create_ci(image)
+                names[n] = ensure_ci(image)
                 ENV.wait_phase(names[n], "Ready")
             image_f = ENV.uphost + "/evict/f:v1"
             pod("evict-f", image_f)
-            names["f"] = ENV.create_ci(image_f)
+            names["f"] = ensure_ci(image_f)
             ci = ENV.wait_ci(names["f"], lambda c: "cache full" in (c.get("status", {}).get("message") or ""),
                              timeout=15, what="cache full")
             self.assertEqual(ci["status"]["phase"], "Pending")
@@ -335,6 +347,9 @@ class EvictionTest(unittest.TestCase):
                     cd.pull(ref)
                     self.assertEqual(cd.rootfs(ref),
                                      containerd.layer_files(los[n].path, infos[n]["digest"]))
+        except AssertionError:
+            sys.stderr.write("controller log:\n%s\n" % ctl.log_tail(60))
+            raise
         finally:
             for n in ("c2", "d", "e", "f", "c", "a", "b"):
                 delete_pod("evict-" + n)
@@ -349,7 +364,7 @@ class RestartTest(unittest.TestCase):
     def expiring(self, ctl_args, path):
         info = ENV.push(build(path.replace("/", "-"), 9, 2048, 1024), ENV.uphost, path + ":v1")
         image = ENV.uphost + "/" + path + ":v1"
-        name = ENV.create_ci(image)
+        name = ensure_ci(image)
         ENV.wait_phase(name, "Ready")
         ci = ENV.wait_phase(name, "Expiring", timeout=EXPIRE + 10)
         return name, image, info, ci["status"]["expiresAt"]
