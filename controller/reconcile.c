@@ -1,5 +1,5 @@
 /* reconcile.c - the CachedImage informer, the work queue and leadership
- * (reconcile.h); one processing of one object is in rjob.c. */
+ * (reconcile.h); one processing of one object is in job.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

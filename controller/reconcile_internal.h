@@ -1,5 +1,5 @@
 /* reconcile_internal.h - shared between reconcile.c (the queue, the
- * informer, the decision) and rjob.c (one processing of one object:
+ * informer, the decision) and job.c (one processing of one object:
  * credentials, warm or refresh, status writes). */
 #ifndef THAW_RECONCILE_INTERNAL_H
 #define THAW_RECONCILE_INTERNAL_H
@@ -16,6 +16,8 @@
 #include "workqueue.h"
 
 typedef struct job job_t;
+/* Where a job goes once the pull secrets are read (job_creds.c). */
+typedef void (*thaw_job_creds_cb)(job_t *j, const thaw_regauth_creds_t *creds);
 
 struct thaw_reconciler {
   uv_loop_t *loop;
@@ -70,6 +72,7 @@ struct job {
   char *secrets[16];    /* "ns/name" usable pull secrets */
   size_t n_secrets;
   int secrets_from_pods; /* not in spec yet: write them there */
+  thaw_job_creds_cb creds_then; /* where the job goes once creds are read */
 };
 
 /* reconcile.c: frees r (after the last job, once closing). */
@@ -77,12 +80,11 @@ void thaw_reconciler_release(thaw_reconciler_t *r);
 /* reconcile.c: a warm ended; tells a paused owner when none is left. */
 void thaw_reconciler_warm_ended(thaw_reconciler_t *r);
 
-/* rjob.c: the decision for the object, from its phase (see reconcile.h),
- * and the warm or refresh HEAD with `creds` (NULL: anonymous). */
+/* job.c: the decision for the object (the PROCESS rows of phase.h), then
+ * the warm or the refresh HEAD. */
 void thaw_job_run(job_t *j);
-void thaw_job_next_step(job_t *j, const thaw_regauth_creds_t *creds);
 
-/* rjob_status.c: life cycle, writes, Events. */
+/* job_status.c: life cycle, writes, Events. */
 job_t *thaw_job_new(thaw_reconciler_t *r, thaw_workqueue_t *q,
                     thaw_workqueue_token_t *tok, const char *key,
                     const thaw_cirec_t *c);
@@ -112,8 +114,9 @@ uint64_t thaw_job_wall_ms(void); /* realtime */
 void thaw_job_not_before(job_t *j, uint64_t delay_ms);
 uint64_t thaw_job_backoff_ms(const thaw_reconciler_t *r, uint32_t attempts);
 
-/* rjob_creds.c: finds usable pull secrets and starts reading them; the job
- * goes on in thaw_job_next_step. 0, or an error when there is none. */
-int thaw_job_find_creds(job_t *j, const thaw_cirec_t *c);
+/* job_creds.c: finds usable pull secrets and starts reading them; the job
+ * goes on in then(j, creds) once they are read (a failure ends the job).
+ * 0, or an error when there is none. */
+int thaw_job_find_creds(job_t *j, const thaw_cirec_t *c, thaw_job_creds_cb then);
 
 #endif

@@ -1,4 +1,4 @@
-/* rjob_status.c - a job's life cycle and its writes (reconcile_internal.h):
+/* job_status.c - a job's life cycle and its writes (reconcile_internal.h):
  * status patches go out one at a time, so that a late progress patch can
  * never land after the final one; Failed with its backoff; Events. The job
  * holds the work queue's token to the end, so no object is warmed twice at

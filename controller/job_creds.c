@@ -1,4 +1,4 @@
-/* rjob_creds.c - credentials for a private image (reconcile_internal.h):
+/* job_creds.c - credentials for a private image (reconcile_internal.h):
  * the pull secrets of spec.pullSecrets whose namespace is labelled
  * cache-private, or else those the pods using the image name, written back
  * into spec.pullSecrets; then the Secrets are read (pullcreds.h). */
@@ -30,7 +30,7 @@ static void on_creds(int err, const thaw_regauth_creds_t *creds,
   }
   j->had_creds = 1;
   j->creds = *creds; /* a refresh that finds a new digest warms with them */
-  thaw_job_next_step(j, &j->creds);
+  j->creds_then(j, &j->creds);
 }
 
 static void add_secret(job_t *j, const char *ns_name, int from_pods) {
@@ -89,8 +89,10 @@ static void write_spec_secrets(job_t *j) {
 /* The private path: usable secrets are those of spec.pullSecrets in
  * namespaces that lend them (labelled cache-private, not opted out, not a
  * system namespace); without any, those pods use. */
-int thaw_job_find_creds(job_t *j, const thaw_cirec_t *c) {
+int thaw_job_find_creds(job_t *j, const thaw_cirec_t *c,
+                        thaw_job_creds_cb then) {
   thaw_reconciler_t *r = j->r;
+  j->creds_then = then;
   const char *p = c->pull_secrets;
   for (unsigned i = 0; i < c->n_secrets; i++, p += strlen(p) + 1) {
     char ns[64];

@@ -1,7 +1,7 @@
-/* rjob.c - one processing of one CachedImage (reconcile_internal.h): the
+/* job.c - one processing of one CachedImage (reconcile_internal.h): the
  * decision by phase, then the warm, or the refresh of a Ready tag (a HEAD
  * upstream; a new digest is warmed while the old one keeps serving). Life
- * cycle and writes are in rjob_status.c, credentials in rjob_creds.c. */
+ * cycle and writes are in job_status.c, credentials in job_creds.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,7 +191,7 @@ static void on_resolved(const thaw_warm_result_t *res, void *data) {
 /* --- the decision ----------------------------------------------------- */
 
 /* Runs the warm (or the refresh HEAD) with `creds` (NULL: anonymous). */
-void thaw_job_next_step(job_t *j, const thaw_regauth_creds_t *creds) {
+static void next_step(job_t *j, const thaw_regauth_creds_t *creds) {
   if (j->phase != THAW_CI_READY) {
     begin_warm(j, creds);
     return;
@@ -224,21 +224,21 @@ static void wait_room(job_t *j, const char *why) {
 }
 
 /* Warm or refresh: anonymous, or with the pull secrets of a private image
- * (rjob_creds.c), then thaw_job_next_step. */
+ * (job_creds.c), then next_step. */
 static void start_copy(job_t *j, const thaw_cirec_t *c) {
   thaw_reconciler_t *r = j->r;
   if (!(c->flags & THAW_CI_PRIVATE)) {
-    thaw_job_next_step(j, NULL);
+    next_step(j, NULL);
     return;
   }
   if (!r->cfg->allow_private) {
     if (j->phase == THAW_CI_READY)
-      thaw_job_next_step(j, NULL); /* cached before; refresh as far as allowed */
+      next_step(j, NULL); /* cached before; refresh as far as allowed */
     else
       thaw_job_fail(j, PRIVATE_OFF, 0, 0, 1);
     return;
   }
-  if (thaw_job_find_creds(j, c) != 0) {
+  if (thaw_job_find_creds(j, c, next_step) != 0) {
     const char *msg = "private image: no pull secret in spec.pullSecrets from "
                       "a namespace labelled thaw.dev/cache-private=true";
     if (j->phase == THAW_CI_READY)
