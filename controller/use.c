@@ -26,6 +26,10 @@ struct thaw_use {
   thaw_store_t *uses;
   thaw_store_t *tpls;    /* normalised image -> rv = templates naming it */
   thaw_store_t *norms;   /* raw image -> malloc'd normalised ("" invalid) */
+  /* normalised image -> rv = wall ms it was last seen in use (any pod
+   * came or went), so a pod that came and went between two ticks still
+   * moves lastUsedAt */
+  thaw_store_t *seen;
   /* CachedImage name -> rv = wall ms of our last use write << 1 | 1 when
    * that write said "unused" */
   thaw_store_t *written;
@@ -40,6 +44,7 @@ static void release(thaw_use_t *u) {
   thaw_store_free(u->uses);
   thaw_store_free(u->tpls);
   thaw_store_free(u->norms);
+  thaw_store_free(u->seen);
   thaw_store_free(u->written);
   free(u);
 }
@@ -103,7 +108,22 @@ static size_t pod_images(thaw_use_t *u, const thaw_podinfo_t *p,
   return n;
 }
 
+/* The last time img was seen in use, or 0. */
+static uint64_t seen_ms(const thaw_use_t *u, const char *img) {
+  uint64_t ms = 0;
+  thaw_store_get(u->seen, img, &ms);
+  return ms;
+}
+
 static void add_pods(thaw_use_t *u, const char *img, int delta) {
+  if (thaw_store_count(u->seen) >= NORMS_MAX) { /* bounded: start over */
+    thaw_store_t *fresh = thaw_store_new(NULL, NULL);
+    if (fresh != NULL) {
+      thaw_store_free(u->seen);
+      u->seen = fresh;
+    }
+  }
+  thaw_store_put(u->seen, img, wall_ms(), u, NULL);
   uint64_t rv = 0;
   thaw_store_get(u->uses, img, &rv);
   int64_t pods = (int64_t)(rv >> 8) + delta;
@@ -183,11 +203,19 @@ int thaw_use_ready(const thaw_use_t *u) {
          u->o.cachedimages_synced(u->o.data);
 }
 
+/* Unused now and in status, but a pod came and went after the status's
+ * lastUsedAt: that must be written too. */
+static int blip(const thaw_use_t *u, const thaw_cirec_t *c,
+                thaw_use_count_t n) {
+  return n.pods + n.templates == 0 && c->used_pods + c->used_templates == 0 &&
+         seen_ms(u, c->norm) / 1000 > (uint64_t)c->last_used;
+}
+
 int thaw_use_settled(const thaw_use_t *u, const thaw_cirec_t *c) {
   thaw_use_count_t n = thaw_use_get(u, c->norm);
   int used = n.pods + n.templates > 0;
   int says = c->used_pods + c->used_templates > 0;
-  return used == says;
+  return used == says && !blip(u, c, n);
 }
 
 uint64_t thaw_use_writes(const thaw_use_t *u) { return u->writes; }
@@ -254,8 +282,8 @@ static void on_written(const thaw_kube_result_t *res, void *data) {
     release(u); /* the last write outlived thaw_use_free */
 }
 
-static int write_use(thaw_use_t *u, const char *name, thaw_use_count_t n,
-                     const sample_t *s, uint64_t now) {
+static int write_use(thaw_use_t *u, const char *name, const char *img,
+                     thaw_use_count_t n, const sample_t *s, uint64_t now) {
   cJSON *body = cJSON_CreateObject();
   cJSON *st = body ? cJSON_AddObjectToObject(body, "status") : NULL;
   cJSON *by = st ? cJSON_AddObjectToObject(st, "usedBy") : NULL;
@@ -270,8 +298,10 @@ static int write_use(thaw_use_t *u, const char *name, thaw_use_count_t n,
   cJSON_AddNumberToObject(by, "templates", n.templates);
   for (size_t i = 0; s && i < s->n; i++)
     cJSON_AddItemToArray(list, cJSON_CreateString(s->keys[i]));
+  /* In use: now. Unused: when it was last seen in use. */
+  uint64_t last = n.pods + n.templates == 0 ? seen_ms(u, img) : 0;
   char t[32];
-  thaw_rfc3339((time_t)(now / 1000), t, sizeof t);
+  thaw_rfc3339((time_t)((last ? last : now) / 1000), t, sizeof t);
   cJSON_AddStringToObject(st, "lastUsedAt", t);
   w->u = u;
   w->unused = n.pods + n.templates == 0;
@@ -298,7 +328,7 @@ static int due(thaw_use_t *u, const char *name, const thaw_cirec_t *c,
                thaw_use_count_t n, int dirty, uint64_t now) {
   int unused = n.pods + n.templates == 0;
   int differs = n.pods != c->used_pods || n.templates != c->used_templates ||
-                (dirty && !unused);
+                (dirty && !unused) || blip(u, c, n);
   if (!differs)
     return 0;
   uint64_t last = 0;
@@ -354,10 +384,11 @@ static void on_tick(uv_timer_t *t) {
       if (!due(u, name, c, n, (rv & DIRTY) != 0, now))
         continue;
       if (n.pods == c->used_pods && n.templates == c->used_templates &&
-          thaw_cirec_pods_hash(s->keys, s->n) == c->used_hash)
+          thaw_cirec_pods_hash(s->keys, s->n) == c->used_hash &&
+          !blip(u, c, n))
         continue; /* the same pods after all */
       if (u->inflight < WRITES_MAX)
-        write_use(u, name, n, s, now);
+        write_use(u, name, c->norm, n, s, now);
     }
     /* The sets written (or found equal) are clean until pods change. */
     pos = 0;
@@ -390,13 +421,14 @@ int thaw_use_new(uv_loop_t *loop, const thaw_use_opts_t *o, thaw_use_t **out) {
   u->uses = thaw_store_new(NULL, NULL);
   u->tpls = thaw_store_new(NULL, NULL);
   u->norms = thaw_store_new(free_rec, NULL);
+  u->seen = thaw_store_new(NULL, NULL);
   u->written = thaw_store_new(NULL, NULL);
   u->tpl_dirty = 1;
   uv_timer_init(loop, &u->tick);
   u->tick.data = u;
   thaw_sources_observer_t ob = {.on_pod = on_pod,
                                 .on_templates = on_templates, .data = u};
-  int rc = u->uses && u->tpls && u->norms && u->written
+  int rc = u->uses && u->tpls && u->norms && u->seen && u->written
                ? thaw_sources_observe(o->sources, &ob)
                : THAW_ENOMEM;
   if (rc != 0) {

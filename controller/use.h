@@ -11,7 +11,8 @@
  * The leader writes what it sees into each CachedImage's status with a
  * merge patch: usedBy {count (pods), pods[] (at most 10 namespace/name, the
  * first in sort order), templates} and lastUsedAt (the time of the write
- * while in use, or the moment it stopped being used). An object whose use
+ * while in use, or the last moment it was seen in use: a pod that came and
+ * went between two ticks counts). An object whose use
  * has not changed is never written; one whose use changed is written at
  * most once per `coalesce_ms`, except a change between unused and used,
  * which is written at once. */

@@ -147,19 +147,35 @@ def main():
             print("thaw-showcase exited %d; %s ends:\n%s" % (rc, showcase_log,
                                                             tail(showcase_log)), flush=True)
         print("\nCachedImages:", flush=True)
-        cis = api.ok("GET", stack.CI_PATH)["items"]
+        # Every service ran jobs: each image's use reaches its status
+        # (lastUsedAt) within a tick or two.
+        deadline = time.time() + 10
+        while True:
+            cis = api.ok("GET", stack.CI_PATH)["items"]
+            if all((ci.get("status") or {}).get("lastUsedAt") for ci in cis) or \
+                    time.time() > deadline:
+                break
+            time.sleep(0.2)
+        print("  %-8s %-50s %-19s %7s %7s %s" % ("PHASE", "IMAGE", "DIGEST", "SIZE",
+                                                 "USED-BY", "LAST-USED"))
         for ci in cis:
             st = ci.get("status") or {}
-            print("  %-8s %-50s %s %s" % (st.get("phase", "Pending"), ci["spec"]["image"],
-                                         st.get("digest", "")[:19], st.get("sizeBytes", "")))
+            used = st.get("usedBy") or {}
+            print("  %-8s %-50s %-19s %7s %7s %s" % (
+                st.get("phase", "Pending"), ci["spec"]["image"], st.get("digest", "")[:19],
+                st.get("sizeBytes", ""), "%s+%st" % (used.get("count", 0), used.get("templates", 0)),
+                st.get("lastUsedAt", "")))
         # The demo doubles as a smoke test: every service warmed, pods rewritten.
         ready = {ci["spec"]["image"] for ci in cis
                  if (ci.get("status") or {}).get("phase") == "Ready"}
         missing = [p for p in SERVICES if "%s/%s" % (up, p) not in ready]
         rewritten = stack.metric(hook.metrics(), "thaw_webhook_images_total",
                                  {"decision": "rewritten"}) or 0
-        if missing or rewritten == 0:
-            print("demo: not warmed %s; images rewritten %d" % (missing, rewritten))
+        unused = [ci["spec"]["image"] for ci in cis
+                  if not (ci.get("status") or {}).get("lastUsedAt")]
+        if missing or rewritten == 0 or unused:
+            print("demo: not warmed %s; images rewritten %d; no lastUsedAt %s"
+                  % (missing, rewritten, unused))
             rc = rc or 1
         for who, text, prefixes in (
                 ("thaw-webhook", hook.metrics(), ("thaw_webhook_images_total",
@@ -167,7 +183,8 @@ def main():
                                                   "thaw_cache_registry_up")),
                 ("thaw-controller", ctl.metrics(), ("thaw_warm_total", "thaw_cachedimages",
                                                     "thaw_warm_bytes_total",
-                                                    "thaw_cache_size_bytes"))):
+                                                    "thaw_cache_size_bytes",
+                                                    "thaw_expired_total"))):
             print("\n%s metrics:" % who, flush=True)
             for line in text.splitlines():
                 if line.startswith(prefixes):

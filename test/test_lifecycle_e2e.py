@@ -251,6 +251,22 @@ class ExpiryTest(unittest.TestCase):
         assert_pulls_exact(self, [name])
         delete_pod("refresh-1")
 
+    def test_08_a_pod_between_two_looks_still_counts(self):
+        """A pod that comes and goes within a second (between two looks
+        of the leader) still moves lastUsedAt, and so the expiry."""
+        name, image, _ = self.ready("life/blip:v1")
+        time.sleep(2)
+        t_pod = int(time.time())
+        pod("blip-1", image)
+        delete_pod("blip-1")
+        ci = ENV.wait_ci(name, lambda c: c["status"].get("lastUsedAt"), timeout=5,
+                         what="lastUsedAt")
+        self.assertGreaterEqual(e2e.stack_time(ci["status"]["lastUsedAt"]), t_pod)
+        self.assertEqual(ci["status"]["usedBy"]["count"], 0)
+        ENV.wait_phase(name, "Expiring", timeout=EXPIRE + 10)
+        self.assertGreaterEqual(time.time(), t_pod + EXPIRE - 1)
+        wait_gone(name, timeout=GRACE + 10)
+
     def test_07_failed_never_ready_expires(self):
         name = ENV.create_ci(ENV.uphost + "/life/never:v1")
         ENV.wait_phase(name, "Failed")
