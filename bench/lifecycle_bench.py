@@ -87,6 +87,7 @@ COALESCE_S = 10.0   # use.h: at most one use write per object per 10 s
 SAMPLE = 10         # usedBy.pods
 MIB = 1 << 20
 RSS_GOAL_MIB = 64
+SETTLED_CPU = 0.01  # s/s: an idle controller done with its start-up pass
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -538,16 +539,33 @@ class Phase:
             raise SystemExit("lifecycle-bench: the write log dropped %d entries"
                              % self.writes["dropped"])
 
+    def settle(self, limit):
+        """Waits (at most `limit` s) until the last 10 s of CPU are under
+        SETTLED_CPU s/s; (seconds after /readyz or None, that CPU s/s)."""
+        t_end = time.monotonic() + limit
+        while True:
+            ss = self.samples[-11:]
+            cpu = (ss[-1][3] - ss[0][3]) / (ss[-1][0] - ss[0][0]) if len(ss) == 11 else 1.0
+            if cpu < SETTLED_CPU:
+                return ss[-1][0] - self.t_ready, cpu
+            if time.monotonic() > t_end:
+                return None, cpu
+            time.sleep(1.0)
+
     def window(self, t0, t1):
         """Figures of the samples between wall times t0 and t1."""
         ss = [s for s in self.samples if t0 - 0.6 <= s[0] <= t1 + 0.6]
         a, b = ss[0], ss[-1]
         secs = b[0] - a[0]
         rss = [s[1] for s in ss]
-        half = rss[len(rss) // 2:]
+        m = ss[len(ss) // 2]
         out = {"secs": secs, "rss_start": a[1], "rss_end": b[1], "rss_max": max(rss),
-               "rss_steady": statistics.median(half), "hwm": b[2],
-               "cpu_s": b[3] - a[3], "cpu_per_s": (b[3] - a[3]) / secs if secs else 0.0}
+               "rss_steady": statistics.median(rss[len(rss) // 2:]), "hwm": b[2],
+               "cpu_s": b[3] - a[3], "cpu_per_s": (b[3] - a[3]) / secs if secs else 0.0,
+               # the second half alone, and CPU s/s by 10-s slices
+               "cpu_late_per_s": (b[3] - m[3]) / (b[0] - m[0]) if b[0] > m[0] else 0.0,
+               "cpu_slices": [(y[3] - x[3]) / (y[0] - x[0])
+                              for x, y in zip(ss[::10], ss[10::10]) if y[0] > x[0]]}
         if a[4] is not None:
             out["emu_cpu_per_s"] = (b[4] - a[4]) / secs if secs else 0.0
         return out
@@ -631,6 +649,9 @@ def run_phase(env, watch, wl, name, a, failures):
     elif name == "idle":
         time.sleep(a.duration)
     t_win = wall()
+    settled = None
+    if name == "idle" and a.idle_tail > 0:
+        settled = ph.settle(a.idle_tail)
     if name != "idle":
         conv = converge(watch, wl, a.converge_max)
         if conv is None:
@@ -645,9 +666,10 @@ def run_phase(env, watch, wl, name, a, failures):
     uses, win_uses = sum(all_sec.values()), sum(per_sec.values())
     rates = [per_sec.get(k, 0) for k in range(max(1, int(round(w["secs"]))))]
     log("  %s: %.1f s window; controller RSS %.1f -> %.1f MiB (max %.1f, steady %.1f), "
-        "VmHWM %.1f MiB; CPU %.3f s/s%s" % (
+        "VmHWM %.1f MiB; CPU %.3f s/s (second half %.3f; by 10 s: %s)%s" % (
             name, w["secs"], mib(w["rss_start"]), mib(w["rss_end"]), mib(w["rss_max"]),
-            mib(w["rss_steady"]), mib(w["hwm"]), w["cpu_per_s"],
+            mib(w["rss_steady"]), mib(w["hwm"]), w["cpu_per_s"], w["cpu_late_per_s"],
+            " ".join("%.3f" % c for c in w["cpu_slices"]) or "-",
             "; emulator CPU %.2f s/s" % w["emu_cpu_per_s"] if "emu_cpu_per_s" in w else ""))
     log("  %s: writes in the window: %s; use writes %.2f/s mean, %d/s max" % (
         name, ", ".join("%s %d (%.2f/s)" % (k, v, ratio(v, w["secs"]))
@@ -672,7 +694,13 @@ def run_phase(env, watch, wl, name, a, failures):
         failures.append("%s: %d objects whose MODIFIED events and use writes differ in number "
                         "(a write that changed nothing, or another writer)"
                         % (name, g["mismatch"]))
-    out = {"w": w, "uses": uses, "win_uses": win_uses, "conv": conv}
+    out = {"w": w, "uses": uses, "win_uses": win_uses, "conv": conv, "settled": settled}
+    if settled is not None:
+        log("  idle: %s; CPU over its last 10 s %.4f s/s" % (
+            "CPU fell under %g s/s %.0f s after /readyz" % (SETTLED_CPU, settled[0])
+            if settled[0] is not None else
+            "CPU still over %g s/s %.0f s after /readyz" % (SETTLED_CPU, wall() - ph.t_ready),
+            settled[1]))
     if name == "cold":
         log("  cold: converged %s after /readyz" % ("in %.1f s" % conv if conv is not None
                                                    else "NOT"))
@@ -718,15 +746,18 @@ def main():
     p.add_argument("--zipf", type=float, default=1.0)
     p.add_argument("--ttl", type=float, default=5.0,
                    help="seconds between a pod's finish and its deletion")
-    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--workers", type=int, default=4)
     p.add_argument("--slack", type=float, default=1.0,
                    help="receipt gaps under 10 s - SLACK are counted (reported only)")
     p.add_argument("--converge-max", type=float)
+    p.add_argument("--idle-tail", type=float,
+                   help="after the idle window, wait at most this long for the CPU to settle")
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     for k, full, quick in (("images", 10000, 150), ("pods", 100000, 1500),
                            ("namespaces", 50, 5), ("rate", 200.0, 50.0),
-                           ("duration", 120.0, 12.0), ("converge_max", 900.0, 30.0)):
+                           ("duration", 120.0, 12.0), ("converge_max", 900.0, 30.0),
+                           ("idle_tail", 180.0, 0.0)):
         if getattr(a, k) is None:
             setattr(a, k, quick if a.quick else full)
 
@@ -762,7 +793,7 @@ def main():
             "idle_cpu=%.4f churn_cpu=%.4f cpu_ratio=%.2f idle_rss_mib=%.1f churn_rss_mib=%.1f "
             "rss_ratio=%.3f hwm_mib=%.1f idle_use_writes=%d churn_use_writes=%d "
             "churn_use_writes_per_s=%.2f churn_changed=%d churn_bound=%d cold_converge_s=%s "
-            "churn_converge_s=%s" % (
+            "churn_converge_s=%s idle_settled_s=%s idle_settled_cpu=%s" % (
                 a.images, a.pods, a.rate, r["churn"]["ach"]["create"], a.duration,
                 wi["cpu_per_s"], wc["cpu_per_s"], ratio(wc["cpu_per_s"], wi["cpu_per_s"]),
                 mib(wi["rss_steady"]), mib(wc["rss_steady"]),
@@ -770,10 +801,14 @@ def main():
                 r["idle"]["uses"], r["churn"]["uses"], ratio(r["churn"]["win_uses"], wc["secs"]),
                 r["churn"]["changed"], r["churn"]["bound"],
                 "%.1f" % r["cold"]["conv"] if r["cold"]["conv"] is not None else "none",
-                "%.1f" % r["churn"]["conv"] if r["churn"]["conv"] is not None else "none"))
-        log("RESULT churn/idle: CPU %.2fx (%.3f vs %.3f s/s), steady RSS %.2fx (%.1f vs %.1f "
-            "MiB); peak RSS %.1f MiB (goal < %d: %s)" % (
+                "%.1f" % r["churn"]["conv"] if r["churn"]["conv"] is not None else "none",
+                "%.0f" % r["idle"]["settled"][0] if r["idle"]["settled"]
+                and r["idle"]["settled"][0] is not None else "none",
+                "%.4f" % r["idle"]["settled"][1] if r["idle"]["settled"] else "none"))
+        log("RESULT churn/idle: CPU %.2fx (%.3f vs %.3f s/s; second halves %.3f vs %.3f), "
+            "steady RSS %.2fx (%.1f vs %.1f MiB); peak RSS %.1f MiB (goal < %d: %s)" % (
                 ratio(wc["cpu_per_s"], wi["cpu_per_s"]), wc["cpu_per_s"], wi["cpu_per_s"],
+                wc["cpu_late_per_s"], wi["cpu_late_per_s"],
                 ratio(wc["rss_steady"], wi["rss_steady"]), mib(wc["rss_steady"]),
                 mib(wi["rss_steady"]), peak, RSS_GOAL_MIB,
                 "met" if peak < RSS_GOAL_MIB else "MISSED"))
