@@ -226,6 +226,7 @@ uint64_t thaw_use_writes(const thaw_use_t *u) { return u->writes; }
 typedef struct {
   const char *keys[SAMPLE_MAX];
   size_t n;
+  int skipped; /* an object of the image is still to be written */
 } sample_t;
 
 static void sample_add(sample_t *s, const char *key) {
@@ -387,14 +388,18 @@ static void on_tick(uv_timer_t *t) {
           thaw_cirec_pods_hash(s->keys, s->n) == c->used_hash &&
           !blip(u, c, n))
         continue; /* the same pods after all */
-      if (u->inflight < WRITES_MAX)
-        write_use(u, name, c->norm, n, s, now);
+      if (u->inflight >= WRITES_MAX ||
+          write_use(u, name, c->norm, n, s, now) != 0)
+        s->skipped = 1;
     }
     /* The sets written (or found equal) are clean until pods change. */
     pos = 0;
     const char *img;
-    while (thaw_store_next(want, &pos, &img, NULL, NULL)) {
+    void *srec;
+    while (thaw_store_next(want, &pos, &img, NULL, &srec)) {
       uint64_t rv = 0;
+      if (((sample_t *)srec)->skipped)
+        continue;
       if (thaw_store_get(u->uses, img, &rv) != NULL && (rv & DIRTY))
         thaw_store_put(u->uses, img, rv & ~(uint64_t)DIRTY, (void *)u, NULL);
     }
