@@ -267,6 +267,29 @@ class ExpiryTest(unittest.TestCase):
         self.assertGreaterEqual(time.time(), t_pod + EXPIRE - 1)
         wait_gone(name, timeout=GRACE + 10)
 
+    def test_09_prewarm_template_keeps_it(self):
+        """An OSCAR-like service: a PodTemplate in a pre-warm namespace holds
+        its image in use however long no job runs; deleting the service
+        lets it expire."""
+        ns = "life-prewarm"
+        ENV.api.ok("POST", "/api/v1/namespaces", {
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns, "labels": {"thaw.dev/prewarm": "true"}}}, want=(201, 409))
+        name, image, _ = self.ready("life/service:v1")
+        ENV.api.ok("POST", "/api/v1/namespaces/%s/podtemplates" % ns, {
+            "apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "svc"},
+            "template": {"spec": {"containers": [{"name": "c", "image": image}]}}},
+            want=(201,))
+        ENV.wait_ci(name, lambda c: c["status"].get("usedBy", {}).get("templates") == 1,
+                    timeout=5, what="templates 1")
+        time.sleep(EXPIRE + GRACE + 1)
+        self.assertEqual(status(name)["phase"], "Ready")
+        ENV.api.ok("DELETE", "/api/v1/namespaces/%s/podtemplates/svc" % ns)
+        ENV.wait_ci(name, lambda c: c["status"].get("usedBy", {}).get("templates") == 0,
+                    timeout=5, what="templates 0")
+        ENV.wait_phase(name, "Expiring", timeout=EXPIRE + 10)
+        wait_gone(name, timeout=GRACE + 10)
+
     def test_07_failed_never_ready_expires(self):
         name = ENV.create_ci(ENV.uphost + "/life/never:v1")
         ENV.wait_phase(name, "Failed")
