@@ -195,6 +195,30 @@ int thaw_cirec_equal(const void *va, const void *vb, void *data) {
          strcmp(a->upstream, b->upstream) == 0 && !thaw_cirec_spec_changed(a, b);
 }
 
+void thaw_cirec_add_time(cJSON *o, const char *key, time_t t) {
+  char buf[32];
+  thaw_rfc3339(t, buf, sizeof buf);
+  cJSON_AddStringToObject(o, key, buf);
+}
+
+void thaw_cirec_add_ready(cJSON *o, int ready, const char *reason,
+                          const char *msg) {
+  cJSON *list = cJSON_AddArrayToObject(o, "conditions");
+  cJSON *c = cJSON_CreateObject();
+  if (list == NULL || c == NULL) {
+    cJSON_Delete(c);
+    return;
+  }
+  cJSON_AddItemToArray(list, c);
+  cJSON_AddStringToObject(c, "type", "Ready");
+  cJSON_AddStringToObject(c, "status", ready ? "True" : "False");
+  cJSON_AddStringToObject(c, "reason", reason);
+  char buf[THAW_CI_MESSAGE_MAX + 1];
+  snprintf(buf, sizeof buf, "%s", msg ? msg : "");
+  cJSON_AddStringToObject(c, "message", buf);
+  thaw_cirec_add_time(c, "lastTransitionTime", time(NULL));
+}
+
 void thaw_rfc3339(time_t t, char *buf, size_t cap) {
   struct tm tm;
   gmtime_r(&t, &tm);

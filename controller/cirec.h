@@ -66,6 +66,15 @@ int thaw_cirec_spec_changed(const thaw_cirec_t *a, const thaw_cirec_t *b);
 /* The hash of a usedBy.pods list (FNV-1a over each string and its NUL). */
 uint32_t thaw_cirec_pods_hash(const char *const *pods, size_t n);
 
+/* Status patch helpers. */
+#define THAW_CI_MESSAGE_MAX 1024 /* status.message maxLength in the CRD */
+/* key: the RFC 3339 time t. */
+void thaw_cirec_add_time(cJSON *o, const char *key, time_t t);
+/* conditions: [the Ready condition] (a merge patch replaces the list);
+ * msg cut to THAW_CI_MESSAGE_MAX. */
+void thaw_cirec_add_ready(cJSON *o, int ready, const char *reason,
+                          const char *msg);
+
 /* RFC 3339 in UTC ("2026-11-26T21:00:00Z") into buf (at least 21 bytes). */
 void thaw_rfc3339(time_t t, char *buf, size_t cap);
 /* Parses RFC 3339 (Z or an offset; fractions ignored). 0 when malformed. */

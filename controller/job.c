@@ -82,14 +82,14 @@ static void on_warmed(const thaw_warm_result_t *res, void *data) {
     cJSON_AddStringToObject(st, "digest", res->digest);
     cJSON_AddStringToObject(st, "upstreamDigest", res->upstream_digest);
     cJSON_AddNumberToObject(st, "sizeBytes", (double)res->size_bytes);
-    thaw_job_add_time(st, "cachedAt", now);
-    thaw_job_add_time(st, "lastCheckedAt", now);
+    thaw_cirec_add_time(st, "cachedAt", now);
+    thaw_cirec_add_time(st, "lastCheckedAt", now);
     cJSON_AddNullToObject(st, "progress");
     cJSON_AddNullToObject(st, "message");
     cJSON_AddNumberToObject(st, "attempts", 0);
     if (res->anonymous_refused || (j->flags & THAW_CI_PRIVATE))
       cJSON_AddTrueToObject(st, "private");
-    thaw_job_add_ready(st, 1, j->refresh ? "Refreshed" : "Cached", "");
+    thaw_cirec_add_ready(st, 1, j->refresh ? "Refreshed" : "Cached", "");
   }
   thaw_job_patch(j, st, 1);
   char msg[1200];
@@ -128,7 +128,7 @@ static void begin_warm(job_t *j, const thaw_regauth_creds_t *creds) {
         cJSON_AddNumberToObject(p, "doneBytes", 0);
         cJSON_AddNumberToObject(p, "totalBytes", 0);
       }
-      thaw_job_add_ready(st, 0, "Warming", "");
+      thaw_cirec_add_ready(st, 0, "Warming", "");
     }
     thaw_job_patch(j, st, 0);
     char msg[600];
@@ -170,7 +170,7 @@ static void on_resolved(const thaw_warm_result_t *res, void *data) {
   if (strcmp(res->digest, j->upstream) == 0) {
     cJSON *st = cJSON_CreateObject();
     if (st) {
-      thaw_job_add_time(st, "lastCheckedAt", time(NULL));
+      thaw_cirec_add_time(st, "lastCheckedAt", time(NULL));
       cJSON_AddStringToObject(st, "upstreamDigest", res->digest);
       cJSON_AddNullToObject(st, "message");
     }
@@ -215,7 +215,7 @@ static void wait_room(job_t *j, const char *why) {
       cJSON_AddStringToObject(st, "phase", "Pending");
       thaw_job_add_message(st, why);
       cJSON_AddNullToObject(st, "progress");
-      thaw_job_add_ready(st, 0, "CacheFull", why);
+      thaw_cirec_add_ready(st, 0, "CacheFull", why);
     }
     thaw_job_patch(j, st, 1);
     thaw_job_event(j, "Warning", "CacheFull", why);

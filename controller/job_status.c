@@ -14,7 +14,7 @@
 #include "log.h"
 #include "reconcile_internal.h"
 
-#define MESSAGE_MAX 1024 /* status.message maxLength in the CRD */
+#define MESSAGE_MAX THAW_CI_MESSAGE_MAX
 
 uint64_t thaw_job_now_ms(void) {
   struct timespec ts;
@@ -182,11 +182,6 @@ void thaw_job_patch(job_t *j, cJSON *status, int final) {
   cJSON_Delete(body);
 }
 
-void thaw_job_add_time(cJSON *o, const char *key, time_t t) {
-  char buf[32];
-  thaw_rfc3339(t, buf, sizeof buf);
-  cJSON_AddStringToObject(o, key, buf);
-}
 
 void thaw_job_add_message(cJSON *o, const char *msg) {
   if (msg == NULL || *msg == '\0') {
@@ -198,24 +193,6 @@ void thaw_job_add_message(cJSON *o, const char *msg) {
   cJSON_AddStringToObject(o, "message", buf);
 }
 
-/* conditions: [the Ready condition]; a merge patch replaces the list. */
-void thaw_job_add_ready(cJSON *o, int ready, const char *reason,
-                      const char *msg) {
-  cJSON *list = cJSON_AddArrayToObject(o, "conditions");
-  cJSON *c = cJSON_CreateObject();
-  if (list == NULL || c == NULL) {
-    cJSON_Delete(c);
-    return;
-  }
-  cJSON_AddItemToArray(list, c);
-  cJSON_AddStringToObject(c, "type", "Ready");
-  cJSON_AddStringToObject(c, "status", ready ? "True" : "False");
-  cJSON_AddStringToObject(c, "reason", reason);
-  char buf[MESSAGE_MAX + 1];
-  snprintf(buf, sizeof buf, "%s", msg ? msg : "");
-  cJSON_AddStringToObject(c, "message", buf);
-  thaw_job_add_time(c, "lastTransitionTime", time(NULL));
-}
 
 void thaw_job_event(job_t *j, const char *type, const char *reason,
                     const char *msg) {
@@ -233,11 +210,11 @@ void thaw_job_fail(job_t *j, const char *msg, long retry_after, int retry,
     cJSON_AddStringToObject(st, "phase", "Failed");
     thaw_job_add_message(st, msg);
     cJSON_AddNumberToObject(st, "attempts", attempts);
-    thaw_job_add_time(st, "lastCheckedAt", time(NULL));
+    thaw_cirec_add_time(st, "lastCheckedAt", time(NULL));
     cJSON_AddNullToObject(st, "progress");
     if (private_)
       cJSON_AddTrueToObject(st, "private");
-    thaw_job_add_ready(st, 0, "WarmFailed", msg);
+    thaw_cirec_add_ready(st, 0, "WarmFailed", msg);
   }
   thaw_job_patch(j, st, 1);
   thaw_job_event(j, "Warning", "WarmFailed", msg);

@@ -96,11 +96,6 @@ static op_t *op_new(thaw_lifecycle_t *l, const char *name) {
   return op;
 }
 
-static void add_time(cJSON *o, const char *key, time_t t) {
-  char buf[32];
-  thaw_rfc3339(t, buf, sizeof buf);
-  cJSON_AddStringToObject(o, key, buf);
-}
 
 /* A status merge patch with the object's resourceVersion as precondition. */
 static void patch_status(thaw_lifecycle_t *l, const char *name, uint64_t rv,
@@ -129,21 +124,6 @@ static void patch_status(thaw_lifecycle_t *l, const char *name, uint64_t rv,
   cJSON_Delete(body);
 }
 
-static void add_ready(cJSON *st, int ready, const char *reason,
-                      const char *msg) {
-  cJSON *list = cJSON_AddArrayToObject(st, "conditions");
-  cJSON *c = cJSON_CreateObject();
-  if (list == NULL || c == NULL) {
-    cJSON_Delete(c);
-    return;
-  }
-  cJSON_AddItemToArray(list, c);
-  cJSON_AddStringToObject(c, "type", "Ready");
-  cJSON_AddStringToObject(c, "status", ready ? "True" : "False");
-  cJSON_AddStringToObject(c, "reason", reason);
-  cJSON_AddStringToObject(c, "message", msg);
-  add_time(c, "lastTransitionTime", time(NULL));
-}
 
 static void to_expiring(thaw_lifecycle_t *l, const char *name, uint64_t rv,
                         const thaw_cirec_t *c, int evicted, time_t now) {
@@ -162,8 +142,8 @@ static void to_expiring(thaw_lifecycle_t *l, const char *name, uint64_t rv,
   if (st == NULL)
     return;
   cJSON_AddStringToObject(st, "phase", "Expiring");
-  add_time(st, "expiresAt", at);
-  add_ready(st, 0, evicted ? "Evicted" : "Unused", msg);
+  thaw_cirec_add_time(st, "expiresAt", at);
+  thaw_cirec_add_ready(st, 0, evicted ? "Evicted" : "Unused", msg);
   patch_status(l, name, rv, st);
   thaw_events_emit(l->o.events, name, c->uid, "Normal", "Expiring", msg);
   thaw_info("expiring", "name", name, "reason", evicted ? "evicted" : "unused");
@@ -178,7 +158,7 @@ static void to_ready(thaw_lifecycle_t *l, const char *name, uint64_t rv,
   cJSON_AddStringToObject(st, "phase", cached ? "Ready" : "Pending");
   cJSON_AddNullToObject(st, "expiresAt");
   const char *msg = "in use again while Expiring: kept";
-  add_ready(st, cached, cached ? "InUse" : "Warming", msg);
+  thaw_cirec_add_ready(st, cached, cached ? "InUse" : "Warming", msg);
   patch_status(l, name, rv, st);
   thaw_events_emit(l->o.events, name, c->uid, "Normal", "Kept", msg);
   thaw_info("in use again: kept", "name", name);

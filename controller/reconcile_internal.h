@@ -103,11 +103,7 @@ void thaw_job_fail(job_t *j, const char *msg, long retry_after, int retry,
 void thaw_job_refresh_failed(job_t *j, const char *msg, long retry_after);
 void thaw_job_event(job_t *j, const char *type, const char *reason,
                     const char *msg);
-void thaw_job_add_time(cJSON *o, const char *key, time_t t);
 void thaw_job_add_message(cJSON *o, const char *msg);
-/* conditions: [the Ready condition]; a merge patch replaces the list. */
-void thaw_job_add_ready(cJSON *o, int ready, const char *reason,
-                        const char *msg);
 uint64_t thaw_job_now_ms(void);  /* monotonic */
 uint64_t thaw_job_wall_ms(void); /* realtime */
 /* No new attempt for this object before delay_ms from now. */
