@@ -16,6 +16,7 @@
 #include "gc_agent.h"
 #include "httpd.h"
 #include "log.h"
+#include "signals.h"
 #include "metrics.h"
 #include "units.h"
 
@@ -140,8 +141,7 @@ typedef struct {
   uv_loop_t *loop;
   thaw_gc_agent_t *agent;
   thaw_httpd_t *httpd;
-  uv_signal_t sigterm, sigint;
-  int stopping;
+  thaw_signals_t sig;
 } app_t;
 
 /* The run in flight has ended (its result recorded as stopped): the
@@ -151,18 +151,11 @@ static void on_agent_stopped(void *data) {
   app_t *a = data;
   thaw_httpd_free(a->httpd);
   a->httpd = NULL;
-  uv_close((uv_handle_t *)&a->sigterm, NULL);
-  uv_close((uv_handle_t *)&a->sigint, NULL);
+  thaw_signals_close(&a->sig);
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
-  app_t *a = h->data;
-  if (a->stopping) {
-    thaw_warn("second signal: exiting now", "signal", strsignal(signum));
-    exit(1);
-  }
-  a->stopping = 1;
-  thaw_info("signal: stopping", "signal", strsignal(signum));
+static void on_stop_signal(void *data) {
+  app_t *a = data;
   thaw_gc_agent_stop(a->agent, on_agent_stopped, a);
 }
 
@@ -205,11 +198,7 @@ int main(int argc, char **argv) {
     thaw_metrics_free(m);
     return 2;
   }
-  uv_signal_init(&loop, &a.sigterm);
-  uv_signal_init(&loop, &a.sigint);
-  a.sigterm.data = a.sigint.data = &a;
-  uv_signal_start(&a.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&a.sigint, on_signal, SIGINT);
+  thaw_signals_start(&a.sig, &loop, on_stop_signal, &a);
   char port[16];
   snprintf(port, sizeof port, "%d", thaw_httpd_port(a.httpd));
   thaw_info("started", "version", THAW_VERSION, "config", f.config,

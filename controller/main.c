@@ -10,29 +10,22 @@
 #include "controller.h"
 #include "error.h"
 #include "log.h"
+#include "signals.h"
 
 typedef struct {
   uv_loop_t *loop;
   thaw_controller_t *ctl;
-  uv_signal_t sigterm, sigint;
-  int stopping;
+  thaw_signals_t sig;
 } app_t;
 
 static void on_stopped(void *data) {
   app_t *a = data;
-  uv_close((uv_handle_t *)&a->sigterm, NULL);
-  uv_close((uv_handle_t *)&a->sigint, NULL);
+  thaw_signals_close(&a->sig);
   uv_stop(a->loop);
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
-  app_t *a = h->data;
-  if (a->stopping) {
-    thaw_warn("second signal: exiting now", "signal", strsignal(signum));
-    exit(1);
-  }
-  a->stopping = 1;
-  thaw_info("signal: stopping", "signal", strsignal(signum));
+static void on_stop_signal(void *data) {
+  app_t *a = data;
   thaw_controller_stop(a->ctl, on_stopped, a);
 }
 
@@ -59,17 +52,13 @@ int main(int argc, char **argv) {
     thaw_config_free(&cfg);
     return rc == THAW_ENOMEM ? 1 : 2;
   }
-  uv_signal_init(&loop, &a.sigterm);
-  uv_signal_init(&loop, &a.sigint);
-  a.sigterm.data = a.sigint.data = &a;
-  uv_signal_start(&a.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&a.sigint, on_signal, SIGINT);
+  thaw_signals_start(&a.sig, &loop, on_stop_signal, &a);
 
   int status = 0;
   if (thaw_controller_start(a.ctl, err, sizeof err) != 0) {
     thaw_error("cannot start", "error", err);
     status = 1;
-    a.stopping = 1;
+    a.sig.stopping = 1;
     thaw_controller_stop(a.ctl, on_stopped, &a);
   }
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "kubeconfig.h"
 #include "log.h"
+#include "signals.h"
 #include "sysns.h"
 #include "webhook.h"
 
@@ -72,27 +73,20 @@ static int valid_cache_host(const char *s) {
 typedef struct {
   uv_loop_t *loop;
   thaw_webhook_t *wh;
-  uv_signal_t sigterm, sigint;
-  int stopping, clean;
+  thaw_signals_t sig;
+  int clean;
 } app_t;
 
 static void on_stopped(int clean, void *data) {
   app_t *a = data;
   a->clean = clean;
-  uv_close((uv_handle_t *)&a->sigterm, NULL);
-  uv_close((uv_handle_t *)&a->sigint, NULL);
+  thaw_signals_close(&a->sig);
   if (!clean)
     uv_stop(a->loop); /* connections still hold handles: leave them */
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
-  app_t *a = h->data;
-  if (a->stopping) {
-    thaw_warn("second signal: exiting now", "signal", strsignal(signum));
-    exit(1);
-  }
-  a->stopping = 1;
-  thaw_info("signal: stopping", "signal", strsignal(signum));
+static void on_stop_signal(void *data) {
+  app_t *a = data;
   thaw_webhook_stop(a->wh, on_stopped, a);
 }
 
@@ -181,17 +175,13 @@ int main(int argc, char **argv) {
     bad("%s", err);
     return rc == THAW_ENOMEM ? 1 : 2;
   }
-  uv_signal_init(&loop, &a.sigterm);
-  uv_signal_init(&loop, &a.sigint);
-  a.sigterm.data = a.sigint.data = &a;
-  uv_signal_start(&a.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&a.sigint, on_signal, SIGINT);
+  thaw_signals_start(&a.sig, &loop, on_stop_signal, &a);
 
   int status = 0;
   if (thaw_webhook_start(a.wh, err, sizeof err) != 0) {
     thaw_error("cannot start", "error", err);
     status = 1;
-    a.stopping = 1;
+    a.sig.stopping = 1;
     thaw_webhook_stop(a.wh, on_stopped, &a);
   }
   uv_run(&loop, UV_RUN_DEFAULT);
