@@ -29,7 +29,7 @@ one run against one emulator:
          CachedImage's status.usedBy equals the truth (count and the first
          10 namespace/name in sort order of its unfinished pods);
   idle   DURATION seconds from /readyz with no churn (the baseline), then
-         IDLE_TAIL seconds more (default 90) whose last 30 s give the CPU
+         IDLE_TAIL seconds more (default 120) whose last 60 s give the CPU
          once the start-up pass (every object's use confirmed, at most 64 a
          second) is over;
   churn  DURATION seconds from /readyz with churn, then a drain until the
@@ -641,7 +641,7 @@ def run_phase(env, watch, wl, name, a, failures):
     settled = None
     if name == "idle" and a.idle_tail > 0:
         time.sleep(a.idle_tail)
-        settled = ph.window(wall() - 30, wall())
+        settled = ph.window(wall() - 60, wall())
     if name != "idle":
         conv = converge(watch, wl, a.converge_max)
         if conv is None:
@@ -687,7 +687,7 @@ def run_phase(env, watch, wl, name, a, failures):
     out = {"w": w, "uses": uses, "win_uses": win_uses, "conv": conv, "settled": settled}
     if settled is not None:
         tail = ph.window(t_win, wall())
-        log("  idle: %g s more (by 10 s: %s); CPU over the last 30 s, %.0f s after /readyz: "
+        log("  idle: %g s more (by 10 s: %s); CPU over the last 60 s, %.0f s after /readyz: "
             "%.4f s/s" % (a.idle_tail, " ".join("%.3f" % c for c in tail["cpu_slices"]),
                           wall() - ph.t_ready, settled["cpu_per_s"]))
     if name == "cold":
@@ -741,13 +741,13 @@ def main():
     p.add_argument("--converge-max", type=float)
     p.add_argument("--idle-tail", type=float,
                    help="seconds the idle controller runs on after its window; the CPU "
-                        "of their last 30 s is reported (after the start-up pass)")
+                        "of their last 60 s is reported (after the start-up pass)")
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     for k, full, quick in (("images", 10000, 150), ("pods", 100000, 1500),
                            ("namespaces", 50, 5), ("rate", 200.0, 50.0),
                            ("duration", 120.0, 12.0), ("converge_max", 900.0, 30.0),
-                           ("idle_tail", 90.0, 0.0)):
+                           ("idle_tail", 120.0, 0.0)):
         if getattr(a, k) is None:
             setattr(a, k, quick if a.quick else full)
 
