@@ -30,8 +30,8 @@ one run against one emulator:
          10 namespace/name in sort order of its unfinished pods);
   idle   DURATION seconds from /readyz with no churn (the baseline), then
          IDLE_TAIL seconds more (default 120) whose last 60 s give the CPU
-         once the start-up pass (every object's use confirmed, at most 64 a
-         second) is over;
+         once the start-up pass is over (after a start the controller
+         confirms every object's use: 64 objects a second at 8df6a89);
   churn  DURATION seconds from /readyz with churn, then a drain until the
          statuses converge again.
 Measured per phase: the controller's VmRSS (sampled each second) and VmHWM
