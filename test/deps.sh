@@ -10,6 +10,7 @@ PACKAGES=(
   docker-registry nghttp2-client h2o prometheus wrk
   openssl curl ca-certificates python3 python3-yaml python3-h2 procps iproute2
   skopeo umoci buildah containerd apache2-utils
+  gnuplot-nox  # test/test_monitoring.py: dashboard panels as PNG
 )
 
 # kubectl with kustomize v5: the manifests use kustomize Components, which
