@@ -1,6 +1,6 @@
 /* gc.c - registry garbage collection, the controller's side (gc.h): when to
  * run, the pause around a run, and the agent's API (POST/GET /gc of
- * thaw-registry-gc) through common/http. One timer and at most one request
+ * thaw-registry-gc) through common/http/http.c. One timer and at most one request
  * at a time. */
 #include "gc.h"
 

@@ -1,6 +1,6 @@
 /* sources.c - the pod sweep, pre-warm and pull-secret lookups of
  * sources.h: Namespace, Pod and PodTemplate informers (their records are in
- * sources_records.c) feeding a recorder (common/record.c) while active.
+ * sources_records.c) feeding a recorder (common/thaw/record.c) while active.
  *
  * Every sweep is level-triggered and cheap to repeat: an image whose
  * CachedImage exists (the owner's `exists`) or is already queued costs a

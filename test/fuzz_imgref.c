@@ -1,4 +1,4 @@
-/* fuzz_imgref.c - libFuzzer target for common/imgref: parse -> format ->
+/* fuzz_imgref.c - libFuzzer target for common/oci/imgref: parse -> format ->
  * parse is stable, rewrite -> unrewrite gives back the normalised form, the
  * rewritten form parses, and name derivation stays in bounds. Any violation
  * aborts. Seeds: test/corpus/imgref (run on a copy so it stays clean). */

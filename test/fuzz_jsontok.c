@@ -1,4 +1,4 @@
-/* fuzz_jsontok.c - libFuzzer target for common/jsontok, differential against
+/* fuzz_jsontok.c - libFuzzer target for common/json/jsontok, differential against
  * cJSON (what thaw parsed requests with before):
  *   - validity: thaw_json_parse() and cJSON (one value, then only blanks)
  *     agree, except where jsontok is knowingly stricter (raw control bytes

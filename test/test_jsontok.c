@@ -1,4 +1,4 @@
-/* test_jsontok.c - common/jsontok: tables of valid and invalid texts (RFC
+/* test_jsontok.c - common/json/jsontok: tables of valid and invalid texts (RFC
  * 8259's grammar and edge cases, with the error code and offset expected),
  * string decoding (escapes, \u, surrogate pairs, \u0000), key comparison,
  * nesting at and over the limit, huge numbers and int64 conversion, the

@@ -1,4 +1,4 @@
-/* test_record.c - the CachedImage recorder (common/record.c), with the
+/* test_record.c - the CachedImage recorder (common/thaw/record.c), with the
  * webhook's index as its `exists`, against the API-server emulator:
  * de-duplication, results, retries, permanent failures, the queue bound,
  * and freeing with work in flight. Run under test/with-emulator.sh. */

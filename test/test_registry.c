@@ -1,4 +1,4 @@
-/* test_registry.c - common/registry against real docker-registry instances
+/* test_registry.c - common/oci/registry against real docker-registry instances
  * (started by test_registry.sh): push a synthetic image into A with the
  * client, copy it to B (single manifest, index children first, 0-byte blob,
  * skip, cross-repo mount, a 50 MB blob with bounded RSS), faults from

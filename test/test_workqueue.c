@@ -1,4 +1,4 @@
-/* test_workqueue.c - behaviour of common/workqueue: rate-limiter arithmetic
+/* test_workqueue.c - behaviour of common/base/workqueue: rate-limiter arithmetic
  * (pure, injected clock), de-duplication, dirty re-queue, one worker per key
  * under a randomized workload, backoff and bucket delays on a real loop,
  * add_after, shutdown and free. Timing asserts are lower bounds (a noisy

@@ -1,5 +1,5 @@
 /* index.c - the webhook's in-memory view of CachedImages and Namespaces
- * (index.h): two informers, and a table (common/store) from normalised image
+ * (index.h): two informers, and a table (common/kube/store) from normalised image
  * to the count of CachedImages that name it, by phase. */
 #include "index.h"
 

@@ -2,7 +2,7 @@
  * images (DESIGN.md, decision 6) and the controller's pod sweep and
  * pre-warm (controller/sources.h).
  *
- * thaw_recorder_record() only enqueues. A work queue (common/workqueue)
+ * thaw_recorder_record() only enqueues. A work queue (common/base/workqueue)
  * de-duplicates concurrent admissions of the same image and runs at most a
  * few creates at once; a failed create is retried with per-key exponential
  * backoff (a 403 too: RBAC may be fixed; it is logged once, see denied.h);

@@ -1,7 +1,7 @@
 /* regauth.h - registry authentication, the pure parts: WWW-Authenticate
  * challenges, Docker token responses, kubernetes.io/dockerconfigjson
  * credentials, registry host aliases and a token cache with an injected
- * clock. No I/O; common/registry.c performs the flows.
+ * clock. No I/O; common/oci/registry.c performs the flows.
  *
  * Nothing here logs; credentials and tokens are only ever copied into
  * caller-owned buffers or the cache. */

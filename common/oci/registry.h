@@ -2,7 +2,7 @@
  * manifests (HEAD, GET, PUT, DELETE), blobs (HEAD, PUT from memory, and a
  * streamed GET->PUT copy between registries with cross-repository mount and
  * sha256 verified while streaming), with anonymous, Bearer-token and Basic
- * authentication (common/regauth.h).
+ * authentication (common/oci/regauth.h).
  *
  * Rules, as in thaw_http: when a function that takes a callback returns an
  * error, the callback is never called; when it returns 0, the callback is
