@@ -8,12 +8,12 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "error.h"
 #include "log.h"
 #include "sysns.h"
@@ -79,6 +79,7 @@ void thaw_config_usage(FILE *f) {
 "  --log-level LEVEL            debug, info, warn or error (default info,\n"
 "                               or $THAW_LOG_LEVEL)\n"
 "  --help                       this text\n"
+"  --version                    print the version and exit\n"
 "DURATION is Go's: 90s, 1h30m, 1.5h (units ns us ms s m h). BOOL is true or\n"
 "false (also 1/0, t/f). A LIST that is empty (--platforms=) is empty; an\n"
 "empty entry in it is an error.\n"
@@ -88,17 +89,8 @@ void thaw_config_usage(FILE *f) {
 "(status 1).\n");
 }
 
-/* One line on stderr and status 2: the contract for bad input. */
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, PROG ": ");
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  return 2;
-}
+/* Bad input: one line on stderr, exit status 2 (cli.h). */
+#define bad(...) thaw_cli_bad(PROG, __VA_ARGS__)
 
 /* --- values ---------------------------------------------------------- */
 
@@ -309,7 +301,7 @@ enum {
   O_KUBECONFIG = 256, O_NAMESPACE, O_REGISTRY, O_CACHE_HOST, O_INSECURE,
   O_METRICS, O_CONCURRENCY, O_BLOB_CONCURRENCY, O_PLATFORMS, O_REFRESH,
   O_EXPIRE, O_MAX_BYTES, O_PREWARM, O_ALLOW_PRIVATE, O_LEADER_ELECT,
-  O_CA_FILE, O_LOG_LEVEL, O_EXPIRE_GRACE, O_REPAIR_AFTER, O_GC_URL,
+  O_CA_FILE, O_LOG_LEVEL, O_VERSION, O_EXPIRE_GRACE, O_REPAIR_AFTER, O_GC_URL,
   O_GC_INTERVAL
 };
 
@@ -336,6 +328,7 @@ static const struct option opts[] = {
     {"upstream-ca-file", required_argument, NULL, O_CA_FILE},
     {"log-level", required_argument, NULL, O_LOG_LEVEL},
     {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, O_VERSION},
     {NULL, 0, NULL, 0}};
 
 static int parse_duration_flag(const char *flag, const char *v, uint64_t *ms) {
@@ -346,7 +339,7 @@ static int parse_duration_flag(const char *flag, const char *v, uint64_t *ms) {
   return 0;
 }
 
-/* One flag into c. Returns 0, 1 (--help) or 2. */
+/* One flag into c. Returns 0, 1 (--help or --version printed) or 2. */
 static int apply(thaw_config_t *c, int opt, const char *v, const char *arg,
                  const char **ns) {
   int b;
@@ -440,6 +433,9 @@ static int apply(thaw_config_t *c, int opt, const char *v, const char *arg,
   }
   case 'h':
     thaw_config_usage(stdout);
+    return 1;
+  case O_VERSION:
+    thaw_cli_version(stdout, PROG);
     return 1;
   }
   return 2;

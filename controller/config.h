@@ -40,8 +40,8 @@ typedef struct {
   char *owned[8];               /* copies the lists point into */
 } thaw_config_t;
 
-/* Parses argv into *c (defaults first). Returns 0; 1 when --help was given
- * (usage printed to stdout); 2 on a bad flag or value, with exactly one line
+/* Parses argv into *c (defaults first). Returns 0; 1 when --help or --version was
+ * given (printed to stdout); 2 on a bad flag or value, with exactly one line
  * "thaw-controller: ..." on stderr. */
 int thaw_config_parse(thaw_config_t *c, int argc, char **argv);
 void thaw_config_free(thaw_config_t *c);

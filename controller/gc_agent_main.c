@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "cli.h"
 #include "error.h"
 #include "gc_agent.h"
 #include "httpd.h"
@@ -50,23 +50,16 @@ static void usage(FILE *f) {
 "                               for this long; 0 = never (default 30s)\n"
 "  --log-level LEVEL            debug, info, warn or error (default\n"
 "                               $THAW_LOG_LEVEL, else info)\n"
-"  -h, --help                   this help\n");
+"  -h, --help                   this help\n"
+"  --version                    print the version and exit\n");
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs(PROG ": ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  return 2;
-}
+/* Bad input: one line on stderr, exit status 2 (cli.h). */
+#define bad(...) thaw_cli_bad(PROG, __VA_ARGS__)
 
-/* 0: run; 1: --help printed; 2: bad flags (one line on stderr). */
+/* 0: run; 1: --help or --version printed; 2: bad flags (one line on stderr). */
 static int parse_flags(flags_t *f, int argc, char **argv) {
-  enum { O_CONFIG = 256, O_BINARY, O_BIND, O_STORAGE, O_ORPHAN, O_LOG };
+  enum { O_CONFIG = 256, O_BINARY, O_BIND, O_STORAGE, O_ORPHAN, O_LOG, O_VERSION };
   static const struct option opts[] = {
       {"config", required_argument, NULL, O_CONFIG},
       {"registry-binary", required_argument, NULL, O_BINARY},
@@ -75,6 +68,7 @@ static int parse_flags(flags_t *f, int argc, char **argv) {
       {"orphan-timeout", required_argument, NULL, O_ORPHAN},
       {"log-level", required_argument, NULL, O_LOG},
       {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, O_VERSION},
       {NULL, 0, NULL, 0}};
   memset(f, 0, sizeof *f);
   f->registry_binary = "registry";
@@ -95,6 +89,9 @@ static int parse_flags(flags_t *f, int argc, char **argv) {
       return bad("unknown option %s (see --help)", argv[optind - 1]);
     case 'h':
       usage(stdout);
+      return 1;
+    case O_VERSION:
+      thaw_cli_version(stdout, PROG);
       return 1;
     case O_CONFIG:
       if (*v == '\0' || access(v, R_OK) != 0)

@@ -389,13 +389,25 @@ static void test_help(void) {
       "--refresh-interval", "1h", "--expire-after", "720h",
       "--max-cache-bytes", "unbounded", "--prewarm-namespaces",
       "--allow-private", "default false", "--leader-elect", "default true",
-      "--upstream-ca-file", "--log-level", "default info", "--help", NULL};
+      "--upstream-ca-file", "--log-level", "default info", "--help",
+      "--version", NULL};
   for (const char *const *n = needles; *n; n++) {
     int found = strstr(out, *n) != NULL;
     if (!found)
       fprintf(stderr, "usage lacks %s\n", *n);
     CHECK(found);
   }
+  thaw_config_free(&c);
+}
+
+/* --version: meson's project version on stdout, status as --help. */
+static void test_version(void) {
+  thaw_config_t c;
+  char err[256], out[256];
+  CHECK(run(&c, err, sizeof err, out, sizeof out,
+            (const char *const[]){"--version", NULL}) == 1);
+  CHECK(err[0] == '\0');
+  CHECK(strcmp(out, "thaw-controller " THAW_VERSION "\n") == 0);
   thaw_config_free(&c);
 }
 
@@ -530,6 +542,7 @@ int main(void) {
   test_defaults();
   test_every_flag();
   test_help();
+  test_version();
   test_bad();
   setenv("THAW_SERVICEACCOUNT_DIR", sa_dir, 1);
   test_namespace_and_kubeconfig();

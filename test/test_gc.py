@@ -602,6 +602,9 @@ class AgentRuns(AgentCase):
         r = run("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("usage: thaw-registry-gc --config PATH", r.stdout)
+        r = run("--version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^thaw-registry-gc [0-9]+\.[0-9]+\.[0-9]+\n$")
         for args in ([], ["--config", "/nonexistent.yml"],
                      ["--config", self.reg.config, "--orphan-timeout", "soon"],
                      ["--config", self.reg.config, "--storage-dir", "/nonexistent"],

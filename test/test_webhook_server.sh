@@ -53,6 +53,7 @@ expect2 missing-cert-file --tls-cert-file "$WH_TMP/nope.crt" --tls-key-file "$WH
 expect2 key-mismatch --tls-cert-file "$WH_TMP/tls.crt" --tls-key-file "$WH_TMP/other.key" --kubeconfig "$KUBECONFIG"
 expect2 missing-kubeconfig "${tls[@]}" --kubeconfig "$WH_TMP/nope"
 if "$bin" --help | grep -q -- '--metrics-bind-address'; then ok "--help"; else fail "--help"; fi
+if "$bin" --version | grep -qx 'thaw-webhook [0-9][0-9.]*'; then ok "--version"; else fail "--version: $("$bin" --version 2>&1)"; fi
 
 # --- start ------------------------------------------------------------------
 wh_start "$bin" "$log" "${tls[@]}" || exit 1

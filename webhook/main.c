@@ -1,13 +1,13 @@
 /* main.c - thaw-webhook: flags, signals and the loop; webhook.c wires. */
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
 #include <uv.h>
 
+#include "cli.h"
 #include "error.h"
 #include "kubeconfig.h"
 #include "log.h"
@@ -41,22 +41,14 @@ static void usage(FILE *f) {
 "  --log-level LEVEL            debug, info, warn or error (default info,\n"
 "                               or $THAW_LOG_LEVEL)\n"
 "  --help                       this text\n"
+"  --version                    print the version and exit\n"
 "SIGTERM or SIGINT stops gracefully: no new connections, requests in\n"
 "flight finish, connections still open after 25 s are closed; exit 0.\n"
 "A second signal exits at once (status 1).\n");
 }
 
-/* One line on stderr and exit status 2: the contract for bad input. */
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, PROG ": ");
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  return 2;
-}
+/* Bad input: one line on stderr, exit status 2 (cli.h). */
+#define bad(...) thaw_cli_bad(PROG, __VA_ARGS__)
 
 
 static int valid_cache_host(const char *s) {
@@ -92,7 +84,7 @@ static void on_stop_signal(void *data) {
 
 int main(int argc, char **argv) {
   enum { O_KUBECONFIG = 256, O_NAMESPACE, O_REGISTRY, O_CACHE_HOST, O_BIND,
-         O_CERT, O_KEY, O_METRICS, O_LOG_LEVEL };
+         O_CERT, O_KEY, O_METRICS, O_LOG_LEVEL, O_VERSION };
   static const struct option opts[] = {
       {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
       {"namespace", required_argument, NULL, O_NAMESPACE},
@@ -104,6 +96,7 @@ int main(int argc, char **argv) {
       {"metrics-bind-address", required_argument, NULL, O_METRICS},
       {"log-level", required_argument, NULL, O_LOG_LEVEL},
       {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, O_VERSION},
       {NULL, 0, NULL, 0}};
   const char *kubeconfig = NULL, *ns = NULL;
   thaw_webhook_config_t cfg = {
@@ -132,6 +125,9 @@ int main(int argc, char **argv) {
     }
     case 'h':
       usage(stdout);
+      return 0;
+    case O_VERSION:
+      thaw_cli_version(stdout, PROG);
       return 0;
     case ':':
       return bad("%s needs a value (see --help)", argv[optind - 1]);
