@@ -23,7 +23,7 @@ RBAC_PATH = "/apis/rbac.authorization.k8s.io/v1"
 SA_GROUPS = ("system:serviceaccounts", "system:serviceaccounts:" + SYSTEM_NS,
              "system:authenticated")
 # The Components of manifests/ each daemon's test run uses.
-COMPONENTS = {"thaw-controller": ("controller/private",), "thaw-webhook": ()}
+COMPONENTS = {"thaw-controller": ("components/private-images",), "thaw-webhook": ()}
 
 
 def sa_user(name):

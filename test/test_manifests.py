@@ -175,7 +175,7 @@ class Layout(unittest.TestCase):
             self.assertIn(part, k["resources"])
         # cert-manager, S3 storage and private images are opt-in (Components
         # an overlay adds).
-        for comp in ("cert-manager", "registry/s3", "controller/private"):
+        for comp in ("components/cert-manager", "components/s3", "components/private-images"):
             self.assertNotIn(comp, k["resources"])
             self.assertEqual(load_all(os.path.join(MANIFESTS, comp,
                                                    "kustomization.yaml"))[0]["kind"], "Component")
@@ -386,7 +386,7 @@ class Webhook(unittest.TestCase):
 
 class CertManager(unittest.TestCase):
     def test_component(self):
-        d = os.path.join(MANIFESTS, "cert-manager")
+        d = os.path.join(MANIFESTS, "components", "cert-manager")
         objs = resolve(d)
         cert = find(objs, "Certificate", "thaw-webhook")
         self.assertEqual(cert["spec"]["secretName"], "thaw-webhook-tls")
@@ -409,7 +409,8 @@ class CertManager(unittest.TestCase):
             with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
                 yaml.safe_dump({"resources": [os.path.relpath(MANIFESTS, tmp)],
                                 "components": [os.path.relpath(
-                                    os.path.join(MANIFESTS, "cert-manager"), tmp)]}, f)
+                                    os.path.join(MANIFESTS, "components", "cert-manager"),
+                                    tmp)]}, f)
             objs = kubectl_kustomize(tmp)
         mwc = find(objs, "MutatingWebhookConfiguration", "thaw-webhook")
         self.assertEqual(mwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
@@ -711,7 +712,7 @@ class Registry(unittest.TestCase, Hardened):
 
 
 class RegistryS3(unittest.TestCase):
-    D = os.path.join(MANIFESTS, "registry", "s3")
+    D = os.path.join(MANIFESTS, "components", "s3")
 
     def patch(self, name):
         return load_all(os.path.join(self.D, name))[0]
@@ -745,7 +746,7 @@ class RegistryS3(unittest.TestCase):
                 self.assertNotEqual(o.get("kind"), "Secret", f)
 
     def test_overlay_renders(self):
-        objs = overlay("registry/s3")
+        objs = overlay("components/s3")
         self.assertFalse([o for o in objs if o["kind"] == "PersistentVolumeClaim"])
         dep = find(objs, "Deployment", "thaw-registry")
         self.assertEqual(dep["spec"]["replicas"], 2)
@@ -861,21 +862,21 @@ class RegistryGC(unittest.TestCase, Hardened):
     def test_no_blob_descriptor_cache(self):
         # It answers HEAD 200 for blobs the collector deleted (test_gc.py).
         base = config_of(resolve(MANIFESTS), "thaw-registry")
-        s3 = yaml.safe_load(load_all(os.path.join(MANIFESTS, "registry", "s3",
+        s3 = yaml.safe_load(load_all(os.path.join(MANIFESTS, "components", "s3",
                                                   "config-patch.yaml"))[0]["data"]["config.yml"])
         for cfg in (base, s3):
             self.assertNotIn("cache", cfg["storage"])
             self.assertIs(cfg["storage"]["delete"]["enabled"], True)
 
     def test_no_rbac_for_the_agent(self):
-        for objs in (resolve(MANIFESTS), overlay("registry/s3")):
+        for objs in (resolve(MANIFESTS), overlay("components/s3")):
             for o in objs:
                 if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
                                  "ServiceAccount"):
                     self.assertNotIn("gc", o["metadata"]["name"])
 
     def test_own_deployment_with_s3(self):
-        objs = overlay("registry/s3")
+        objs = overlay("components/s3")
         found, total = gc_agents(objs)
         self.assertEqual(total, 1)  # 2 registry replicas, still one agent
         dep, ctr = found[0]
@@ -1096,7 +1097,7 @@ class Controller(unittest.TestCase, Hardened):
 
 
 class ControllerPrivate(unittest.TestCase):
-    D = os.path.join(MANIFESTS, "controller", "private")
+    D = os.path.join(MANIFESTS, "components", "private-images")
 
     def test_component_adds_exactly_secrets_get(self):
         objs = resolve(self.D)
@@ -1114,7 +1115,7 @@ class ControllerPrivate(unittest.TestCase):
                                 "value": "--allow-private=true"}])
 
     def test_overlay_renders(self):
-        objs = overlay("controller/private")
+        objs = overlay("components/private-images")
         args = find(objs, "Deployment", "thaw-controller")["spec"]["template"]["spec"][
             "containers"][0]["args"]
         self.assertEqual(args.count("--allow-private=true"), 1)

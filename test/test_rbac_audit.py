@@ -2,7 +2,7 @@
 manifests grant, shown by real runs under that RBAC: the daemon runs as its
 ServiceAccount (thaw-system/thaw-controller or thaw-system/thaw-webhook, its
 own token in the emulator's tokens file), the Roles, ClusterRoles and
-bindings of `kubectl kustomize manifests/` (plus controller/private for the
+bindings of `kubectl kustomize manifests/` (plus components/private-images for the
 controller) are loaded into the emulator, which enforces them
 (test/kubeemu/rbac.py), and every request the daemon made, read back from
 the audit log (GET /_emulator/audit), must have been allowed; the same
