@@ -245,34 +245,19 @@ static void on_stopped_leading(thaw_leader_t *l, void *data) {
 
 /* --- /metrics, /healthz, /readyz -------------------------------------- */
 
-static void reply_text(thaw_httpd_reply_t *r, int status, const char *text) {
-  r->status = status;
-  r->body = strdup(text);
-  r->len = r->body ? strlen(text) : 0;
-}
-
 static void on_http(const char *path, thaw_httpd_reply_t *reply, void *data) {
   thaw_controller_t *c = data;
   if (strcmp(path, "/metrics") == 0) {
-    char *out;
-    size_t len;
-    if (thaw_metrics_render(c->metrics, &out, &len) != 0) {
-      reply_text(reply, 500, "out of memory\n");
-      return;
-    }
-    reply->status = 200;
-    reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
-    reply->body = out;
-    reply->len = len;
+    thaw_httpd_reply_metrics(reply, c->metrics);
   } else if (strcmp(path, "/healthz") == 0) {
-    reply_text(reply, 200, "ok\n");
+    thaw_httpd_reply_text(reply, 200, "ok\n");
   } else if (strcmp(path, "/readyz") == 0) {
     /* synced, and still able to list and watch (RBAC may be revoked) */
     int ok = thaw_reconciler_synced(c->rec) && thaw_sources_synced(c->sources) &&
              !thaw_reconciler_denied(c->rec) && !thaw_sources_denied(c->sources);
-    reply_text(reply, ok ? 200 : 503, ok ? "ok\n" : "informers not synced\n");
+    thaw_httpd_reply_text(reply, ok ? 200 : 503, ok ? "ok\n" : "informers not synced\n");
   } else {
-    reply_text(reply, 404, "not found\n");
+    thaw_httpd_reply_text(reply, 404, "not found\n");
   }
 }
 

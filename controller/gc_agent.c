@@ -560,12 +560,6 @@ static cJSON *status_json(const thaw_gc_agent_t *a) {
   return o;
 }
 
-static void reply_text(thaw_httpd_reply_t *r, int status, const char *text) {
-  r->status = status;
-  r->body = strdup(text);
-  r->len = r->body ? strlen(text) : 0;
-}
-
 void thaw_gc_agent_http(const char *method, const char *path,
                         thaw_httpd_reply_t *reply, void *data) {
   thaw_gc_agent_t *a = data;
@@ -588,27 +582,18 @@ void thaw_gc_agent_http(const char *method, const char *path,
       reply_json(reply, 409, o);
     } else {
       cJSON_Delete(o);
-      reply_text(reply, 500, "out of memory\n");
+      thaw_httpd_reply_text(reply, 500, "out of memory\n");
     }
   } else if (post && (strcmp(path, "/healthz") == 0 ||
                       strcmp(path, "/metrics") == 0)) {
-    reply_text(reply, 405, "method not allowed\n");
+    thaw_httpd_reply_text(reply, 405, "method not allowed\n");
     reply->allow = "GET, HEAD";
   } else if (strcmp(path, "/healthz") == 0) {
-    reply_text(reply, 200, "ok\n");
+    thaw_httpd_reply_text(reply, 200, "ok\n");
   } else if (strcmp(path, "/metrics") == 0 && a->metrics_registry) {
-    char *out;
-    size_t len;
-    if (thaw_metrics_render(a->metrics_registry, &out, &len) != 0) {
-      reply_text(reply, 500, "out of memory\n");
-      return;
-    }
-    reply->status = 200;
-    reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
-    reply->body = out;
-    reply->len = len;
+    thaw_httpd_reply_metrics(reply, a->metrics_registry);
   } else {
-    reply_text(reply, 404, "not found\n");
+    thaw_httpd_reply_text(reply, 404, "not found\n");
   }
 }
 

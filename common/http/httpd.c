@@ -526,3 +526,23 @@ void thaw_httpd_free(thaw_httpd_t *s) {
   while (s->conns != NULL)
     conn_close(s->conns);
 }
+
+void thaw_httpd_reply_text(thaw_httpd_reply_t *reply, int status,
+                           const char *text) {
+  reply->status = status;
+  reply->body = strdup(text);
+  reply->len = reply->body ? strlen(text) : 0;
+}
+
+void thaw_httpd_reply_metrics(thaw_httpd_reply_t *reply, thaw_metrics_t *m) {
+  char *out;
+  size_t len;
+  if (thaw_metrics_render(m, &out, &len) != 0) {
+    thaw_httpd_reply_text(reply, 500, "out of memory\n");
+    return;
+  }
+  reply->status = 200;
+  reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
+  reply->body = out;
+  reply->len = len;
+}

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "metrics.h"
+
 typedef struct thaw_httpd thaw_httpd_t;
 
 typedef struct {
@@ -49,6 +51,14 @@ typedef void (*thaw_httpd_method_cb)(const char *method, const char *path,
 int thaw_httpd_start_post(uv_loop_t *loop, const char *address,
                           thaw_httpd_method_cb handler, void *data,
                           thaw_httpd_t **out, char *err, size_t errlen);
+
+/* Sets *reply to status and a copy of text (on no memory: status, no
+ * body). */
+void thaw_httpd_reply_text(thaw_httpd_reply_t *reply, int status,
+                           const char *text);
+
+/* Sets *reply to m's text exposition (200), or 500 when out of memory. */
+void thaw_httpd_reply_metrics(thaw_httpd_reply_t *reply, thaw_metrics_t *m);
 
 /* The bound port (useful with port 0). */
 int thaw_httpd_port(const thaw_httpd_t *s);
