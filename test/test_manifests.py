@@ -46,6 +46,10 @@ sys.path[:0] = [os.path.join(HERE, "kubeemu")]
 import admission  # noqa: E402  (the emulator's webhook matching)
 
 NS = "thaw-system"
+# The node-local endpoint's own namespace (hostNetwork: Pod Security
+# privileged), apart from NS (restricted). manifests/README.md says why.
+NODE_NS = "thaw-node"
+BASE = os.path.join(MANIFESTS, "base")
 KUSTOMIZATION = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 # The design contract, whose flag table the manifests' args must come from.
 DESIGN = os.path.join(REPO, "docs", "design.md")
@@ -134,6 +138,8 @@ class Layout(unittest.TestCase):
     def test_every_yaml_parses_and_has_a_kind(self):
         n = 0
         for root, _, files in os.walk(MANIFESTS):
+            if not kustomization_file(root):
+                continue  # not kustomize input (e.g. promtool tests)
             for f in files:
                 if not f.endswith((".yaml", ".yml")):
                     continue
@@ -169,14 +175,18 @@ class Layout(unittest.TestCase):
                     self.assertIn(p, used, "%s is not in %s's kustomization" % (f, d))
 
     def test_root_composes_the_parts(self):
-        k = load_all(os.path.join(MANIFESTS, "kustomization.yaml"))[0]
-        for part in ("namespace.yaml", "crd", "webhook", "registry", "node-local",
-                     "controller"):
+        # The default install is the base as it is.
+        root = load_all(os.path.join(MANIFESTS, "kustomization.yaml"))[0]
+        self.assertEqual(root["resources"], ["base"])
+        self.assertEqual(set(root) - {"apiVersion", "kind"}, {"resources"})
+        k = load_all(os.path.join(BASE, "kustomization.yaml"))[0]
+        for part in ("namespace.yaml", "../crd", "../webhook", "../registry", "../node-local",
+                     "../controller"):
             self.assertIn(part, k["resources"])
         # cert-manager, S3 storage and private images are opt-in (Components
         # an overlay adds).
+        self.assertNotIn("components", k)
         for comp in ("components/cert-manager", "components/s3", "components/private-images"):
-            self.assertNotIn(comp, k["resources"])
             self.assertEqual(load_all(os.path.join(MANIFESTS, comp,
                                                    "kustomization.yaml"))[0]["kind"], "Component")
 
@@ -198,12 +208,15 @@ class Webhook(unittest.TestCase):
         cls.hook = cls.mwc["webhooks"][0]
 
     def test_namespace(self):
-        ns = find(self.objs, "Namespace", NS)
-        self.assertEqual(ns["metadata"]["labels"]["thaw.dev/caching"], "disabled")
+        for name in (NS, NODE_NS):
+            ns = find(self.objs, "Namespace", name)
+            self.assertEqual(ns["metadata"]["labels"]["thaw.dev/caching"], "disabled")
         for o in self.objs:
             if o["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole",
                                  "ClusterRoleBinding", "MutatingWebhookConfiguration"):
-                self.assertEqual(o["metadata"].get("namespace"), NS, o["metadata"]["name"])
+                node_local = o["metadata"]["name"] == "thaw-node-local"
+                self.assertEqual(o["metadata"].get("namespace"), NODE_NS if node_local else NS,
+                                 o["metadata"]["name"])
 
     def test_replicas_spread_and_budget(self):
         self.assertEqual(self.dep["spec"]["replicas"], 2)
@@ -278,7 +291,8 @@ class Webhook(unittest.TestCase):
         env = {e["name"]: e for e in self.ctr["env"]}
         self.assertEqual(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
                          "metadata.namespace")
-        self.assertEqual(self.ctr["image"], "thaw/thaw-webhook:0.1.0")
+        # No registry, no tag: both come from the base's images: block.
+        self.assertEqual(self.ctr["image"], "thaw/thaw-webhook")
         self.assertEqual(self.ctr["imagePullPolicy"], "IfNotPresent")
 
     def test_args_are_design_flags(self):
@@ -454,6 +468,8 @@ class GenCerts(unittest.TestCase):
         self.gen("--days", "0", rc=2)
         self.gen("--namespace", "Bad_Name", "--out", self.out, rc=2)
         self.gen("--out", rc=2)
+        self.gen("--base", self.tmp.name, "--out", self.out, rc=2)  # no kustomization
+        self.assertIn("--base", self.gen("--help"))
         self.assertFalse(os.path.exists(self.out))
 
     def test_certificate(self):
@@ -559,8 +575,23 @@ class GenCerts(unittest.TestCase):
         objs = kubectl_kustomize(self.out)
         for o in objs:
             if "namespace" in o["metadata"]:
-                self.assertEqual(o["metadata"]["namespace"], "caching", o["kind"])
-        find(objs, "Namespace", "caching")
+                # Everything of thaw-system moves; thaw-node stays.
+                want = NODE_NS if o["metadata"]["name"] == "thaw-node-local" else "caching"
+                self.assertEqual(o["metadata"]["namespace"], want, o["kind"])
+        self.assertEqual(sorted(o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"),
+                         ["caching", NODE_NS])
+        # Still restricted: the moved Namespace keeps its labels.
+        labels = find(objs, "Namespace", "caching")["metadata"]["labels"]
+        self.assertEqual(labels["pod-security.kubernetes.io/enforce"], "restricted")
+        # The node-local endpoints follow the cache registry's Service.
+        ds = find(objs, "DaemonSet", "thaw-node-local")["spec"]["template"]["spec"]
+        for c in ds["containers"] + ds["initContainers"]:
+            self.assertEqual(env_of(c)["REGISTRY_PROXY_REMOTEURL"]["value"],
+                             "http://thaw-registry.caching.svc:5000", c["name"])
+        for kind in ("RoleBinding", "ClusterRoleBinding"):
+            for b in (o for o in objs if o["kind"] == kind):
+                self.assertEqual({s["namespace"] for s in b["subjects"]}, {"caching"},
+                                 b["metadata"]["name"])
         find(objs, "Service", "hook")
         hook = find(objs, "MutatingWebhookConfiguration", "thaw-webhook")["webhooks"][0]
         self.assertEqual(hook["clientConfig"]["service"]["namespace"], "caching")
@@ -721,9 +752,18 @@ class RegistryS3(unittest.TestCase):
         base = config_of(resolve(MANIFESTS), "thaw-registry")
         cfg = yaml.safe_load(self.patch("config-patch.yaml")["data"]["config.yml"])
         s3 = cfg["storage"]["s3"]
-        for key in ("bucket", "region", "regionendpoint", "forcepathstyle", "secure"):
-            self.assertIn(key, s3)
         self.assertIs(s3["forcepathstyle"], True)
+        # What a site sets comes from the environment (settings.env), never
+        # from this file: a key in both would have two places to change.
+        settings = {}
+        with open(os.path.join(self.D, "settings.env")) as f:
+            for line in f:
+                if line.strip() and not line.startswith("#"):
+                    k, v = line.rstrip("\n").split("=", 1)
+                    settings[k] = v
+        keys = {k[len("REGISTRY_STORAGE_S3_"):].lower() for k in settings}
+        self.assertEqual(keys, {"bucket", "region", "regionendpoint", "secure"})
+        self.assertFalse(keys & set(s3))
         for key in ("accesskey", "secretkey"):
             self.assertNotIn(key, s3)  # from the Secret, as environment overrides
         self.assertNotIn("filesystem", cfg["storage"])
@@ -768,7 +808,7 @@ def gc_agents(objs):
         if o["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
             continue
         for c in o["spec"]["template"]["spec"]["containers"]:
-            if c["image"].startswith("thaw/thaw-registry-gc:"):
+            if re.match(r"thaw/thaw-registry-gc([:@]|$)", c["image"]):
                 found.append((o, c))
                 total += o["spec"].get("replicas", 1) if o["kind"] != "DaemonSet" else 99
     return found, total
@@ -839,7 +879,7 @@ class RegistryGC(unittest.TestCase, Hardened):
         pod = dep["spec"]["template"]["spec"]
         reg = pod["containers"][0]
         self.assertEqual((reg["name"], ctr["name"]), ("registry", "registry-gc"))
-        self.assertEqual(ctr["image"], "thaw/thaw-registry-gc:0.1.0")
+        self.assertEqual(ctr["image"], "thaw/thaw-registry-gc")
         args = self.agent_args(ctr)
         # The registry's own config and volume.
         self.assertEqual(args["config"], reg["command"][-1])
@@ -945,19 +985,16 @@ class NodeLocal(unittest.TestCase, Hardened):
     def test_proxy_of_the_registry_service(self):
         port = [p["port"] for p in self.svc["spec"]["ports"] if p["name"] == "http"][0]
         name = self.svc["metadata"]["name"]
-        self.assertEqual(self.cfg["proxy"]["remoteurl"],
-                         "http://%s.%s.svc:%d" % (name, NS, port))
+        # The Service in the system's namespace, not the pod's (thaw-node).
+        url = "http://%s.%s.svc:%d" % (name, self.svc["metadata"]["namespace"], port)
+        self.assertEqual(self.ds["metadata"]["namespace"], NODE_NS)
+        self.assertEqual(self.svc["metadata"]["namespace"], NS)
+        self.assertEqual(self.cfg["proxy"]["remoteurl"], url)
         self.assertIn("ttl", self.cfg["proxy"])
         self.assertNotIn("auth", self.cfg)
         for c in [self.ctr] + self.pod["initContainers"]:
-            env = env_of(c)
-            self.assertEqual(env["REGISTRY_PROXY_REMOTEURL"]["value"],
-                             "http://%s.$(POD_NAMESPACE).svc:%d" % (name, port), c["name"])
-            self.assertEqual(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
-                             "metadata.namespace")
-        # POD_NAMESPACE is defined before the variable that refers to it.
-        names = [e["name"] for e in self.ctr["env"]]
-        self.assertLess(names.index("POD_NAMESPACE"), names.index("REGISTRY_PROXY_REMOTEURL"))
+            self.assertEqual(env_of(c)["REGISTRY_PROXY_REMOTEURL"]["value"], url, c["name"])
+            self.assertNotIn("$(", json.dumps(c.get("env")))
         # Same registry image as the cache.
         cache = find(self.objs, "Deployment", "thaw-registry")
         self.assertEqual(self.ctr["image"],
@@ -1052,7 +1089,7 @@ class Controller(unittest.TestCase, Hardened):
         env = env_of(self.ctr)
         self.assertEqual(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
                          "metadata.namespace")
-        self.assertEqual(self.ctr["image"], "thaw/thaw-controller:0.1.0")
+        self.assertEqual(self.ctr["image"], "thaw/thaw-controller")
         self.assertEqual(self.pod["serviceAccountName"], "thaw-controller")
 
     def test_args_are_design_flags(self):
