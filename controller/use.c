@@ -350,14 +350,15 @@ static void on_tick(uv_timer_t *t) {
   thaw_store_t *want = thaw_store_new(free_rec, NULL);
   if (want == NULL)
     return;
-  size_t pos = 0, n_due = 0;
+  size_t pos = 0, n_due = 0, started = 0;
   const char *name;
   void *rec;
-  /* Pass 1: which objects are due; their images need samples. */
+  /* Pass 1: which objects are due; their images need samples. All of them:
+   * most turn out to be confirmations that need no write (after a restart,
+   * every image in use is), and one pod walk serves them all. */
   while (thaw_store_next(cis, &pos, &name, NULL, &rec)) {
     const thaw_cirec_t *c = rec;
-    if (c->norm[0] == '\0' || n_due >= TICK_WRITES ||
-        n_due + u->inflight >= WRITES_MAX)
+    if (c->norm[0] == '\0')
       continue;
     uint64_t rv = 0;
     thaw_store_get(u->uses, c->norm, &rv);
@@ -388,9 +389,12 @@ static void on_tick(uv_timer_t *t) {
           thaw_cirec_pods_hash(s->keys, s->n) == c->used_hash &&
           !blip(u, c, n))
         continue; /* the same pods after all */
-      if (u->inflight >= WRITES_MAX ||
+      /* The caps bound writes, not confirmations: the rest stay dirty. */
+      if (started >= TICK_WRITES || u->inflight >= WRITES_MAX ||
           write_use(u, name, c->norm, n, s, now) != 0)
         s->skipped = 1;
+      else
+        started++;
     }
     /* The sets written (or found equal) are clean until pods change. */
     pos = 0;
