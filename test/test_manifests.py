@@ -1227,7 +1227,8 @@ class ProxyChain(unittest.TestCase):
         cfg["http"]["addr"] = "127.0.0.1:%d" % port
         for key in change.get("remove", ()):
             cfg["http"].pop(key, None)
-        cfg["storage"]["filesystem"]["rootdirectory"] = os.path.join(self.tmp.name, change["root"])
+        root = os.path.join(self.tmp.name, change["root"])
+        cfg["storage"]["filesystem"]["rootdirectory"] = root
         if "remoteurl" in change:
             cfg["proxy"]["remoteurl"] = change["remoteurl"]
         path = os.path.join(self.tmp.name, name + ".yml")
@@ -1235,8 +1236,18 @@ class ProxyChain(unittest.TestCase):
             yaml.safe_dump(cfg, f)
         log = open(os.path.join(self.tmp.name, name + ".log"), "w+")
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        p = subprocess.Popen([self.exe, "serve", path], stdout=log, stderr=subprocess.STDOUT,
-                             env=env)
+        cmd = [self.exe, "serve", path]
+        if os.geteuid() == 0:
+            # As the pods run it (registry:2.8.3 would run as root): the
+            # manifests' uid and gid, on storage the group owns (fsGroup).
+            uid = self.pod_user()
+            os.chmod(self.tmp.name, 0o755)
+            os.makedirs(root)
+            os.chown(root, uid, uid)
+            os.chmod(path, 0o644)
+            cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups",
+                   "--"] + cmd
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.procs.append((p, log))
         url = "http://127.0.0.1:%d" % port
         deadline = time.monotonic() + 20
@@ -1251,6 +1262,17 @@ class ProxyChain(unittest.TestCase):
             time.sleep(0.1)
         log.seek(0)
         self.fail("%s registry did not come up (rc %s): %s" % (name, p.poll(), log.read()[-2000:]))
+
+    @staticmethod
+    def pod_user():
+        """The uid both registry pods run as (and their group and fsGroup)."""
+        objs = resolve(MANIFESTS)
+        uids = set()
+        for kind, name in (("Deployment", "thaw-registry"), ("DaemonSet", "thaw-node-local")):
+            psc = find(objs, kind, name)["spec"]["template"]["spec"]["securityContext"]
+            uids |= {psc["runAsUser"], psc["runAsGroup"], psc["fsGroup"]}
+        assert len(uids) == 1 and 0 not in uids, uids
+        return uids.pop()
 
     def push_blob(self, base, data):
         digest = sha256(data)
@@ -1315,6 +1337,10 @@ class ProxyChain(unittest.TestCase):
         # The cache lets the controller delete an expired manifest.
         status, _, body = http("DELETE", "%s/v2/%s/manifests/%s" % (self.cache_url, self.REPO, md))
         self.assertEqual(status, 202, body)
+        if os.geteuid() == 0:  # written by the pods' user, not root
+            owners = {os.stat(os.path.join(d, f)).st_uid
+                      for d, _, fs in os.walk(os.path.join(self.tmp.name, "cache")) for f in fs}
+            self.assertEqual(owners, {self.pod_user()})
         self.assertEqual(http("GET", "%s/v2/%s/manifests/%s" % (
             self.cache_url, self.REPO, md), headers=accept)[0], 404)
 
