@@ -25,11 +25,13 @@ Seccomp of the process). A setting it cannot map is an error, not ignored.
 
 Containers are killed and deleted by close() (task SIGKILL, then
 `ctr task rm`, `ctr container rm`); runc's state lives in the containerd's
-temp dir (--runc-root), so nothing outlives it.
+temp dir (--runc-root) and each container's cgroup goes with it, so
+nothing outlives them.
 """
 
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -135,6 +137,14 @@ def pod_args(c, env, overrides):
     return args
 
 
+LIVE = []  # started and not yet closed: close_all() on any exit
+
+
+def close_all():
+    for c in list(LIVE):
+        c.close()
+
+
 class Container:
     """One container of a manifest, run detached by `ctr run` (see the
     module docstring)."""
@@ -159,9 +169,8 @@ class Container:
                 raise ValueError("the pod mounts its service account token: give one")
             mounts.append((service_account, SA_PATH, True))
         mounts += list(extra_mounts)
-        self.flags = ["--detach", "--net-host", "--snapshotter", cd.snapshotter,
-                      "--runc-root", os.path.join(cd.dir, "runc"),
-                      "--log-uri", "file://" + self.log_path, "--pid-file", self.pid_file]
+        self.flags = ["--detach", "--net-host"] + _private(cd) + [
+            "--log-uri", "file://" + self.log_path, "--pid-file", self.pid_file]
         self.flags += security_flags(pod, c)
         for src, dst, ro in mounts:
             self.flags += ["--mount", "type=bind,src=%s,dst=%s,options=rbind:%s"
@@ -172,8 +181,9 @@ class Container:
         self.started = False
 
     def start(self):
+        self.started = True   # close() undoes a half-made container too
+        LIVE.append(self)
         self.cd.ctr(*(["run"] + self.flags + [self.ref, self.name] + self.argv))
-        self.started = True
         return self
 
     @property
@@ -206,24 +216,40 @@ class Container:
         except OSError:
             return ""
 
+    def kill_now(self):
+        """SIGKILL to the container's process by PID, without containerd (a
+        signal handler's first step: containerd may be going down too)."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
     def close(self):
         if not self.started:
             return
-        self.cd.ctr("task", "kill", "--signal", "SIGKILL", self.name, check=False)
+        self.cd.ctr("task", "kill", "--signal", "SIGKILL", self.name, check=False, timeout=20)
         deadline = time.time() + 10
         while time.time() < deadline:
-            if self.cd.ctr("task", "rm", self.name, check=False).returncode == 0:
+            if self.cd.ctr("task", "rm", self.name, check=False, timeout=20).returncode == 0:
                 break
             time.sleep(0.1)
-        self.cd.ctr("container", "rm", self.name, check=False)
+        self.cd.ctr("container", "rm", self.name, check=False, timeout=20)
         self.started = False
+        LIVE.remove(self)
+
+
+def _private(cd):
+    """ctr run flags that keep a container's traces inside the containerd's
+    temp dir: runc's state there, and cgroup "" (runc's own cgroup per
+    container, removed with it, instead of one per namespace left behind)."""
+    return ["--snapshotter", cd.snapshotter, "--runc-root", os.path.join(cd.dir, "runc"),
+            "--cgroup", ""]
 
 
 def run_once(cd, ref, name, argv, timeout=30):
     """`ctr run --rm` of argv in the image, read-only, no network, no
     capabilities: (exit status, stdout, stderr)."""
-    cmd = ["run", "--rm", "--read-only", "--snapshotter", cd.snapshotter,
-           "--runc-root", os.path.join(cd.dir, "runc")]
+    cmd = ["run", "--rm", "--read-only"] + _private(cd)
     for cap in DEFAULT_CAPS:
         cmd += ["--cap-drop", cap]
     r = cd.ctr(*(cmd + [ref, "%s-%d" % (name, os.getpid())] + list(argv)), check=False,

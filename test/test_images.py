@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -542,6 +543,12 @@ class RegistryGC(Daemon, unittest.TestCase):
         self.assertEqual(st, 200)
 
 
+def _interrupt(signum, frame):
+    for c in image_run.LIVE:   # the daemons at once; their containers below
+        c.kill_now()
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
 def main():
     global SCRIPT, BUILD, VERSION, LICENSES
     args = sys.argv[1:]
@@ -549,7 +556,21 @@ def main():
         sys.exit("usage: test_images.py BUILD_SCRIPT BUILDDIR VERSION LICENSES [unittest args]")
     SCRIPT, BUILD, VERSION, LICENSES = (os.path.abspath(args[0]), os.path.abspath(args[1]),
                                         args[2], args[3])
-    unittest77.main(argv=[sys.argv[0]] + args[4:])
+    # SIGTERM (meson's timeout) unwinds like ^C, so the finally below runs:
+    # containers outlive containerd unless they are deleted first.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        unittest77.main(argv=[sys.argv[0]] + args[4:])
+    finally:
+        cd = ENV.get("cd")
+        if cd and image_run.LIVE:   # interrupted: containerd got the signal too
+            cd.stop()
+            cd.start()
+            image_run.close_all()
+        if cd:
+            cd.close()
+        if ENV.get("work"):
+            shutil.rmtree(ENV["work"], ignore_errors=True)
 
 
 if __name__ == "__main__":
