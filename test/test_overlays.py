@@ -35,6 +35,7 @@ import unittest77  # noqa: E402  (exit 77 when anything was skipped)
 
 import yaml  # noqa: E402
 
+import pss  # noqa: E402
 import renders  # noqa: E402
 from test_manifests import (CONTROLLER_RULES, GEN, MANIFESTS, NODE_NS, NS, REPO,  # noqa: E402
                             admission, config_of, design_flags, env_of, find, free_port,
@@ -48,6 +49,7 @@ S3 = os.path.join(MANIFESTS, "overlays", "s3")
 # Secrets an install refers to but never contains: made by the script (or
 # cert-manager) and by hand (the S3 keys).
 EXTERNAL_SECRETS = {"thaw-webhook-tls", "thaw-registry-s3"}
+REGISTRY_URL = "http://thaw-registry.$(POD_NAMESPACE).svc:5000"
 
 
 def images_block():
@@ -167,179 +169,184 @@ class Images(unittest.TestCase):
 class Invariants(unittest.TestCase):
     """test_manifests.py's checks of the base, as they must hold anywhere."""
 
-    def each(self):
+    def test_namespaces(self):
         for label, objs in renders.installs():
             with self.subTest(label):
-                yield label, objs
-
-    def test_namespaces(self):
-        for label, objs in self.each():
-            for o in objs:
-                ns = o["metadata"].get("namespace")
-                if o["kind"] in ("Namespace", "CustomResourceDefinition") or \
-                        o["kind"].startswith("Cluster") or "Webhook" in o["kind"]:
-                    self.assertIsNone(ns, o["metadata"]["name"])
-                elif o["metadata"]["name"] == "thaw-node-local":
-                    self.assertEqual(ns, NODE_NS)
-                elif o["kind"] != "Secret" or o["metadata"]["name"] != "thaw-webhook-tls":
-                    self.assertEqual(ns, NS, "%s %s" % (o["kind"], o["metadata"]["name"]))
-                # `kubectl get -A -l app.kubernetes.io/name=thaw` finds it all.
-                self.assertEqual(o["metadata"].get("labels", {}).get(
-                    "app.kubernetes.io/name"), "thaw", o["metadata"]["name"])
+                for o in objs:
+                    ns = o["metadata"].get("namespace")
+                    if o["kind"] in ("Namespace", "CustomResourceDefinition") or \
+                            o["kind"].startswith("Cluster") or "Webhook" in o["kind"]:
+                        self.assertIsNone(ns, o["metadata"]["name"])
+                    elif o["metadata"]["name"] == "thaw-node-local":
+                        self.assertEqual(ns, NODE_NS)
+                    elif o["kind"] != "Secret" or o["metadata"]["name"] != "thaw-webhook-tls":
+                        self.assertEqual(ns, NS, "%s %s" % (o["kind"], o["metadata"]["name"]))
+                    # `kubectl get -A -l app.kubernetes.io/name=thaw` finds it all.
+                    self.assertEqual(o["metadata"].get("labels", {}).get(
+                        "app.kubernetes.io/name"), "thaw", o["metadata"]["name"])
 
     def test_webhook(self):
-        for label, objs in self.each():
-            dep, ctr = deployment_ctr(objs, "thaw-webhook")
-            replicas = dep["spec"]["replicas"]
-            self.assertGreaterEqual(replicas, 2)
-            self.assertEqual(dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0)
-            pdb = find(objs, "PodDisruptionBudget", "thaw-webhook")
-            self.assertTrue(1 <= pdb["spec"]["minAvailable"] < replicas)  # drains can go on
-            hook = find(objs, "MutatingWebhookConfiguration", "thaw-webhook")["webhooks"][0]
-            self.assertEqual(hook["failurePolicy"], "Ignore")
-            self.assertEqual(hook["sideEffects"], "NoneOnDryRun")
-            self.assertLessEqual(hook["timeoutSeconds"], 5)
-            exprs = {e["key"]: e for e in hook["namespaceSelector"]["matchExpressions"]}
-            self.assertEqual(exprs["thaw.dev/caching"]["values"], ["disabled"])
-            self.assertLessEqual({"kube-system", NS},
-                                 set(exprs["kubernetes.io/metadata.name"]["values"]))
-            svc = hook["clientConfig"]["service"]
-            self.assertEqual(svc["namespace"], NS)
-            find(objs, "Service", svc["name"])
-            a = args_of(ctr)
-            self.assertEqual(a["registry-url"], "http://thaw-registry.$(POD_NAMESPACE).svc:5000")
-            self.assertEqual(a["cache-host"], "localhost:7439")
-            vol = [v for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v]
-            self.assertEqual([v["secret"]["secretName"] for v in vol], ["thaw-webhook-tls"])
-            certs = [o for o in objs if o["kind"] == "Certificate"
-                     and o["spec"]["secretName"] == "thaw-webhook-tls"]
-            self.assertEqual(len(certs), 1 if "cert-manager" in label or
-                             label == "all components" else 0)
+        for label, objs in renders.installs():
+            with self.subTest(label):
+                dep, ctr = deployment_ctr(objs, "thaw-webhook")
+                replicas = dep["spec"]["replicas"]
+                self.assertGreaterEqual(replicas, 2)
+                self.assertEqual(dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0)
+                pdb = find(objs, "PodDisruptionBudget", "thaw-webhook")
+                self.assertTrue(1 <= pdb["spec"]["minAvailable"] < replicas)  # drains can go on
+                hook = find(objs, "MutatingWebhookConfiguration", "thaw-webhook")["webhooks"][0]
+                self.assertEqual(hook["failurePolicy"], "Ignore")
+                self.assertEqual(hook["sideEffects"], "NoneOnDryRun")
+                self.assertLessEqual(hook["timeoutSeconds"], 5)
+                exprs = {e["key"]: e for e in hook["namespaceSelector"]["matchExpressions"]}
+                self.assertEqual(exprs["thaw.dev/caching"]["values"], ["disabled"])
+                self.assertLessEqual({"kube-system", NS},
+                                     set(exprs["kubernetes.io/metadata.name"]["values"]))
+                svc = hook["clientConfig"]["service"]
+                self.assertEqual(svc["namespace"], NS)
+                find(objs, "Service", svc["name"])
+                a = args_of(ctr)
+                self.assertEqual(a["registry-url"], REGISTRY_URL)
+                self.assertEqual(a["cache-host"], "localhost:7439")
+                vol = [v for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+                self.assertEqual([v["secret"]["secretName"] for v in vol], ["thaw-webhook-tls"])
+                certs = [o for o in objs if o["kind"] == "Certificate"
+                         and o["spec"]["secretName"] == "thaw-webhook-tls"]
+                self.assertEqual(len(certs), 1 if "cert-manager" in label or
+                                 label == "all components" else 0)
 
     def test_controller(self):
         flags = design_flags()
-        for label, objs in self.each():
-            dep, ctr = deployment_ctr(objs, "thaw-controller")
-            self.assertGreaterEqual(dep["spec"]["replicas"], 2)
-            a = args_of(ctr)
-            self.assertEqual(len(a), len(ctr["args"]))  # no flag given twice
-            for arg in ctr["args"]:
-                self.assertIn(arg.split("=", 1)[0], flags)
-            self.assertEqual(a["leader-elect"], "true")
-            self.assertEqual(a["cache-host"], "localhost:7439")
-            self.assertEqual(a["registry-url"], "http://thaw-registry.$(POD_NAMESPACE).svc:5000")
-            self.assertEqual(a["gc-url"], "http://thaw-registry-gc.$(POD_NAMESPACE).svc:7440")
-            self.assertIn("oscar-svc", a["prewarm-namespaces"].split(","))
-            find(objs, "Service", "thaw-registry")
-            find(objs, "Service", "thaw-registry-gc")
-            pdb = find(objs, "PodDisruptionBudget", "thaw-controller")
-            self.assertLess(pdb["spec"]["minAvailable"], dep["spec"]["replicas"])
-            # Private images only with their Component.
-            private = "private-images" in label or label == "all components"
-            self.assertEqual("allow-private" in a, private)
-            secret_rules = [r for o in objs if o["kind"] in ("Role", "ClusterRole")
-                            for r in o["rules"] if "secrets" in r["resources"]]
-            self.assertEqual(len(secret_rules), 1 if private else 0)
-            self.assertEqual(rules_of(find(objs, "ClusterRole", "thaw-controller")),
-                             CONTROLLER_RULES)
+        for label, objs in renders.installs():
+            with self.subTest(label):
+                dep, ctr = deployment_ctr(objs, "thaw-controller")
+                self.assertGreaterEqual(dep["spec"]["replicas"], 2)
+                a = args_of(ctr)
+                self.assertEqual(len(a), len(ctr["args"]))  # no flag given twice
+                for arg in ctr["args"]:
+                    self.assertIn(arg.split("=", 1)[0], flags)
+                self.assertEqual(a["leader-elect"], "true")
+                self.assertEqual(a["cache-host"], "localhost:7439")
+                self.assertEqual(a["registry-url"], REGISTRY_URL)
+                self.assertEqual(a["gc-url"], "http://thaw-registry-gc.$(POD_NAMESPACE).svc:7440")
+                self.assertIn("oscar-svc", a["prewarm-namespaces"].split(","))
+                find(objs, "Service", "thaw-registry")
+                find(objs, "Service", "thaw-registry-gc")
+                pdb = find(objs, "PodDisruptionBudget", "thaw-controller")
+                self.assertLess(pdb["spec"]["minAvailable"], dep["spec"]["replicas"])
+                # Private images only with their Component.
+                private = "private-images" in label or label == "all components"
+                self.assertEqual("allow-private" in a, private)
+                secret_rules = [r for o in objs if o["kind"] in ("Role", "ClusterRole")
+                                for r in o["rules"] if "secrets" in r["resources"]]
+                self.assertEqual(len(secret_rules), 1 if private else 0)
+                self.assertEqual(rules_of(find(objs, "ClusterRole", "thaw-controller")),
+                                 CONTROLLER_RULES)
 
     def test_real_daemons_accept_the_args(self):
         """thaw-controller and thaw-webhook parse every flag before --help
         and exit 2 on the first bad one (docs/design.md "Flags")."""
         for name in ("controller", "webhook"):
             self.assertTrue(BINARIES.get(name), "--%s BINARY not given" % name)
-        for label, objs in self.each():
-            for name in ("controller", "webhook"):
-                _, ctr = deployment_ctr(objs, "thaw-" + name)
-                args = [a.replace("$(POD_NAMESPACE)", NS) for a in ctr["args"]]
-                r = subprocess.run([BINARIES[name]] + args + ["--help"], capture_output=True,
-                                   text=True, timeout=30)
-                self.assertEqual(r.returncode, 0, "%s: %s" % (name, r.stderr))
-            # The check can fail: a bad value is refused.
-            r = subprocess.run([BINARIES["controller"], "--refresh-interval=5 min", "--help"],
-                               capture_output=True, timeout=30)
-            self.assertEqual(r.returncode, 2)
+        for label, objs in renders.installs():
+            with self.subTest(label):
+                for name in ("controller", "webhook"):
+                    _, ctr = deployment_ctr(objs, "thaw-" + name)
+                    args = [a.replace("$(POD_NAMESPACE)", NS) for a in ctr["args"]]
+                    r = subprocess.run([BINARIES[name]] + args + ["--help"], capture_output=True,
+                                       text=True, timeout=30)
+                    self.assertEqual(r.returncode, 0, "%s: %s" % (name, r.stderr))
+                # The check can fail: a bad value is refused.
+                r = subprocess.run([BINARIES["controller"], "--refresh-interval=5 min", "--help"],
+                                   capture_output=True, timeout=30)
+                self.assertEqual(r.returncode, 2)
 
     def test_selectors_find_their_pods(self):
-        for label, objs in self.each():
-            templates = [(o["metadata"]["namespace"], o["spec"]["template"]["metadata"]["labels"],
-                          o["spec"]["template"]["spec"]) for o, _ in pods(objs)]
-            for o in objs:
-                kind = o["kind"]
-                if kind == "Service":
-                    sel = {"matchLabels": o["spec"]["selector"]}
-                elif kind == "PodDisruptionBudget":
-                    sel = o["spec"]["selector"]
-                elif kind == "NetworkPolicy":
-                    sel = o["spec"]["podSelector"]
-                elif kind in ("Deployment", "DaemonSet", "StatefulSet"):
-                    sel = o["spec"]["selector"]
-                else:
-                    continue
-                hit = [(lbl, spec) for ns, lbl, spec in templates
-                       if ns == o["metadata"]["namespace"] and admission.selector_matches(sel, lbl)]
-                self.assertTrue(hit, "%s %s selects no pod" % (kind, o["metadata"]["name"]))
-                if kind == "Service":  # named target ports exist on a selected pod
-                    names = {p.get("name") for _, spec in hit for c in spec["containers"]
-                             for p in c.get("ports") or []}
-                    for p in o["spec"]["ports"]:
-                        if isinstance(p["targetPort"], str):
-                            self.assertIn(p["targetPort"], names, o["metadata"]["name"])
+        for label, objs in renders.installs():
+            with self.subTest(label):
+                templates = [(o["metadata"]["namespace"], meta["labels"], spec)
+                             for o, (meta, spec) in ((o, pss.pod_template(o))
+                                                     for o, _ in pods(objs))]
+                for o in objs:
+                    kind = o["kind"]
+                    if kind == "Service":
+                        sel = {"matchLabels": o["spec"]["selector"]}
+                    elif kind == "PodDisruptionBudget":
+                        sel = o["spec"]["selector"]
+                    elif kind == "NetworkPolicy":
+                        sel = o["spec"]["podSelector"]
+                    elif kind in ("Deployment", "DaemonSet", "StatefulSet"):
+                        sel = o["spec"]["selector"]
+                    else:
+                        continue
+                    hit = [(lbl, spec) for ns, lbl, spec in templates
+                           if ns == o["metadata"]["namespace"]
+                           and admission.selector_matches(sel, lbl)]
+                    self.assertTrue(hit, "%s %s selects no pod" % (kind, o["metadata"]["name"]))
+                    if kind == "Service":  # named target ports exist on a selected pod
+                        names = {p.get("name") for _, spec in hit for c in spec["containers"]
+                                 for p in c.get("ports") or []}
+                        for p in o["spec"]["ports"]:
+                            if isinstance(p["targetPort"], str):
+                                self.assertIn(p["targetPort"], names, o["metadata"]["name"])
 
     def test_references_resolve(self):
-        for label, objs in self.each():
-            have = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
-                    for o in objs}
-            for o, spec in pods(objs):
-                ns = o["metadata"]["namespace"]
-                refs = []
-                for v in spec.get("volumes") or []:
-                    if "configMap" in v:
-                        refs.append(("ConfigMap", v["configMap"]["name"]))
-                    if "secret" in v:
-                        refs.append(("Secret", v["secret"]["secretName"]))
-                    if "persistentVolumeClaim" in v:
-                        refs.append(("PersistentVolumeClaim",
-                                     v["persistentVolumeClaim"]["claimName"]))
-                for c in all_containers(spec):
-                    for e in c.get("envFrom") or []:
-                        if "configMapRef" in e:
-                            refs.append(("ConfigMap", e["configMapRef"]["name"]))
-                    for e in c.get("env") or []:
-                        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
-                        if ref:
-                            refs.append(("Secret", ref["name"]))
-                for kind, name in refs:
-                    if kind == "Secret" and name in EXTERNAL_SECRETS:
-                        continue
-                    self.assertIn((kind, ns, name), have, o["metadata"]["name"])
-                sa = spec.get("serviceAccountName")
-                if sa:
-                    self.assertIn(("ServiceAccount", ns, sa), have)
+        for label, objs in renders.installs():
+            with self.subTest(label):
+                have = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
+                        for o in objs}
+                for o, spec in pods(objs):
+                    ns = o["metadata"]["namespace"]
+                    refs = []
+                    for v in spec.get("volumes") or []:
+                        if "configMap" in v:
+                            refs.append(("ConfigMap", v["configMap"]["name"]))
+                        if "secret" in v:
+                            refs.append(("Secret", v["secret"]["secretName"]))
+                        if "persistentVolumeClaim" in v:
+                            refs.append(("PersistentVolumeClaim",
+                                         v["persistentVolumeClaim"]["claimName"]))
+                    for c in all_containers(spec):
+                        for e in c.get("envFrom") or []:
+                            if "configMapRef" in e:
+                                refs.append(("ConfigMap", e["configMapRef"]["name"]))
+                        for e in c.get("env") or []:
+                            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                            if ref:
+                                refs.append(("Secret", ref["name"]))
+                    for kind, name in refs:
+                        if kind == "Secret" and name in EXTERNAL_SECRETS:
+                            continue
+                        self.assertIn((kind, ns, name), have, o["metadata"]["name"])
+                    sa = spec.get("serviceAccountName")
+                    if sa:
+                        self.assertIn(("ServiceAccount", ns, sa), have)
 
     def test_hardened_and_bounded(self):
-        for label, objs in self.each():
-            for o, spec in pods(objs):
-                for c in all_containers(spec):
-                    where = "%s/%s" % (o["metadata"]["name"], c["name"])
-                    sc = c["securityContext"]
-                    self.assertIs(sc["readOnlyRootFilesystem"], True, where)
-                    self.assertEqual(sc["capabilities"]["drop"], ["ALL"], where)
-                    res = c["resources"]
-                    self.assertEqual(set(res["requests"]), {"cpu", "memory"}, where)
-                    self.assertIn("memory", res["limits"], where)
-                    self.assertNotIn("cpu", res["limits"], where)  # throttling slows pulls
-                self.assertIsNotNone(spec.get("automountServiceAccountToken"),
-                                     o["metadata"]["name"])
+        for label, objs in renders.installs():
+            with self.subTest(label):
+                for o, spec in pods(objs):
+                    for c in all_containers(spec):
+                        where = "%s/%s" % (o["metadata"]["name"], c["name"])
+                        sc = c["securityContext"]
+                        self.assertIs(sc["readOnlyRootFilesystem"], True, where)
+                        self.assertEqual(sc["capabilities"]["drop"], ["ALL"], where)
+                        res = c["resources"]
+                        self.assertEqual(set(res["requests"]), {"cpu", "memory"}, where)
+                        self.assertIn("memory", res["limits"], where)
+                        self.assertNotIn("cpu", res["limits"], where)  # throttling slows pulls
+                    self.assertIsNotNone(spec.get("automountServiceAccountToken"),
+                                         o["metadata"]["name"])
 
     def test_one_gc_agent_and_no_blob_cache(self):
-        for label, objs in self.each():
-            _, total = gc_agents(objs)
-            self.assertEqual(total, 1)
-            cfg = config_of(objs, "thaw-registry")
-            self.assertNotIn("cache", cfg["storage"])
-            self.assertIs(cfg["storage"]["delete"]["enabled"], True)
-            self.assertNotIn("auth", cfg)
+        for label, objs in renders.installs():
+            with self.subTest(label):
+                _, total = gc_agents(objs)
+                self.assertEqual(total, 1)
+                cfg = config_of(objs, "thaw-registry")
+                self.assertNotIn("cache", cfg["storage"])
+                self.assertIs(cfg["storage"]["delete"]["enabled"], True)
+                self.assertNotIn("auth", cfg)
 
 
 class Oscar(unittest.TestCase):
