@@ -24,7 +24,7 @@
 #define MIN_INTERVAL_MS 1000 /* refresh and expiry below 1 s are mistakes */
 
 /* Slots of c->owned: the copies each list (and the URL) point into. */
-enum { OWN_INSECURE, OWN_PLATFORMS, OWN_PREWARM, OWN_REGISTRY };
+enum { OWN_INSECURE, OWN_PLATFORMS, OWN_PREWARM, OWN_EXCLUDE, OWN_REGISTRY };
 
 void thaw_config_usage(FILE *f) {
   fprintf(f,
@@ -67,6 +67,9 @@ void thaw_config_usage(FILE *f) {
 "                               warming is paused (default: none, no GC)\n"
 "  --gc-interval DURATION       at least this long between two garbage\n"
 "                               collections (default 1h)\n"
+"  --exclude-namespaces LIST    comma-separated namespaces never cached,\n"
+"                               swept or pre-warmed, like kube-system and\n"
+"                               --namespace (default: none)\n"
 "  --prewarm-namespaces LIST    comma-separated namespaces whose\n"
 "                               PodTemplates are warmed, as with the label\n"
 "                               thaw.dev/prewarm=true (default: none)\n"
@@ -300,7 +303,7 @@ static int parse_registry_url(thaw_config_t *c, const char *url) {
 enum {
   O_KUBECONFIG = 256, O_NAMESPACE, O_REGISTRY, O_CACHE_HOST, O_INSECURE,
   O_METRICS, O_CONCURRENCY, O_BLOB_CONCURRENCY, O_PLATFORMS, O_REFRESH,
-  O_EXPIRE, O_MAX_BYTES, O_PREWARM, O_ALLOW_PRIVATE, O_LEADER_ELECT,
+  O_EXPIRE, O_MAX_BYTES, O_PREWARM, O_EXCLUDE, O_ALLOW_PRIVATE, O_LEADER_ELECT,
   O_CA_FILE, O_LOG_LEVEL, O_VERSION, O_EXPIRE_GRACE, O_REPAIR_AFTER, O_GC_URL,
   O_GC_INTERVAL
 };
@@ -323,6 +326,7 @@ static const struct option opts[] = {
     {"gc-url", required_argument, NULL, O_GC_URL},
     {"gc-interval", required_argument, NULL, O_GC_INTERVAL},
     {"prewarm-namespaces", required_argument, NULL, O_PREWARM},
+    {"exclude-namespaces", required_argument, NULL, O_EXCLUDE},
     {"allow-private", optional_argument, NULL, O_ALLOW_PRIVATE},
     {"leader-elect", optional_argument, NULL, O_LEADER_ELECT},
     {"upstream-ca-file", required_argument, NULL, O_CA_FILE},
@@ -406,6 +410,10 @@ static int apply(thaw_config_t *c, int opt, const char *v, const char *arg,
       return bad("--gc-url %s: want http://HOST:PORT or https://HOST:PORT", v);
     c->gc_url = v;
     return 0;
+  case O_EXCLUDE:
+    return parse_list(c, OWN_EXCLUDE, "--exclude-namespaces", v,
+                      c->exclude_namespaces, thaw_namespace_valid,
+                      "a namespace name");
   case O_PREWARM:
     return parse_list(c, OWN_PREWARM, "--prewarm-namespaces", v,
                       c->prewarm_namespaces, thaw_namespace_valid,
@@ -505,6 +513,7 @@ void thaw_config_free(thaw_config_t *c) {
     free(c->owned[i]);
     c->owned[i] = NULL;
   }
-  c->insecure_registries[0] = c->platforms[0] = c->prewarm_namespaces[0] = NULL;
+  c->insecure_registries[0] = c->platforms[0] = c->prewarm_namespaces[0] =
+      c->exclude_namespaces[0] = NULL;
   c->registry_url = NULL;
 }

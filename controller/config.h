@@ -23,6 +23,7 @@ typedef struct {
   const char *insecure_registries[THAW_CONFIG_LIST_MAX + 1];
   const char *platforms[THAW_CONFIG_LIST_MAX + 1]; /* "os/arch[/variant]" */
   const char *prewarm_namespaces[THAW_CONFIG_LIST_MAX + 1];
+  const char *exclude_namespaces[THAW_CONFIG_LIST_MAX + 1];
   const char *metrics_bind_address; /* ":8081" */
   unsigned concurrency;         /* images warmed at once; default 4 */
   unsigned blob_concurrency;    /* blobs per image; default 4 */

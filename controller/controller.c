@@ -309,6 +309,7 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
   thaw_sources_opts_t so = {.system_namespace = cfg->namespace_,
                             .cache_host = cfg->cache_host,
                             .prewarm_namespaces = cfg->prewarm_namespaces,
+                            .excluded_namespaces = cfg->exclude_namespaces,
                             .exists = exists,
                             .exists_data = c,
                             .metrics = c->metrics};

@@ -42,15 +42,34 @@ static int key_ns(const char *key, char *buf) {
   return 0;
 }
 
+static void free_list(char **l) {
+  for (char **p = l; p != NULL && *p != NULL; p++)
+    free(*p);
+  free(l);
+}
+
+/* A NULL-ended copy of a NULL-ended list (NULL: empty); NULL on no memory. */
+static char **dup_list(const char *const *l) {
+  size_t n = 0;
+  while (l != NULL && l[n] != NULL)
+    n++;
+  char **out = calloc(n + 1, sizeof(char *));
+  for (size_t i = 0; out != NULL && i < n; i++)
+    if ((out[i] = strdup(l[i])) == NULL) {
+      free_list(out);
+      return NULL;
+    }
+  return out;
+}
+
 static void release(thaw_sources_t *s) {
   thaw_store_free(s->srcs);
   thaw_store_free(s->bad);
   thaw_store_free(s->pod_uses);
   thaw_pullsecrets_free(s->ps);
   thaw_intern_free(s->intern);
-  for (char **p = s->prewarm; p != NULL && *p != NULL; p++)
-    free(*p);
-  free(s->prewarm);
+  free_list(s->prewarm);
+  free_list(s->excluded);
   free(s->system_ns);
   free(s->cache_host);
   free(s);
@@ -266,13 +285,10 @@ int thaw_sources_new(uv_loop_t *loop, thaw_kube_t *kube,
   s->exists_data = o->exists_data;
   s->system_ns = dup_or(o->system_namespace, DEFAULT_SYSTEM_NS);
   s->cache_host = dup_or(o->cache_host, DEFAULT_CACHE_HOST);
-  size_t np = 0;
-  while (o->prewarm_namespaces != NULL && o->prewarm_namespaces[np] != NULL)
-    np++;
-  s->prewarm = calloc(np + 1, sizeof(char *));
-  int oom = s->system_ns == NULL || s->cache_host == NULL || s->prewarm == NULL;
-  for (size_t i = 0; !oom && i < np; i++)
-    oom = (s->prewarm[i] = strdup(o->prewarm_namespaces[i])) == NULL;
+  s->prewarm = dup_list(o->prewarm_namespaces);
+  s->excluded = dup_list(o->excluded_namespaces);
+  int oom = s->system_ns == NULL || s->cache_host == NULL ||
+            s->prewarm == NULL || s->excluded == NULL;
   s->intern = thaw_intern_new();
   s->srcs = thaw_store_new(NULL, NULL);
   s->bad = thaw_store_new(NULL, NULL);

@@ -45,6 +45,8 @@ typedef struct {
   const char *cache_host;                 /* rewritten images count as their
                                              originals */
   const char *const *prewarm_namespaces;  /* NULL-ended; may be NULL */
+  const char *const *excluded_namespaces; /* as the system namespace;
+                                             NULL-ended; may be NULL */
   thaw_sources_exists_cb exists;          /* required */
   void *exists_data;
   /* Optional: registers thaw_sweep_created_total{source} (pod, podtemplate)

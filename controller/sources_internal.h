@@ -44,7 +44,8 @@ struct thaw_sources {
   uv_loop_t *loop;
   thaw_kube_t *kube;
   char *system_ns, *cache_host;
-  char **prewarm; /* NULL-ended */
+  char **prewarm;  /* NULL-ended */
+  char **excluded; /* --exclude-namespaces, NULL-ended */
   thaw_sources_exists_cb exists;
   void *exists_data;
   thaw_metric_t *created; /* thaw_sweep_created_total{source}, or NULL */

@@ -15,6 +15,7 @@
 
 #include "error.h"
 #include "podinfo.h"
+#include "sysns.h"
 
 #define LABEL_CACHING "thaw.dev/caching"
 #define LABEL_PRIVATE "thaw.dev/cache-private"
@@ -240,7 +241,8 @@ void *thaw_sources__ns_project(const cJSON *obj, size_t *size, void *data) {
       return NULL;
     }
   }
-  if (strcmp(name, s->system_ns) == 0 || strcmp(name, "kube-system") == 0)
+  if (thaw_namespace_excluded(name, s->system_ns,
+                              (const char *const *)s->excluded))
     r->flags |= NS_EXCLUDED;
   if (str_is(labels, LABEL_CACHING, "disabled"))
     r->flags |= NS_OPTED_OUT;

@@ -8,7 +8,8 @@
  *    "registry_up": true,
  *    "namespaces": {"<ns>": ["opted_out", "cache_private"]},
  *    "images": {"<normalised ref>": "ready"|"ready_private"|"present"},
- *    "default_image": "absent"}          (state of images not listed)
+ *    "default_image": "absent",          (state of images not listed)
+ *    "excluded_namespaces": ["<ns>"]}    (--exclude-namespaces)
  * Prints one JSON object: {"rc", "error", "response" (the reply as a raw
  * string, null on error), "recorded" [refs in call order], "decisions"
  * {name: count}, "patched", "dry_run"}. Exit status 0 when rc is 0, 2 on
@@ -142,9 +143,16 @@ int main(int argc, char **argv) {
       .dflt = state_of(str_or(envj, "default_image", "absent")),
       .recorded = cJSON_CreateArray(),
   };
+  const char *excluded[16] = {NULL};
+  const cJSON *ex = cJSON_GetObjectItemCaseSensitive(envj, "excluded_namespaces");
+  size_t nex = 0;
+  for (const cJSON *e = ex ? ex->child : NULL; e && nex < 15; e = e->next)
+    if (cJSON_IsString(e))
+      excluded[nex++] = e->valuestring;
   thaw_admit_env_t env = {
       .cache_host = str_or(envj, "cache_host", "localhost:7439"),
       .system_namespace = str_or(envj, "system_namespace", "thaw-system"),
+      .excluded_namespaces = excluded,
       .registry_up =
           !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(envj, "registry_up")),
       .namespace_flags = ns_flags,

@@ -175,6 +175,7 @@ def model(req, env):
     if env.get("cache_private_all"):
         flags.add("cache_private")
     out = ("opted_out" in flags or ns in ("kube-system", "thaw-system") or
+           ns in env.get("excluded_namespaces", []) or
            (meta.get("labels") or {}).get("thaw.dev/caching") == "disabled" or
            "kubernetes.io/config.mirror" in (meta.get("annotations") or {}))
     old_names = set()
@@ -496,6 +497,9 @@ def own_cases(dump, fx):
         d["request"]["namespace"] = ns
         d["request"]["object"]["metadata"]["namespace"] = ns
         outs.append(("system-" + ns, d, READY))
+    # --exclude-namespaces: as a system namespace, whatever its labels
+    outs.append(("excluded-ns", mount, dict(READY, excluded_namespaces=["oscar-svc"],
+                                            namespaces={"oscar-svc": ["cache_private"]})))
     d = copy.deepcopy(mount)
     d["request"]["object"]["metadata"]["annotations"] = {
         "kubernetes.io/config.mirror": "abc"}

@@ -257,6 +257,7 @@ static void test_every_flag(void) {
       "--refresh-interval", "1m30s", "--expire-after", "168h",
       "--max-cache-bytes", "50Gi",
       "--prewarm-namespaces", "oscar-svc,default",
+      "--exclude-namespaces", "oscar,batch-1",
       "--allow-private", "--leader-elect=false",
       "--upstream-ca-file", ca, "--log-level", "debug", NULL};
   CHECK(ok(&c, sep));
@@ -272,6 +273,8 @@ static void test_every_flag(void) {
   CHECK(strcmp(c.metrics_bind_address, "127.0.0.1:9090") == 0);
   CHECK(c.concurrency == 256);
   CHECK(c.blob_concurrency == 64);
+  CHECK(list_is(c.exclude_namespaces,
+                (const char *const[]){"oscar", "batch-1", NULL}));
   CHECK(list_is(c.platforms, (const char *const[]){"linux/amd64", "linux/arm/v7",
                                                    "windows/amd64", NULL}));
   CHECK(c.refresh_interval_ms == 90000);
@@ -388,6 +391,7 @@ static void test_help(void) {
       "--blob-concurrency", "--platforms", "every platform",
       "--refresh-interval", "1h", "--expire-after", "720h",
       "--max-cache-bytes", "unbounded", "--prewarm-namespaces",
+      "--exclude-namespaces",
       "--allow-private", "default false", "--leader-elect", "default true",
       "--upstream-ca-file", "--log-level", "default info", "--help",
       "--version", NULL};
@@ -476,6 +480,8 @@ static void test_bad(void) {
       {"--prewarm-namespaces=ok,Bad", NULL},
       {"--prewarm-namespaces=a,,b", NULL},
       {"--prewarm-namespaces=,", NULL},
+      {"--exclude-namespaces=ok,Bad", NULL},
+      {"--exclude-namespaces=a,,b", NULL},
       {"--allow-private=maybe", NULL},
       {"--allow-private=", NULL},
       {"--leader-elect=no", NULL},

@@ -298,6 +298,8 @@ static void seed(void) {
   make_ns("src-late", "");
   make_ns("src-optin-late", "\"thaw.dev/caching\":\"disabled\"");
   make_ns("kube-system", "");
+  /* --exclude-namespaces: as the system namespace, whatever its labels */
+  make_ns("src-excluded", "\"thaw.dev/prewarm\":\"true\",\"thaw.dev/cache-private\":\"true\"");
   make_ns(SYSTEM_NS, "\"thaw.dev/prewarm\":\"true\"");
   make_ns("oscar-svc", "");
   make_ns("oscar-svc-alice-1a2b3c",
@@ -336,6 +338,8 @@ static void seed(void) {
           "\"containers\":[{\"name\":\"a\",\"image\":\"kube-sys:1\"}]");
   new_pod(SYSTEM_NS, "p", "",
           "\"containers\":[{\"name\":\"a\",\"image\":\"own-sys:1\"}]");
+  new_pod("src-excluded", "p", "",
+          "\"containers\":[{\"name\":\"a\",\"image\":\"excluded:1\"}]");
   new_pod("src-optin-late", "p", "",
           "\"containers\":[{\"name\":\"a\",\"image\":\"optin-late:1\"}]");
   /* pull secrets: only the cache-private namespace lends them */
@@ -367,6 +371,8 @@ static void seed(void) {
       "\"containers\":[{\"name\":\"a\",\"image\":\"tpl-nsoptout:1\"}]");
   make_template(SYSTEM_NS, "t", "",
                 "\"containers\":[{\"name\":\"a\",\"image\":\"tpl-sys:1\"}]");
+  make_template("src-excluded", "t", "",
+                "\"containers\":[{\"name\":\"a\",\"image\":\"tpl-excluded:1\"}]");
   make_template("src-late", "t", "",
                 "\"containers\":[{\"name\":\"a\",\"image\":\"late:1\"}]");
   make_template("oscar-svc", "cowsay", "",
@@ -407,6 +413,8 @@ static const char *const never[] = {
     "docker.io/library/notwarmed:1",
     "docker.io/library/tpl-nsoptout:1",
     "docker.io/library/tpl-sys:1",
+    "docker.io/library/excluded:1",
+    "docker.io/library/tpl-excluded:1",
     "docker.io/library/oscarish:1",
     "localhost:7439/docker.io/library/redis:7",
 };
@@ -434,7 +442,9 @@ int main(void) {
 
   thaw_metrics_t *m = thaw_metrics_new();
   const char *prewarm[] = {"src-listed", "oscar-svc", NULL};
+  const char *excluded[] = {"src-excluded", NULL};
   thaw_sources_opts_t o = {.system_namespace = SYSTEM_NS,
+                           .excluded_namespaces = excluded,
                            .cache_host = "localhost:7439",
                            .prewarm_namespaces = prewarm,
                            .exists = ci_exists,
@@ -463,6 +473,7 @@ int main(void) {
   CHECK(thaw_sources_ns_lends(src, "src-private"));
   CHECK(!thaw_sources_ns_lends(src, "src-private-optout"));
   CHECK(!thaw_sources_ns_lends(src, "src-plain"));
+  CHECK(!thaw_sources_ns_lends(src, "src-excluded"));
   CHECK(!thaw_sources_ns_lends(src, "nowhere"));
   const thaw_podinfo_t *mp =
       thaw_informer_get(thaw_sources_pods(src), "src-plain/mirror", NULL);

@@ -47,6 +47,7 @@ expect2 bad-bind "${tls[@]}" --bind-address 127.0.0.1:99999
 expect2 bad-bind-host "${tls[@]}" --bind-address example.com:9443
 expect2 bad-metrics-bind "${tls[@]}" --metrics-bind-address nonsense
 expect2 bad-namespace "${tls[@]}" --namespace Not_A_Namespace
+expect2 bad-exclude-namespaces "${tls[@]}" --exclude-namespaces oscar,Not_A_Namespace
 expect2 bad-cache-host "${tls[@]}" --cache-host "http://x/y"
 expect2 bad-registry-url "${tls[@]}" --registry-url "ftp://x" --kubeconfig "$KUBECONFIG"
 expect2 missing-cert-file --tls-cert-file "$WH_TMP/nope.crt" --tls-key-file "$WH_TMP/tls.key" --kubeconfig "$KUBECONFIG"

@@ -34,6 +34,7 @@
 #include "admit_internal.h"
 #include "error.h"
 #include "imgref.h"
+#include "sysns.h"
 
 const char *thaw_decision_name(enum thaw_decision d) {
   static const char *const names[THAW_DECISION_COUNT] = {
@@ -112,11 +113,6 @@ int thaw_admit_sset_add(admit_sset_t *set, const char *s, size_t len,
 
 static const char *const list_field[] = {"initContainers", "containers",
                                          "ephemeralContainers"};
-
-static int is(const admit_str_t *s, const char *lit) {
-  size_t n = lit ? strlen(lit) : 0;
-  return lit && s->n == n && memcmp(s->p, lit, n) == 0;
-}
 
 static void count(admit_review_t *r, enum thaw_decision d) {
   r->st->decisions[d]++;
@@ -266,11 +262,13 @@ static enum mode request_mode(const admit_view_t *v) {
   return MODE_PASS;
 }
 
-/* Pod or namespace opted out, system namespace, or mirror pod. */
+/* Pod or namespace opted out, excluded namespace (ns is a C string), or
+ * mirror pod. */
 static int excluded(const admit_review_t *r, const admit_str_t *ns) {
   if (r->ns_flags & THAW_NS_OPTED_OUT)
     return 1;
-  if (is(ns, "kube-system") || is(ns, r->env->system_namespace))
+  if (thaw_namespace_excluded(ns->p, r->env->system_namespace,
+                              r->env->excluded_namespaces))
     return 1;
   if (thaw_json_str_eq(&r->view.caching, "disabled", 8))
     return 1;

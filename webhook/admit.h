@@ -45,6 +45,7 @@ const char *thaw_decision_name(enum thaw_decision d);
 typedef struct {
   const char *cache_host;       /* "localhost:7439" */
   const char *system_namespace; /* "thaw-system"; kube-system is implied */
+  const char *const *excluded_namespaces; /* NULL-ended; may be NULL */
   int registry_up;              /* the health gate, sampled by the caller */
   int (*namespace_flags)(const char *ns, void *data);
   enum thaw_image_state (*image_state)(const char *normalized, void *data);

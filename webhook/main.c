@@ -26,6 +26,9 @@ static void usage(FILE *f) {
 "  --namespace NS               the system's namespace, never mutated\n"
 "                               (default: the service account's namespace,\n"
 "                               else thaw-system)\n"
+"  --exclude-namespaces LIST    comma-separated namespaces never mutated or\n"
+"                               recorded, like kube-system and --namespace\n"
+"                               (default none)\n"
 "  --registry-url URL           cache registry base URL, probed with GET\n"
 "                               /v2/ every 2 s; without it the gate stays\n"
 "                               down: images are recorded, never rewritten\n"
@@ -84,10 +87,12 @@ static void on_stop_signal(void *data) {
 
 int main(int argc, char **argv) {
   enum { O_KUBECONFIG = 256, O_NAMESPACE, O_REGISTRY, O_CACHE_HOST, O_BIND,
-         O_CERT, O_KEY, O_METRICS, O_LOG_LEVEL, O_VERSION };
+         O_CERT, O_KEY, O_METRICS, O_LOG_LEVEL, O_VERSION,
+         O_EXCLUDE };
   static const struct option opts[] = {
       {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
       {"namespace", required_argument, NULL, O_NAMESPACE},
+      {"exclude-namespaces", required_argument, NULL, O_EXCLUDE},
       {"registry-url", required_argument, NULL, O_REGISTRY},
       {"cache-host", required_argument, NULL, O_CACHE_HOST},
       {"bind-address", required_argument, NULL, O_BIND},
@@ -110,6 +115,7 @@ int main(int argc, char **argv) {
     switch (c) {
     case O_KUBECONFIG: kubeconfig = optarg; break;
     case O_NAMESPACE: ns = optarg; break;
+    case O_EXCLUDE: cfg.exclude_namespaces = optarg; break;
     case O_REGISTRY: cfg.registry_url = optarg; break;
     case O_CACHE_HOST: cfg.cache_host = optarg; break;
     case O_BIND: cfg.bind_address = optarg; break;
@@ -148,6 +154,14 @@ int main(int argc, char **argv) {
   }
   if (!thaw_namespace_valid(ns))
     return bad("--namespace %s: not a namespace name", ns);
+  if (cfg.exclude_namespaces) {
+    char *buf, why[300];
+    const char *list[THAW_EXCLUDED_MAX + 1];
+    if (thaw_namespace_list_parse(cfg.exclude_namespaces, &buf, list, why,
+                                  sizeof why) != 0)
+      return bad("--exclude-namespaces %s", why);
+    free(buf);
+  }
 
   /* As kubectl: the flag, else $KUBECONFIG, else in-cluster. */
   if (kubeconfig == NULL && getenv("KUBECONFIG") && *getenv("KUBECONFIG"))

@@ -15,6 +15,7 @@
 #include "probe.h"
 #include "record.h"
 #include "server.h"
+#include "sysns.h"
 #include "tls.h"
 
 #ifndef THAW_VERSION
@@ -24,6 +25,8 @@
 struct thaw_webhook {
   uv_loop_t *loop;
   char *ns, *cache_host;
+  char *excluded_buf; /* --exclude-namespaces, split into excluded */
+  const char *excluded[THAW_EXCLUDED_MAX + 1];
   thaw_metrics_t *metrics;
   thaw_metric_child_t *decisions[THAW_DECISION_COUNT];
   thaw_metric_t *records, *registry_up, *kube_requests, *cert_reloads,
@@ -68,6 +71,7 @@ static int review(const char *body, size_t len, char **out, size_t *out_len,
   const thaw_admit_env_t env = {
       .cache_host = wh->cache_host,
       .system_namespace = wh->ns,
+      .excluded_namespaces = wh->excluded,
       .registry_up = wh->probe != NULL && thaw_probe_up(wh->probe),
       .namespace_flags = ns_flags,
       .image_state = image_state,
@@ -197,8 +201,15 @@ int thaw_webhook_new(uv_loop_t *loop, const thaw_webhook_config_t *cfg,
   if (wh->ns == NULL || wh->cache_host == NULL || wh->metrics == NULL ||
       (rc = register_metrics(wh)) != 0)
     goto fail;
-
   char why[400];
+  if (cfg->exclude_namespaces &&
+      thaw_namespace_list_parse(cfg->exclude_namespaces, &wh->excluded_buf,
+                                wh->excluded, why, sizeof why) != 0) {
+    snprintf(err, errlen, "--exclude-namespaces %s", why);
+    rc = THAW_ECONFIG;
+    goto fail;
+  }
+
   rc = thaw_tls_new(loop, cfg->tls_cert_file, cfg->tls_key_file, &wh->tls,
                     why, sizeof why);
   if (rc != 0) {
@@ -311,6 +322,7 @@ void thaw_webhook_free(thaw_webhook_t *wh) {
   thaw_server_free(wh->server);
   thaw_metrics_free(wh->metrics);
   free(wh->ns);
+  free(wh->excluded_buf);
   free(wh->cache_host);
   free(wh);
 }

@@ -17,6 +17,7 @@ typedef struct thaw_webhook thaw_webhook_t;
 typedef struct {
   const thaw_kube_config_t *kube;   /* copied */
   const char *namespace;            /* the system's namespace */
+  const char *exclude_namespaces;   /* "a,b": excluded too; NULL: none */
   const char *registry_url;         /* NULL: no probe, the gate stays down */
   const char *cache_host;           /* "localhost:7439" */
   const char *bind_address;         /* ":9443" */

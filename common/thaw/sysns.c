@@ -34,3 +34,49 @@ void thaw_system_namespace_default(char *buf, size_t len) {
   snprintf(buf, len, "%s",
            thaw_namespace_valid(ns) ? ns : THAW_SYSTEM_NAMESPACE);
 }
+
+int thaw_namespace_list_parse(const char *s, char **buf, const char **list,
+                              char *err, size_t errlen) {
+  size_t n = 0;
+  list[0] = NULL;
+  *buf = NULL;
+  if (*s == '\0')
+    return 0; /* an empty list, as the controller's list flags take it */
+  if ((*buf = strdup(s)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  char *p = *buf;
+  for (;;) {
+    char *comma = strchr(p, ',');
+    if (comma != NULL)
+      *comma = '\0';
+    if (!thaw_namespace_valid(p)) {
+      snprintf(err, errlen, "%s: %s", s, *p ? "not a namespace name" : "empty entry");
+      break;
+    }
+    if (n == THAW_EXCLUDED_MAX) {
+      snprintf(err, errlen, "%s: more than %d entries", s, THAW_EXCLUDED_MAX);
+      break;
+    }
+    list[n++] = p;
+    list[n] = NULL;
+    if (comma == NULL)
+      return 0;
+    p = comma + 1;
+  }
+  free(*buf);
+  *buf = NULL;
+  list[0] = NULL;
+  return -1;
+}
+
+int thaw_namespace_excluded(const char *ns, const char *system_ns,
+                            const char *const *extra) {
+  if (strcmp(ns, "kube-system") == 0 || (system_ns && strcmp(ns, system_ns) == 0))
+    return 1;
+  for (; extra && *extra; extra++)
+    if (strcmp(ns, *extra) == 0)
+      return 1;
+  return 0;
+}

@@ -18,4 +18,20 @@ int thaw_namespace_valid(const char *s);
  * THAW_SYSTEM_NAMESPACE. */
 void thaw_system_namespace_default(char *buf, size_t len);
 
+#define THAW_EXCLUDED_MAX 64 /* entries of --exclude-namespaces */
+
+/* Splits s ("a,b,c", namespace names) into list[THAW_EXCLUDED_MAX + 1],
+ * NULL-ended, pointing into *buf, a copy the caller frees ("" is the empty
+ * list, *buf NULL). Returns 0, or
+ * -1 with a one-line reason in err (an empty or invalid entry, too many,
+ * out of memory). */
+int thaw_namespace_list_parse(const char *s, char **buf, const char **list,
+                              char *err, size_t errlen);
+
+/* 1 when namespace ns never takes part in caching, whatever its labels say:
+ * kube-system, the system namespace, or one listed in extra (NULL-ended;
+ * may be NULL), else 0. */
+int thaw_namespace_excluded(const char *ns, const char *system_ns,
+                            const char *const *extra);
+
 #endif
