@@ -35,11 +35,13 @@ Containers, containerd and registries are stopped by PID on every path.
 """
 
 import base64
+import datetime
 import hashlib
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -151,14 +153,24 @@ def ldd(path):
     return paths
 
 
+def head():
+    """git's HEAD of the tree, as build.sh labels it."""
+    r = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else "unknown"
+
+
 def setUpModule():
     if os.geteuid() != 0:
         raise unittest.SkipTest("needs root: buildah (vfs driver) and containerd")
     for tool in TOOLS:
         if not shutil.which(tool):
             raise AssertionError("%s not installed: test/deps.sh installs it" % tool)
+    # HEAD before and after the build: the label is one of them (others
+    # may commit to this working tree meanwhile).
+    ENV["revisions"] = {head()}
     t0 = time.time()
     r = subprocess.run([SCRIPT, BUILD], capture_output=True, text=True, timeout=600)
+    ENV["revisions"].add(head())
     if r.returncode != 0:
         raise AssertionError("images/build.sh failed (%d):\n%s%s"
                              % (r.returncode, r.stdout, r.stderr))
@@ -185,9 +197,6 @@ class Contents(unittest.TestCase):
     """What each archive holds, read from its bytes."""
 
     def test_config(self):
-        revision = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"],
-                                  capture_output=True, text=True)
-        revision = revision.stdout.strip() if revision.returncode == 0 else "unknown"
         for n in NAMES:
             with self.subTest(image=n):
                 a = ENV["archives"][n]
@@ -203,7 +212,7 @@ class Contents(unittest.TestCase):
                 labels = c["Labels"]
                 p = "org.opencontainers.image."
                 self.assertEqual(labels.pop(p + "version"), VERSION)
-                self.assertEqual(labels.pop(p + "revision"), revision)
+                self.assertIn(labels.pop(p + "revision"), ENV["revisions"])
                 self.assertEqual(labels.pop(p + "title"), n)
                 self.assertEqual(labels.pop(p + "licenses"), LICENSES)
                 self.assertTrue(labels.pop(p + "source"))
@@ -215,6 +224,19 @@ class Contents(unittest.TestCase):
             with self.subTest(image=n):
                 _, c = image_run.container(ENV["objs"], *PODS[n])
                 self.assertEqual(c["image"], ENV["archives"][n].ref)
+        # Every install's thaw containers run one of these references.
+        refs = {a.ref for a in ENV["archives"].values()}
+        for install in sorted(os.listdir(os.path.join(image_run.MANIFESTS, "overlays"))):
+            with self.subTest(install=install):
+                got = set()
+                for o in image_run.rendered(os.path.join(image_run.MANIFESTS, "overlays",
+                                                         install)):
+                    spec = (o.get("spec") or {}).get("template", {}).get("spec", {})
+                    for c in spec.get("containers", []) + spec.get("initContainers", []):
+                        if c["image"].startswith("thaw/"):
+                            got.add(c["image"])
+                self.assertTrue(got)
+                self.assertLessEqual(got, refs)
 
     def expected(self, n):
         """{image path: host file} of the regular files the image must hold,
@@ -264,7 +286,6 @@ class Contents(unittest.TestCase):
     def test_reproducible_times(self):
         """Every file time is the image's creation time (SOURCE_DATE_EPOCH),
         so the same inputs give the same bytes."""
-        import datetime
         for n in NAMES:
             with self.subTest(image=n):
                 a = ENV["archives"][n]
@@ -349,7 +370,7 @@ class Webhook(Daemon, unittest.TestCase):
             shutil.copy(src, os.path.join(tls, dst))
             os.chown(os.path.join(tls, dst), 0, NONROOT)   # fsGroup 65532, defaultMode 0440
             os.chmod(os.path.join(tls, dst), 0o440)
-        cls.ctx = __import__("ssl").create_default_context(cafile=certs["ca"])
+        cls.ctx = ssl.create_default_context(cafile=certs["ca"])
         cls.cache = registry.Registry()
         cls.addClassCleanup(cls.cache.close)
         port, mport = registry.free_port(), registry.free_port()
@@ -415,7 +436,7 @@ class TlsRegistry(registry.ChildServer):
             self.proc = subprocess.Popen([registry.BINARY, "serve", path], stdout=log,
                                          stderr=subprocess.STDOUT,
                                          preexec_fn=registry.die_with_parent)
-        ctx = __import__("ssl").create_default_context(cafile=certs["ca"])
+        ctx = ssl.create_default_context(cafile=certs["ca"])
         deadline = time.time() + 15
         while True:
             try:
