@@ -373,7 +373,11 @@ class Oscar(unittest.TestCase):
                          dict(find(self.default, "PodDisruptionBudget", "thaw-webhook")["spec"],
                               minAvailable=2))
         _, base_ctr = deployment_ctr(self.default, "thaw-webhook")
-        self.assertEqual(ctr, base_ctr)
+        a, b = args_of(ctr), args_of(base_ctr)
+        self.assertEqual(a["exclude-namespaces"], "oscar")
+        self.assertEqual({k for k in set(a) | set(b) if a.get(k) != b.get(k)},
+                         {"exclude-namespaces"})
+        self.assertEqual(dict(ctr, args=None), dict(base_ctr, args=None))
 
     def test_controller_flags_and_memory(self):
         _, ctr = deployment_ctr(self.objs, "thaw-controller")
@@ -383,8 +387,10 @@ class Oscar(unittest.TestCase):
         self.assertEqual(a["refresh-interval"], "5m")
         self.assertEqual(a["expire-after"], "168h")
         self.assertEqual(a["repair-after"], "15s")
+        self.assertEqual(a["exclude-namespaces"], "oscar")
         changed = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
-        self.assertEqual(changed, {"refresh-interval", "expire-after", "repair-after"})
+        self.assertEqual(changed, {"refresh-interval", "expire-after", "repair-after",
+                                   "exclude-namespaces"})
         self.assertEqual(ctr["resources"]["limits"]["memory"], "256Mi")
         self.assertEqual(ctr["resources"]["requests"], {"cpu": "100m", "memory": "64Mi"})
 
