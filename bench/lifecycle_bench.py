@@ -31,7 +31,8 @@ one run against one emulator:
   idle   DURATION seconds from /readyz with no churn (the baseline), then
          IDLE_TAIL seconds more (default 120) whose last 60 s give the CPU
          once the start-up pass is over (after a start the controller
-         confirms every object's use: 64 objects a second at 8df6a89);
+         confirms every object's use: 64 objects a second at 8df6a89, all in
+         one tick since 6b7ca21);
   churn  DURATION seconds from /readyz with churn, then a drain until the
          statuses converge again.
 Measured per phase: the controller's VmRSS (sampled each second) and VmHWM
