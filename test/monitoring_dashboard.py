@@ -143,6 +143,10 @@ def scale(unit, top):
     return 1.0, {"ops": "per second", "reqps": "requests/s"}.get(unit, "")
 
 
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+          "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aec7e8"]
+
+
 def legend_text(legend, metric):
     text = re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: metric.get(m.group(1), ""), legend)
     return text.strip() or json.dumps(metric)
@@ -163,7 +167,7 @@ def plot(prom, panel, values, start, end, step, png, workdir):
     bars = panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {}) \
         .get("drawStyle") == "bars"
     base = os.path.join(workdir, re.sub(r"[^a-z0-9]+", "-", panel["title"].lower()))
-    cmds = ['set terminal pngcairo size 900,420 font "sans,9"',
+    cmds = ['set terminal pngcairo noenhanced size 900,420 font "sans,9"',
             'set output "%s"' % png,
             'set title "%s"' % panel["title"].replace('"', "'"),
             'set xlabel "seconds"', 'set ylabel "%s"' % ylabel,
@@ -176,8 +180,9 @@ def plot(prom, panel, values, start, end, step, png, workdir):
             for x, v in pts:
                 f.write("%g %g\n" % (x, v * factor))
         style = "impulses lw 4" if bars else "lines lw 2"
-        plots.append('"%s" using 1:2 with %s title "%s"' % (path, style,
-                                                           name.replace('"', "'")[:40]))
+        plots.append('"%s" using 1:2 with %s lc rgb "%s" dt %d title "%s"' % (
+            path, style, COLORS[i % len(COLORS)], 1 + i // len(COLORS),
+            name.replace('"', "'")[:40]))
     if not plots:
         cmds.append('set label "no data" at graph 0.45, graph 0.5')
         plots.append("NaN notitle")
