@@ -42,7 +42,10 @@ version=${THAW_IMAGE_VERSION:-$(meson introspect "$build" --projectinfo |
 licenses=${THAW_IMAGE_LICENSES:-$(sed -n "s/^ *license *: *'\([^']*\)'.*/\1/p" "$top/meson.build")}
 [ -n "$version" ] && [ -n "$licenses" ] || { echo "$0: no version or license" >&2; exit 1; }
 revision=$(git -C "$top" rev-parse HEAD 2>/dev/null || echo unknown)
-source_url=${THAW_IMAGE_SOURCE:-$(git -C "$top" config --get remote.origin.url 2>/dev/null || echo unknown)}
+# Without user info: a clone URL may carry a token, a label must not.
+source_url=${THAW_IMAGE_SOURCE:-$(git -C "$top" config --get remote.origin.url 2>/dev/null |
+  sed 's#^\([a-z+]*://\)[^/@]*@#\1#' || true)}
+source_url=${source_url:-unknown}
 epoch=${SOURCE_DATE_EPOCH:-$(git -C "$top" log -1 --format=%ct 2>/dev/null || echo 0)}
 registry_bin=${THAW_REGISTRY_BIN:-/usr/bin/docker-registry}
 arch=$(uname -m)
