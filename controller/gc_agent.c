@@ -584,17 +584,25 @@ void thaw_gc_agent_http(const char *method, const char *path,
       cJSON_Delete(o);
       thaw_httpd_reply_text(reply, 500, "out of memory\n");
     }
-  } else if (post && (strcmp(path, "/healthz") == 0 ||
-                      strcmp(path, "/metrics") == 0)) {
+  } else if (post && strcmp(path, "/healthz") == 0) {
     thaw_httpd_reply_text(reply, 405, "method not allowed\n");
     reply->allow = "GET, HEAD";
   } else if (strcmp(path, "/healthz") == 0) {
     thaw_httpd_reply_text(reply, 200, "ok\n");
-  } else if (strcmp(path, "/metrics") == 0 && a->metrics_registry) {
-    thaw_httpd_reply_metrics(reply, a->metrics_registry);
   } else {
     thaw_httpd_reply_text(reply, 404, "not found\n");
   }
+}
+
+void thaw_gc_agent_ops_http(const char *path, thaw_httpd_reply_t *reply,
+                            void *data) {
+  thaw_gc_agent_t *a = data;
+  if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0)
+    thaw_httpd_reply_text(reply, 200, "ok\n");
+  else if (strcmp(path, "/metrics") == 0 && a->metrics_registry)
+    thaw_httpd_reply_metrics(reply, a->metrics_registry);
+  else
+    thaw_httpd_reply_text(reply, 404, "not found\n");
 }
 
 /* --- life cycle --------------------------------------------------------- */

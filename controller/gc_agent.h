@@ -11,7 +11,9 @@
  *              {"id","result":"success"|"failure","startedAt","finishedAt",
  *              "bytesBefore","bytesAfter","blobsMarked","blobsDeleted",
  *              "manifestsDeleted","message"} (numbers null when unknown)
- *   GET  /healthz, /metrics
+ *   GET  /healthz
+ * and, on a port of its own (thaw_gc_agent_ops_http, GET only, so that
+ * whoever may scrape cannot start a run): GET /metrics, /healthz, /readyz.
  * A run: measure the storage directory (when given), run the collector
  * (never --delete-untagged: distribution 2.8 deletes the children of a
  * multi-arch index with it), read its counts, measure again. */
@@ -45,6 +47,10 @@ int thaw_gc_agent_new(uv_loop_t *loop, const thaw_gc_agent_opts_t *o,
 /* The HTTP API above: a thaw_httpd_method_cb with the agent as data. */
 void thaw_gc_agent_http(const char *method, const char *path,
                         thaw_httpd_reply_t *reply, void *agent);
+
+/* /metrics, /healthz, /readyz: a thaw_httpd_handler_cb, agent as data. */
+void thaw_gc_agent_ops_http(const char *path, thaw_httpd_reply_t *reply,
+                            void *agent);
 
 /* Starts a run. Returns 0, THAW_EEXIST while one is in flight, or
  * THAW_ENOMEM. */

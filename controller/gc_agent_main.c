@@ -27,7 +27,8 @@
 #define PROG "thaw-registry-gc"
 
 typedef struct {
-  const char *config, *registry_binary, *bind_address, *storage_dir;
+  const char *config, *registry_binary, *bind_address, *metrics_address;
+  const char *storage_dir;
   const char *log_level;
   uint64_t orphan_timeout_ms;
 } flags_t;
@@ -41,8 +42,11 @@ static void usage(FILE *f) {
 "  --registry-binary PATH       the distribution registry binary, looked up\n"
 "                               in $PATH without a slash (default registry;\n"
 "                               Debian's is docker-registry)\n"
-"  --bind-address HOST:PORT     plain HTTP for /gc, /healthz, /metrics\n"
-"                               (default :7440)\n"
+"  --bind-address HOST:PORT     plain HTTP for /gc and /healthz, for\n"
+"                               thaw-controller only (default :7440)\n"
+"  --metrics-bind-address HOST:PORT\n"
+"                               plain HTTP for /metrics, /healthz, /readyz,\n"
+"                               GET only (default :7441)\n"
 "  --storage-dir DIR            the filesystem storage's root directory, to\n"
 "                               measure the bytes a run frees (default: not\n"
 "                               measured, as with S3)\n"
@@ -59,11 +63,13 @@ static void usage(FILE *f) {
 
 /* 0: run; 1: --help or --version printed; 2: bad flags (one line on stderr). */
 static int parse_flags(flags_t *f, int argc, char **argv) {
-  enum { O_CONFIG = 256, O_BINARY, O_BIND, O_STORAGE, O_ORPHAN, O_LOG, O_VERSION };
+  enum { O_CONFIG = 256, O_BINARY, O_BIND, O_METRICS, O_STORAGE, O_ORPHAN,
+         O_LOG, O_VERSION };
   static const struct option opts[] = {
       {"config", required_argument, NULL, O_CONFIG},
       {"registry-binary", required_argument, NULL, O_BINARY},
       {"bind-address", required_argument, NULL, O_BIND},
+      {"metrics-bind-address", required_argument, NULL, O_METRICS},
       {"storage-dir", required_argument, NULL, O_STORAGE},
       {"orphan-timeout", required_argument, NULL, O_ORPHAN},
       {"log-level", required_argument, NULL, O_LOG},
@@ -73,6 +79,7 @@ static int parse_flags(flags_t *f, int argc, char **argv) {
   memset(f, 0, sizeof *f);
   f->registry_binary = "registry";
   f->bind_address = ":7440";
+  f->metrics_address = ":7441";
   f->orphan_timeout_ms = 30000;
   opterr = 0;
   int opt;
@@ -108,6 +115,9 @@ static int parse_flags(flags_t *f, int argc, char **argv) {
     case O_BIND:
       f->bind_address = v; /* checked when bound */
       break;
+    case O_METRICS:
+      f->metrics_address = v; /* checked when bound */
+      break;
     case O_STORAGE:
       if (stat(v, &st) != 0)
         return bad("--storage-dir %s: %s", v, strerror(errno));
@@ -137,7 +147,7 @@ static int parse_flags(flags_t *f, int argc, char **argv) {
 typedef struct {
   uv_loop_t *loop;
   thaw_gc_agent_t *agent;
-  thaw_httpd_t *httpd;
+  thaw_httpd_t *httpd, *ops; /* /gc; /metrics and probes */
   thaw_signals_t sig;
 } app_t;
 
@@ -147,7 +157,8 @@ typedef struct {
 static void on_agent_stopped(void *data) {
   app_t *a = data;
   thaw_httpd_free(a->httpd);
-  a->httpd = NULL;
+  thaw_httpd_free(a->ops);
+  a->httpd = a->ops = NULL;
   thaw_signals_close(&a->sig);
 }
 
@@ -185,10 +196,17 @@ int main(int argc, char **argv) {
     return 1;
   }
   char err[300];
+  const char *flag = "--bind-address";
   rc = thaw_httpd_start_post(&loop, f.bind_address, thaw_gc_agent_http,
                              a.agent, &a.httpd, err, sizeof err);
+  if (rc == 0) {
+    flag = "--metrics-bind-address";
+    rc = thaw_httpd_start(&loop, f.metrics_address, thaw_gc_agent_ops_http,
+                          a.agent, &a.ops, err, sizeof err);
+  }
   if (rc != 0) {
-    fprintf(stderr, PROG ": --bind-address %s\n", err);
+    fprintf(stderr, PROG ": %s %s\n", flag, err);
+    thaw_httpd_free(a.httpd);
     thaw_gc_agent_free(a.agent);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
@@ -196,12 +214,14 @@ int main(int argc, char **argv) {
     return 2;
   }
   thaw_signals_start(&a.sig, &loop, on_stop_signal, &a);
-  char port[16];
+  char port[16], mport[16];
   snprintf(port, sizeof port, "%d", thaw_httpd_port(a.httpd));
+  snprintf(mport, sizeof mport, "%d", thaw_httpd_port(a.ops));
   thaw_info("started", "version", THAW_VERSION, "config", f.config,
             "registry", f.registry_binary, "storage",
             f.storage_dir ? f.storage_dir : "(not measured)", "address",
-            f.bind_address, "port", port);
+            f.bind_address, "port", port, "metrics_address",
+            f.metrics_address, "metrics_port", mport);
 
   uv_run(&loop, UV_RUN_DEFAULT); /* until the signal handles close */
   thaw_gc_agent_free(a.agent);

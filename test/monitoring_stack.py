@@ -117,7 +117,7 @@ class Stack(stack.Closers):
         registry pod holds the cache registry and thaw-registry-gc."""
         ports = {("webhook", 0): self.hook.metrics_port,
                  ("registry", 0): self.cache.debug_port,
-                 ("registry-gc", 0): self.agent.port}
+                 ("registry-gc", 0): int(self.agent.metrics_url.rsplit(":", 1)[1])}
         for i, c in enumerate(self.ctls):
             ports[("controller", i)] = c.metrics_port
         out = []

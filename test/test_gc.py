@@ -172,16 +172,19 @@ class Agent(registry.ChildServer):
         self.dir = tempfile.mkdtemp(prefix="thaw-gc-agent.")
         self.port = registry.free_port()
         self.url = "http://127.0.0.1:%d" % self.port
+        self.metrics_url = "http://127.0.0.1:%d" % registry.free_port()
         self.log_path = os.path.join(self.dir, "agent.log")
         argv = [AGENT, "--config", config or reg.config, "--registry-binary", collector,
-                "--bind-address", "127.0.0.1:%d" % self.port] + list(extra)
+                "--bind-address", "127.0.0.1:%d" % self.port,
+                "--metrics-bind-address", self.metrics_url[7:]] + list(extra)
         if storage:
             argv += ["--storage-dir", os.path.join(reg.dir, "storage")]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      preexec_fn=registry.die_with_parent)
         deadline = time.time() + 15
-        while registry.http_status(self.url + "/healthz", 0.5) != 200:
+        while registry.http_status(self.url + "/healthz", 0.5) != 200 or \
+                registry.http_status(self.metrics_url + "/readyz", 0.5) != 200:
             if self.proc.poll() is not None or time.time() > deadline:
                 self.close()
                 raise AssertionError("agent not up: %s" % self.log())
@@ -214,7 +217,7 @@ class Agent(registry.ChildServer):
         return last
 
     def metrics(self):
-        return http("GET", self.url + "/metrics")[1].decode()
+        return http("GET", self.metrics_url + "/metrics")[1].decode()
 
     def log(self):
         try:
@@ -590,6 +593,16 @@ class AgentRuns(AgentCase):
         self.assertEqual(st, 413)  # no body is read; nothing started
         self.assertEqual(agent.status()["runs"], 0)
         self.assertEqual(http("GET", agent.url + "/nope")[0], 404)
+        # the scrape port cannot start a run, and the API port does not serve
+        # metrics: a NetworkPolicy can admit Prometheus to one only
+        self.assertEqual(http("GET", agent.url + "/metrics")[0], 404)
+        st, _, hdrs = http("POST", agent.metrics_url + "/gc", body=b"")
+        self.assertEqual((st, hdrs.get("Allow")), (405, "GET, HEAD"))
+        self.assertEqual(http("GET", agent.metrics_url + "/gc")[0], 404)
+        self.assertEqual(agent.status()["runs"], 0)
+        st, body, _ = http("GET", agent.metrics_url + "/metrics")
+        self.assertEqual(st, 200)
+        self.assertIn(b"thaw_registry_gc_runs_total", body)
         st, body, hdrs = http("GET", agent.url + "/gc")
         self.assertEqual((st, hdrs.get("Content-Type")), (200, "application/json"))
         self.assertEqual(json.loads(body), {"running": False, "runs": 0, "current": None,
@@ -610,6 +623,7 @@ class AgentRuns(AgentCase):
                      ["--config", self.reg.config, "--storage-dir", "/nonexistent"],
                      ["--config", self.reg.config, "--registry-binary", "/nonexistent/registry"],
                      ["--config", self.reg.config, "--bind-address", "nowhere"],
+                     ["--config", self.reg.config, "--metrics-bind-address", "nowhere"],
                      ["--config", self.reg.config, "--log-level", "loud"],
                      ["--config", self.reg.config, "--frobnicate"],
                      ["--config", self.reg.config, "extra"]):

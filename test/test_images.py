@@ -527,12 +527,13 @@ class RegistryGC(Daemon, unittest.TestCase):
         config = private_dir("gc-config")
         with open(os.path.join(config, "config.yml"), "w") as f:
             f.write(text)
-        port = registry.free_port()
+        port, mport = registry.free_port(), registry.free_port()
         cls.url = "http://127.0.0.1:%d" % port
         cls.start({"config": config, "data": cls.storage,
                    "tmp": private_dir("gc-tmp", mode=0o1777)},
-                  {"--bind-address": "127.0.0.1:%d" % port},
-                  metrics_url=cls.url, ready_path="/healthz")
+                  {"--bind-address": "127.0.0.1:%d" % port,
+                   "--metrics-bind-address": "127.0.0.1:%d" % mport},
+                  metrics_url="http://127.0.0.1:%d" % mport, ready_path="/readyz")
 
     def blob_path(self, digest):
         h = digest.split(":", 1)[1]

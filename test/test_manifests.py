@@ -835,11 +835,14 @@ class RegistryGC(unittest.TestCase, Hardened):
             self.assertIn("--" + a, documented)
         self.assertNotIn("delete-untagged", " ".join(ctr["args"]))
         self.assertEqual(args["bind-address"], ":7440")
+        self.assertEqual(args["metrics-bind-address"], ":7441")
         self.assertEqual(args["registry-binary"], "registry")
-        self.assertEqual({p["name"]: p["containerPort"] for p in ctr["ports"]}, {"gc": 7440})
-        for probe in ("livenessProbe", "readinessProbe"):
-            self.assertEqual(ctr[probe]["httpGet"]["path"], "/healthz")
-            self.assertIn(ctr[probe]["httpGet"]["port"], ("gc", 7440))
+        self.assertEqual({p["name"]: p["containerPort"] for p in ctr["ports"]},
+                         {"gc": 7440, "gc-metrics": 7441})
+        # probes on the GET-only port, which every kubelet may reach
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            self.assertEqual(ctr[probe]["httpGet"]["path"], path)
+            self.assertEqual(ctr[probe]["httpGet"]["port"], "gc-metrics")
         return args
 
     def check_service_and_policy(self, objs, agent_labels, not_labels):
@@ -847,7 +850,7 @@ class RegistryGC(unittest.TestCase, Hardened):
         self.assertTrue(svc["spec"]["selector"].items() <= agent_labels.items())
         self.assertFalse(svc["spec"]["selector"].items() <= not_labels.items())
         self.assertEqual([(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]],
-                         [(7440, "gc")])
+                         [(7440, "gc"), (7441, "gc-metrics")])
         ctl = find(objs, "Deployment", "thaw-controller")
         args = dict(a[2:].split("=", 1) for a in ctl["spec"]["template"]["spec"]
                     ["containers"][0]["args"])
@@ -858,12 +861,17 @@ class RegistryGC(unittest.TestCase, Hardened):
         self.assertFalse(sel.items() <= not_labels.items())
         self.assertEqual(np["spec"]["policyTypes"], ["Ingress"])
         ctl_labels = ctl["spec"]["template"]["metadata"]["labels"]
-        for rule in np["spec"]["ingress"]:
+        gc_rules = [r for r in np["spec"]["ingress"] if r["ports"][0]["port"] == 7440]
+        self.assertEqual(len(gc_rules), 1)
+        for rule in gc_rules:
             self.assertEqual(rule["ports"], [{"port": 7440, "protocol": "TCP"}])
             self.assertTrue(rule["from"])  # a rule without `from` admits everyone
             for src in rule["from"]:
                 self.assertEqual(list(src), ["podSelector"])
                 self.assertTrue(src["podSelector"]["matchLabels"].items() <= ctl_labels.items())
+        # the rest opens only the GET-only metrics port, to everyone (as 5001)
+        self.assertEqual([r for r in np["spec"]["ingress"] if r not in gc_rules],
+                         [{"ports": [{"port": 7441, "protocol": "TCP"}]}])
         # No other policy opens 7440 on the agent's pods.
         for other in objs:
             if other["kind"] == "NetworkPolicy" and other is not np:

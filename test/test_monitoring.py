@@ -230,13 +230,16 @@ class Targets(unittest.TestCase):
             for t in targets.targets(objs):
                 with self.subTest(target=t["labels"]):
                     self.assertTrue(targets.admits(objs, t, prom_ns, prom))
-        # ...and no further: an ordinary pod still cannot reach the agent.
-        gc = [t for t in targets.targets(self.default)
-              if t["labels"]["job"] == "thaw-registry-gc"][0]
-        self.assertFalse(targets.admits(self.default, gc, {"kubernetes.io/metadata.name": "x"},
-                                        prom))
-        without = [o for o in self.default if o["metadata"]["name"] != "thaw-registry-gc-metrics"]
-        self.assertFalse(targets.admits(without, gc, prom_ns, prom))
+        # ...and the agent's scrape port is not its /gc port, which admits
+        # the controller only: scraping it cannot start a run.
+        for objs in (self.default, self.s3):
+            gc = [t for t in targets.targets(objs)
+                  if t["labels"]["job"] == "thaw-registry-gc"][0]
+            self.assertEqual((gc["port"], gc["labels"]["endpoint"]), (7441, "gc-metrics"))
+            api = dict(gc, port=7440)
+            self.assertFalse(targets.admits(objs, api, prom_ns, prom))
+            ctl = {"app.kubernetes.io/name": "thaw", "app.kubernetes.io/component": "controller"}
+            self.assertTrue(targets.admits(objs, api, {"kubernetes.io/metadata.name": "thaw-system"}, ctl))
 
 
 class Dashboard(unittest.TestCase):
