@@ -38,13 +38,9 @@ import unittest
 
 import unittest77  # noqa: E402  (exit 77 when anything was skipped)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import emu_reexec  # noqa: E402
+HERE = emu_reexec.setup(__file__, __name__)
 REPO = os.path.dirname(HERE)
-sys.path[:0] = [os.path.join(HERE, "kubeemu"), HERE]
-
-if not os.environ.get("THAW_EMU_URL") and __name__ == "__main__":
-    os.execvp("sh", ["sh", os.path.join(HERE, "with-emulator.sh"), sys.executable,
-                     os.path.abspath(__file__)] + sys.argv[1:])
 
 import images  # noqa: E402
 import rbac  # noqa: E402
