@@ -11,6 +11,7 @@ PACKAGES=(
   openssl curl ca-certificates python3 python3-yaml python3-h2 procps iproute2
   skopeo umoci buildah containerd apache2-utils
   gnuplot-nox  # test/test_monitoring.py: dashboard panels as PNG
+  imagemagick  # bench/experiment_image.py: the study's grayscale job, copied into the image
 )
 
 # kubectl with kustomize v5: the manifests use kustomize Components, which
