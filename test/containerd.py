@@ -7,6 +7,11 @@ the copier that fills the cache registry (skopeo stand-in or thaw-controller).
         files = cd.rootfs("127.0.0.1:PORT/x/y:v1") # {path: sha256 hex} of regular files
         cd.remove(ref)                # ctr image rm --sync (a cold re-pull)
 
+Containerd(netns="NAME") runs containerd and every ctr command inside that
+network namespace (`nsenter --net`, not `ip netns exec`, which remounts /sys
+and so hides the cgroup mounts runc needs): ctr fetches images itself, so
+its pulls go out through the namespace's network (bench/experiment_net.py).
+
 containerd runs as a child of the test: root, state, the grpc and ttrpc
 sockets, the opt plugin's path and config.toml all live in the temp dir; the
 CRI plugin (and the snapshotters that cannot work here) are disabled, so it
@@ -58,9 +63,10 @@ _DISABLED = ["io.containerd.grpc.v1.cri",
 class Containerd:
     """A private containerd; see the module docstring."""
 
-    def __init__(self, snapshotter=None, namespace=NAMESPACE, timeout=20):
+    def __init__(self, snapshotter=None, namespace=NAMESPACE, timeout=20, netns=None):
         self.dir = tempfile.mkdtemp(prefix="thaw-ctrd.")
         self.namespace = namespace
+        self.wrap = ["nsenter", "--net=/run/netns/" + netns] if netns else []
         self.sock = os.path.join(self.dir, "containerd.sock")
         self.config = os.path.join(self.dir, "config.toml")
         self.log_path = os.path.join(self.dir, "containerd.log")
@@ -91,7 +97,7 @@ class Containerd:
     def start(self, timeout=20):
         assert self.proc is None, "containerd already running"
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([CONTAINERD, "--config", self.config],
+        self.proc = subprocess.Popen(self.wrap + [CONTAINERD, "--config", self.config],
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      preexec_fn=registry.die_with_parent)
         deadline = time.time() + timeout
@@ -125,10 +131,11 @@ class Containerd:
     def ctr(self, *args, check=True, timeout=300):
         """Runs `ctr -a SOCK -n NS ARGS`; returns the CompletedProcess (text).
         With check, a non-zero exit raises with ctr's stderr."""
-        cmd = [CTR, "-a", self.sock, "-n", self.namespace] + list(args)
+        cmd = self.wrap + [CTR, "-a", self.sock, "-n", self.namespace] + list(args)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
-            raise RuntimeError("%s: exit %d: %s" % (" ".join(cmd[5:8]), r.returncode,
+            raise RuntimeError("%s: exit %d: %s" % (" ".join(cmd[len(self.wrap) + 5:][:3]),
+                                                    r.returncode,
                                                     (r.stderr or r.stdout).strip()))
         return r
 

@@ -13,8 +13,12 @@ absolute Location headers naming the upstream rewritten to the proxy.
 Control endpoint (never counted, never faulted):
   POST   /_fault    a rule or a list of rules (JSON), appended
   GET    /_fault    {"rules": left, "paths": {path: n}, "requests": n,
-                     "faults": [{"method", "path", "fault"}]}
-  DELETE /_fault    drop rules and counters
+                     "faults": [{"method", "path", "fault"}],
+                     "methods": {"METHOD path": n}, "bytes": response body
+                     bytes relayed to clients}
+  DELETE /_fault    drop rules and counters (?counters: counters only)
+--listen ADDR binds another address than 127.0.0.1 (e.g. a bridge's, for
+clients in other network namespaces).
 A rule; the first live one matching a request applies:
   {"match": "/blobs/sha256:", "method": "GET", "times": 1,   # times<=0: forever
    one of:
@@ -54,14 +58,23 @@ class State:
         self.lock = threading.Lock()
         self.clear()
 
-    def clear(self):
-        self.rules, self.paths, self.faults, self.requests = [], {}, [], 0
+    def clear(self, rules=True):
+        if rules:
+            self.rules = []
+        self.paths, self.faults, self.requests = {}, [], 0
+        self.methods, self.bytes = {}, 0
+
+    def sent(self, n):
+        with self.lock:
+            self.bytes += n
 
     def take(self, method, path):
         """Count the request; return the rule to apply (a copy) or None."""
         with self.lock:
             self.requests += 1
             self.paths[path] = self.paths.get(path, 0) + 1
+            key = method + " " + path
+            self.methods[key] = self.methods.get(key, 0) + 1
             for r in self.rules:
                 if r.get("method", method) == method and re.search(r["match"], path):
                     if r["times"] > 0:
@@ -91,7 +104,7 @@ class Handler(registry.QuietHandler):
         if self.command == "GET":
             with st.lock:
                 out = {"rules": st.rules, "paths": st.paths, "faults": st.faults,
-                       "requests": st.requests}
+                       "requests": st.requests, "methods": st.methods, "bytes": st.bytes}
                 body = json.dumps(out).encode()
             self.send(200, body, [("Content-Type", "application/json")])
         elif self.command == "POST":
@@ -106,7 +119,7 @@ class Handler(registry.QuietHandler):
             self.send(204)
         elif self.command == "DELETE":
             with st.lock:
-                st.clear()
+                st.clear(rules="counters" not in urllib.parse.urlsplit(self.path).query)
             self.send(204)
         else:
             self.send(405)
@@ -242,6 +255,7 @@ class Handler(registry.QuietHandler):
     def write_body(self, b, chunked):
         if not b:
             return
+        self.server.state.sent(len(b))
         if chunked:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(b), b))
         else:
@@ -298,6 +312,12 @@ class FaultProxy(registry.ChildServer):
     def clear(self):
         self._call("DELETE")
 
+    def clear_counters(self):
+        """Counters only: the rules stay."""
+        import urllib.request
+        req = urllib.request.Request(self.url + "/_fault?counters", method="DELETE")
+        urllib.request.urlopen(req, timeout=10).read()
+
     def hits(self, regex):
         """Requests seen on paths matching regex."""
         return sum(n for p, n in self.stats()["paths"].items() if re.search(regex, p))
@@ -307,16 +327,17 @@ class FaultProxy(registry.ChildServer):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--upstream", required=True, help="http://host:port")
+    ap.add_argument("--listen", default="127.0.0.1", help="address to bind")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--rules", default="[]", help="initial rules (JSON list)")
     ap.add_argument("--ready-file")
     a = ap.parse_args()
-    srv = Server(("127.0.0.1", a.port), Handler)
+    srv = Server((a.listen, a.port), Handler)
     srv.state = State()
     srv.state.rules = [check_rule(r) for r in json.loads(a.rules)]
     srv.upstream = urllib.parse.urlsplit(a.upstream)
     srv.upstream_base = "%s://%s" % (srv.upstream.scheme, srv.upstream.netloc)
-    srv.base = "http://127.0.0.1:%d" % srv.server_address[1]
+    srv.base = "http://%s:%d" % (a.listen, srv.server_address[1])
     signal.signal(signal.SIGTERM,
                   lambda *_: threading.Thread(target=srv.shutdown, daemon=True).start())
     if a.ready_file:

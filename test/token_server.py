@@ -220,12 +220,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True)
     ap.add_argument("--dir", required=True, help="holds key.pem and cert.pem")
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--ready-file")
     a = ap.parse_args()
     with open(a.config) as f:
         conf = json.load(f)
-    srv = Server(("127.0.0.1", a.port), Handler)
+    srv = Server((a.host, a.port), Handler)
     srv.conf, srv.lock, srv.log = conf, threading.Lock(), []
     srv.key, cert = make_key(a.dir)
     srv.x5c = [cert_der_b64(cert)]
