@@ -30,6 +30,7 @@ level 6 with mtime 0, the config's dates fixed (test/images.py's Layout
 writes the layout). The bytes depend only on the ImageMagick and libraries
 installed, so two builds on one machine give the same digest.
 
+    push(info, "127.0.0.1:PORT/grycap/imagemagick:latest", workdir)  # skopeo
     run(cd, ref, indir, outdir, name)    # ctr run of argv on a pulled image
     check_gray(input_png, output_png)    # None when the output is the input
                                          # in grayscale, else what is wrong
@@ -63,7 +64,7 @@ IM_CONFIG_DIRS = ["/etc/ImageMagick-6", "/usr/share/ImageMagick-6"]
 # layer; the coders' own libraries (JPEG, TIFF, WebP, ...) too.
 DELEGATES = ("libMagick", "libfftw3.", "liblcms2.", "liblqr-1.")
 PADDING_DIR = "usr/share/thaw-experiment"
-INPUT_SIZE = (640, 480)
+INPUT_SIZE = (512, 384)
 SEED = 11   # issue 11
 
 
@@ -210,12 +211,17 @@ def layers():
     return base, app, len(coders)
 
 
-def png(width, height, rows, color_type):
-    """PNG bytes of 8-bit rows (filter 0), zlib level 9: deterministic."""
+def png(width, height, rows, color_type, bpp=3):
+    """PNG bytes of 8-bit rows (filter 1, "Sub": a gradient's differences
+    are small), zlib level 9: deterministic."""
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + \
             struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
-    raw = b"".join(b"\0" + r for r in rows)
+
+    def sub(r):
+        return b"\1" + bytes((r[i] - (r[i - bpp] if i >= bpp else 0)) & 0xff
+                             for i in range(len(r)))
+    raw = b"".join(sub(r) for r in rows)
     return (b"\x89PNG\r\n\x1a\n" +
             chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)) +
             chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
@@ -231,9 +237,9 @@ def input_picture():
         row = bytearray(w * 3)
         for x in range(w):
             i = 3 * x
-            row[i] = (x * 255 // w + (noise[i] & 15)) & 0xff
-            row[i + 1] = (y * 255 // h + (noise[i + 1] & 15)) & 0xff
-            row[i + 2] = ((x + y) * 127 // (w + h) + (noise[i + 2] & 31)) & 0xff
+            row[i] = (x * 255 // w + (noise[i] & 7)) & 0xff
+            row[i + 1] = (y * 255 // h + (noise[i + 1] & 7)) & 0xff
+            row[i + 2] = ((x + y) * 127 // (w + h) + (noise[i + 2] & 15)) & 0xff
         rows.append(bytes(row))
     return png(w, h, rows, 2)
 
@@ -348,6 +354,21 @@ def build(workdir):
             "layers": [l["size"] for l, _ in descs], "layers_uncompressed": raws,
             "size": sum(l["size"] for l, _ in descs) + cdesc["size"] + mdesc["size"],
             "coders": ncoders, "input": inp, "argv": list(ARGV)}
+
+
+def push(info, dest, workdir, creds=None):
+    """skopeo copy of the built layout to docker://dest (plain HTTP), digests
+    kept (test/images.py's Images.push); returns its info dict."""
+    lo = images.Layout.__new__(images.Layout)  # adopt the layout build() wrote
+    lo.path = info["layout"]
+    with open(os.path.join(lo.path, "index.json")) as f:
+        lo.refs = json.load(f)["manifests"]
+    lo.top, lo.children = lo.refs[-1], []
+    with open(lo.blob_path(lo.top["digest"]), "rb") as f:
+        man = json.load(f)
+    lo.blobs = list(dict.fromkeys([l["digest"] for l in man["layers"]] +
+                                  [man["config"]["digest"]]))
+    return images.Images(workdir).push(lo, dest, creds)
 
 
 def run(cd, ref, indir, outdir, name, timeout=120):
