@@ -91,8 +91,10 @@ def ldd(path):
 
 
 def host_path(p):
-    """Debian 12 has a merged /usr: the image stores files under usr/."""
-    return p if p.startswith("/usr/") else "/usr" + p
+    """Debian 12 has a merged /usr (/lib, /bin are links into it): the image
+    stores those files under usr/ and has the same links."""
+    merged = ("/lib/", "/lib64/", "/bin/", "/sbin/")
+    return "/usr" + p if p.startswith(merged) else p
 
 
 class Tree:
@@ -176,12 +178,12 @@ def layers():
     base, app = Tree(), Tree()
     libs = dict(ldd(CONVERT))
     system = set(n for n in libs if not n.startswith(DELEGATES))
-    coders = []
+    modules = []
     for so in sorted(glob.glob(os.path.join(imdir, "modules-*", "*", "*.so"))):
         deps = ldd(so)
         if deps is None:
             continue   # a coder for a format whose library is not installed
-        coders.append(so)
+        modules.append(so)
         libs.update(deps)
     for soname, path in sorted(libs.items()):
         if soname not in system:
@@ -200,7 +202,7 @@ def layers():
                   b"image (grycap/imagemagick's shape)\"\n")
     app.add_file(CONVERT, CONVERT, mode=0o755)
     app.add_link("/usr/bin/convert", os.path.basename(CONVERT))
-    for so in coders:
+    for so in modules:
         app.add_file(so, so)
         la = so[:-3] + ".la"
         if os.path.exists(la):
@@ -208,7 +210,7 @@ def layers():
     for d in glob.glob(os.path.join(imdir, "config-*")) + \
             [d for d in IM_CONFIG_DIRS if os.path.isdir(d)]:
         app.add_tree(d)
-    return base, app, len(coders)
+    return base, app, len(modules)
 
 
 def png(width, height, rows, color_type, bpp=3):
@@ -320,7 +322,7 @@ def build(workdir):
     """Writes the layout and the input picture under workdir; returns the
     dict of bench/experiment_image.py's docstring (plus sizes)."""
     os.makedirs(workdir, exist_ok=True)
-    base, app, ncoders = layers()
+    base, app, nmodules = layers()
     shutil.rmtree(os.path.join(workdir, "layout"), ignore_errors=True)  # no stale blobs
     lo = images.Layout(os.path.join(workdir, "layout"))
     descs, raws = [], []
@@ -353,7 +355,7 @@ def build(workdir):
     return {"layout": lo.path, "ref_name": REF_NAME, "tag": TAG, "digest": mdesc["digest"],
             "layers": [l["size"] for l, _ in descs], "layers_uncompressed": raws,
             "size": sum(l["size"] for l, _ in descs) + cdesc["size"] + mdesc["size"],
-            "coders": ncoders, "input": inp, "argv": list(ARGV)}
+            "modules": nmodules, "input": inp, "argv": list(ARGV)}
 
 
 def push(info, dest, workdir, creds=None):

@@ -56,7 +56,7 @@ def percentile(values, p):
 
 
 def mean(values):
-    return sum(values) / len(values) if values else None
+    return math.fsum(values) / len(values) if values else None
 
 
 def row_stats(run):
