@@ -394,6 +394,7 @@ class Network:
         self.suffix = secrets.token_hex(3)[:5]
         self.name = "thaw-exp-" + self.suffix
         self.workdir = workdir or tempfile.mkdtemp(prefix="thaw-exp.")
+        os.makedirs(self.workdir, exist_ok=True)
         self.logdir = logdir or self.workdir
         os.makedirs(self.logdir, exist_ok=True)
         self.namespaces, self.links = [], []
