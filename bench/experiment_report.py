@@ -247,18 +247,18 @@ def plot(runs, pattern, plots):
     per_job = os.path.join(plots, "pull-per-job-%s.png" % pattern)
     cdf = os.path.join(plots, "pull-cdf-%s.png" % pattern)
     head = ['set terminal pngcairo noenhanced size 900,480 font "sans,10"',
-            "set grid", "set key outside right top"]
+            "set grid", "set key inside right top opaque"]
     cmds = head + ['set output "%s"' % per_job,
                    'set title "pull time per job (%s)"' % pattern,
                    'set xlabel "job"', 'set ylabel "pull (s)"', "set yrange [0:*]",
                    "plot " + ", ".join('"%s" using 1:2 with linespoints pt 7 ps 0.5 title "%s"'
-                                       % (f, s[1]) for f, s in zip(files, series)),
+                                       % (f, s[1].split(" (")[0]) for f, s in zip(files, series)),
                    'set output "%s"' % cdf,
                    'set title "pull time CDF (%s)"' % pattern,
                    'set xlabel "pull (s)"', 'set ylabel "fraction of jobs"',
-                   "set yrange [0:1]", "set xrange [0:*]",
+                   "set yrange [0:1]", "set xrange [0:*]", "set key inside right bottom",
                    "plot " + ", ".join('"%s" using 3:4 with steps lw 2 title "%s"'
-                                       % (f, s[1]) for f, s in zip(files, series))]
+                                       % (f, s[1].split(" (")[0]) for f, s in zip(files, series))]
     r = subprocess.run(["gnuplot"], input="\n".join(cmds) + "\n", capture_output=True,
                        text=True)
     if r.returncode != 0:
@@ -288,11 +288,12 @@ def report(doc, markdown=False, plots=None, out=sys.stdout):
         w("## %s" % pattern)
         w()
         w(render(table_rows(runs), markdown))
+        w()
         for r in runs:
             errs = row_stats(r)["errors"]
             if errs:
                 w("%s: failed jobs: %s" % (r["scenario"], "; ".join(errs)[:300]))
-        w()
+                w()
         w("goals (%s):" % pattern)
         for g, status, figures in goals(runs, meta):
             if markdown:
