@@ -31,7 +31,10 @@ parallel runs never clash):
 
 Every process is a child stopped by PID (and PR_SET_PDEATHSIG); every
 namespace, veth, bridge and qdisc is removed by close(), which runs on every
-exit path (try/finally in the caller, atexit, SIGTERM/SIGINT/SIGHUP)."""
+exit path (try/finally in the caller, atexit, SIGTERM/SIGINT/SIGHUP). Their
+names all carry the suffix (random, or given): namespaces thaw-exp-SFX-*,
+links txb-SFX, txr-SFX-r, txI-SFX-r, so a wrapper can sweep them after a
+SIGKILL (bench/oscar-experiment.sh does)."""
 
 import atexit
 import json
@@ -390,8 +393,11 @@ class Node:
 class Network:
     """The bridge, the remote and the nodes; see the module docstring."""
 
-    def __init__(self, nodes=3, rate="100mbit", rtt_s=0.040, workdir=None, logdir=None):
-        self.suffix = secrets.token_hex(3)[:5]
+    def __init__(self, nodes=3, rate="100mbit", rtt_s=0.040, workdir=None, logdir=None,
+                 suffix=None):
+        self.suffix = suffix or secrets.token_hex(3)[:5]
+        if not (len(self.suffix) <= 5 and self.suffix.isalnum()):
+            raise ValueError("suffix: up to 5 letters or digits (interface names <= 15)")
         self.name = "thaw-exp-" + self.suffix
         self.workdir = workdir or tempfile.mkdtemp(prefix="thaw-exp.")
         os.makedirs(self.workdir, exist_ok=True)

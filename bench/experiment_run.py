@@ -436,6 +436,7 @@ def main():
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--patterns", default=",".join(PATTERNS))
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--suffix", help="of the network's names (bench/experiment_net.py)")
     a = ap.parse_args()
     scenarios = [s for s in a.scenarios.split(",") if s]
     patterns = [p for p in a.patterns.split(",") if p]
@@ -467,7 +468,7 @@ def main():
             time.monotonic() - t))
         net = experiment_net.Network(a.nodes, a.rate, a.rtt_ms / 1000.0,
                                      workdir=os.path.join(work, "net"),
-                                     logdir=os.path.join(a.out, "logs"))
+                                     logdir=os.path.join(a.out, "logs"), suffix=a.suffix)
         policy = os.path.join(work, "policy.json")
         with open(policy, "w") as f:
             f.write('{"default":[{"type":"insecureAcceptAnything"}]}')
