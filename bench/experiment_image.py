@@ -77,16 +77,22 @@ def im_libdir():
     return found[-1]
 
 
-def ldd(path):
-    """{soname: resolved path} of what ld.so loads for path; None if any is missing."""
-    r = subprocess.run(["ldd", path], capture_output=True, text=True)
-    out = {}
+def ldd(paths):
+    """{path: {soname: resolved path}} of what ld.so loads for each of paths
+    (one ldd run); None for a path whose libraries are not all installed."""
+    r = subprocess.run(["ldd"] + list(paths), capture_output=True, text=True)
+    out, cur = {}, paths[0] if len(paths) == 1 else None
     for line in r.stdout.splitlines():
+        if not line.startswith("\t"):
+            cur = line.rstrip(":")   # "PATH:" heads each file's list
+            continue
+        if cur not in out:
+            out[cur] = {}
         f = line.split()
         if "=>" in f and f[2] == "not":
-            return None
-        if "=>" in f and f[2].startswith("/"):
-            out[f[0]] = f[2]
+            out[cur] = None
+        elif "=>" in f and f[2].startswith("/") and out[cur] is not None:
+            out[cur][f[0]] = f[2]
     return out
 
 
@@ -126,61 +132,66 @@ class Tree:
                 elif os.path.isfile(p):
                     self.add_file(host_path(p), p)
 
-    def tar(self):
-        """Uncompressed tar: parents first, sorted, owner root, fixed mtime."""
+    def names(self, last=None):
+        """Every entry and its parent directories, sorted; `last` at the end."""
         names = set(self.entries)
         for n in list(names):
             parts = n.split("/")[:-1]
             for i in range(1, len(parts) + 1):
                 names.add("/".join(parts[:i]))
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
-            for n in sorted(names):
-                kind, data, mode = self.entries.get(n, ("dir", None, 0o755))
-                ti = tarfile.TarInfo(n)
-                ti.mtime, ti.mode, ti.uid, ti.gid = images.MTIME, mode, 0, 0
-                ti.uname = ti.gname = "root"
-                if kind == "dir":
-                    ti.type = tarfile.DIRTYPE
-                    t.addfile(ti)
-                elif kind == "link":
-                    ti.type, ti.linkname = tarfile.SYMTYPE, data
-                    t.addfile(ti)
-                else:
-                    ti.size = len(data)
-                    t.addfile(ti, io.BytesIO(data))
-        return buf.getvalue()
+        return sorted(names - {last}) + ([last] if last in names else [])
+
+    def member(self, n):
+        """One tar entry (header + data padded to 512), owner root, fixed mtime."""
+        kind, data, mode = self.entries.get(n, ("dir", None, 0o755))
+        ti = tarfile.TarInfo(n)
+        ti.mtime, ti.mode, ti.uid, ti.gid = images.MTIME, mode, 0, 0
+        ti.uname = ti.gname = "root"
+        body = b""
+        if kind == "dir":
+            ti.type = tarfile.DIRTYPE
+        elif kind == "link":
+            ti.type, ti.linkname = tarfile.SYMTYPE, data
+        else:
+            ti.size, body = len(data), data + b"\0" * (-len(data) % 512)
+        return ti.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape") + body
 
 
 def padded(tree, target, name):
-    """(gzip bytes, tar bytes) of tree plus a seeded random file sized so
-    that the compressed layer is `target` bytes give or take a few hundred."""
+    """(gzip bytes, tar bytes) of tree plus a seeded random file, last in
+    the tar, sized so that the compressed layer is `target` bytes give or
+    take 64. The rest is compressed once; each try compresses only the
+    padding, from a copy of the compressor's state."""
     path = "%s/padding-%s.bin" % (PADDING_DIR, name)
-    seed = "%s-%s" % (SEED, name)
+    tree.add_file(path, data=b"")
+    prefix = b"".join(tree.member(n) for n in tree.names(last=path)[:-1])
+    comp = zlib.compressobj(6, zlib.DEFLATED, 31)   # gzip, mtime 0
+    zprefix = comp.compress(prefix)
     size = 0
-    for _ in range(4):  # random bytes grow by a fixed ratio: converges in 2-3 steps
-        tree.add_file(path, data=random.Random(seed).randbytes(size), mode=0o644)
-        raw = tree.tar()
-        z = images.gz(raw)
+    for _ in range(8):  # random bytes grow by a fixed ratio: converges in 2-3 tries
+        tree.add_file(path, data=random.Random("%s-%s" % (SEED, name)).randbytes(size))
+        tail = tree.member(path) + b"\0" * 1024   # and the end-of-archive blocks
+        c = comp.copy()
+        z = zprefix + c.compress(tail) + c.flush()
         short = target - len(z)
         if size == 0 and short < 0:
             raise RuntimeError("layer %s is %d bytes compressed without padding, over its "
                                "target %d" % (name, len(z), target))
-        if abs(short) <= 512:
+        if abs(short) <= 64:
             break
         size = max(0, size + int(short / 1.0003))
-    return z, raw
+    return z, prefix + tail
 
 
 def layers():
     """The two big layers' trees (base, app), from this machine's files."""
     imdir = im_libdir()
     base, app = Tree(), Tree()
-    libs = dict(ldd(CONVERT))
+    libs = dict(ldd([CONVERT])[CONVERT])
     system = set(n for n in libs if not n.startswith(DELEGATES))
     modules = []
-    for so in sorted(glob.glob(os.path.join(imdir, "modules-*", "*", "*.so"))):
-        deps = ldd(so)
+    found = sorted(glob.glob(os.path.join(imdir, "modules-*", "*", "*.so")))
+    for so, deps in sorted(ldd(found).items()):
         if deps is None:
             continue   # a coder for a format whose library is not installed
         modules.append(so)
