@@ -2,7 +2,8 @@
 """The reference experiment's image and report (meson test experiment-image,
 suite bench):
 
-- bench/experiment_image.py built twice gives byte-identical layouts, of
+- bench/experiment_image.py built twice gives byte-identical layouts (and
+  a third build from its layer cache too), of
   the study's shape: 4 layers, two empty (an empty tar), the other two
   within 2% of 19.5 MB and 13.3 MB compressed; every blob matches its
   digest and the config's diff_ids match the uncompressed layers; the base
@@ -61,11 +62,14 @@ class Image(unittest.TestCase):
     def setUpClass(cls):
         cls.work = tempfile.mkdtemp(prefix="thaw-exp-image.")
         t0 = time.monotonic()
-        cls.a = experiment_image.build(os.path.join(cls.work, "a"))
+        cache = os.path.join(cls.work, "cache")
+        cls.a = experiment_image.build(os.path.join(cls.work, "a"), cache=cache)  # stores
         cls.b = experiment_image.build(os.path.join(cls.work, "b"))
-        print("\ntwo builds in %.1f s: layers %s compressed, %s uncompressed"
-              % (time.monotonic() - t0, cls.a["layers"], cls.a["layers_uncompressed"]),
-              file=sys.stderr)
+        t1 = time.monotonic()
+        cls.c = experiment_image.build(os.path.join(cls.work, "c"), cache=cache)  # reads
+        print("\ntwo builds in %.1f s, one from the cache in %.1f s: layers %s compressed,"
+              " %s uncompressed" % (t1 - t0, time.monotonic() - t1, cls.a["layers"],
+                                    cls.a["layers_uncompressed"]), file=sys.stderr)
         with open(os.path.join(cls.a["layout"], "index.json")) as f:
             cls.index = json.load(f)
         with open(blob(cls.a["layout"], cls.a["digest"]), "rb") as f:
@@ -81,6 +85,8 @@ class Image(unittest.TestCase):
         self.assertEqual(self.a["digest"], self.b["digest"])
         ta, tb = tree_bytes(self.a["layout"]), tree_bytes(self.b["layout"])
         self.assertEqual(ta, tb)
+        self.assertEqual(tree_bytes(self.c["layout"]), ta)   # the cache changes nothing
+        self.assertEqual(len(os.listdir(os.path.join(self.work, "cache"))), 4)
         self.assertGreaterEqual(len(ta), 6)   # oci-layout, index, manifest, config, 3 layers
 
     def test_shape(self):
