@@ -316,6 +316,10 @@ class Remote:
                                   if k.startswith("GET /token")),
                 "requests": reg["requests"] + tok["requests"]}
 
+    def requests(self):
+        """{"METHOD path": n} of what the remote's registry was asked."""
+        return dict(self._stats(self.proxy)["methods"])
+
     def close(self):
         for p in reversed(self.procs):
             p.stop()

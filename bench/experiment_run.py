@@ -40,7 +40,8 @@ pull_s (the kubelet's pullDuration), pull_wait_s (queued -> pull_end, its
 Per thaw run: cpu_s (utime+stime of thaw-webhook + thaw-controller, start
 to end of the run) and peak_rss_mib (the sum of their VmHWM), and
 thaw_log: warn/error lines in their logs.
-Writes OUT/experiment.json after every run and OUT/jobs.jsonl as jobs end,
+A run's remote_requests ({"METHOD path": n}) says what the remote was
+asked. Writes OUT/experiment.json after every run and OUT/jobs.jsonl as jobs end,
 then prints the report (bench/experiment_report.py, else a short table).
 --check (the smoke test) fails unless every job ran ok, pulls happened,
 the pre-warmed thaw run's pods were all rewritten and the remote's counters
@@ -353,6 +354,7 @@ def one_run(a, net, api, info, scenario, pattern, workdir, jsonl):
             w.join()
         result["wall_s"] = round(run.now(), 3)
         result["remote"] = net.remote.counters()
+        result["remote_requests"] = net.remote.requests()
         result["thaw"] = thaw.usage() if thaw else None
         if thaw:
             result["thaw_log"] = log_problems(thaw.logs)
