@@ -22,14 +22,19 @@ Layers, in manifest order:
      libraries are all on this machine with those libraries (JPEG, TIFF,
      WebP, HEIF, ...), ImageMagick's config directories;
   3. and 4. empty: a gzipped empty tar (what `docker build` made for ENV or
-     WORKDIR steps), the same blob twice as in the study's image.
+     WORKDIR steps), one blob twice (docker's empty layers share a digest).
 The two big layers are padded to their compressed targets with a seeded
 random (incompressible) file, /usr/share/thaw-experiment/padding-*.bin.
+On Debian 12 (ImageMagick 6.9.11, 118 modules) the content compresses to
+18.9 MB and 11.1 MB, so the padding is about 0.6 MB and 2.3 MB; the layers
+are 19,500,001 and 13,300,002 bytes compressed, 47.1 MB and 41.7 MB
+uncompressed, and the image 32.8 MB with its config and manifest.
 
-Deterministic: files in sorted order with fixed owners and mtimes, gzip
-level 6 with mtime 0, the config's dates fixed (test/images.py's Layout
-writes the layout). The bytes depend only on the ImageMagick and libraries
-installed, so two builds on one machine give the same digest.
+Deterministic: files in sorted order (the padding last) with fixed owners
+and mtimes, gzip by zlib at level 6 with mtime 0, the config's dates fixed;
+test/images.py's Layout writes the layout. The bytes depend only on the
+ImageMagick and libraries installed: two builds on one machine give the
+same digest.
 
     push(info, "127.0.0.1:PORT/grycap/imagemagick:latest", workdir)  # skopeo
     run(cd, ref, indir, outdir, name)    # ctr run of argv on a pulled image
@@ -37,9 +42,7 @@ installed, so two builds on one machine give the same digest.
                                          # in grayscale, else what is wrong
 """
 import glob
-import gzip
 import hashlib
-import io
 import json
 import os
 import random
@@ -378,7 +381,7 @@ def build(workdir, cache=None):
     raws += [len(empty_tar)] * 2
     config = {"architecture": "amd64", "os": "linux", "created": images.CREATED,
               "config": {"Cmd": ARGV, "WorkingDir": "/",
-                         "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                         "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
                          "Labels": {"thaw.experiment": "grycap/imagemagick's shape, issue 11"}},
               "rootfs": {"type": "layers", "diff_ids": [d for _, d in descs]},
               "history": [{"created": images.CREATED, "created_by": "experiment_image.py: " + s}
