@@ -7,9 +7,8 @@ Docker Hub and ghcr.io, holding images of the OSCAR services: imagemagick is
 the reference experiment's image, 33 MB running ImageMagick's convert, built
 by bench/experiment_image.py and kept by content in THAW_IMAGE_CACHE; the
 others are small synthetic ones, alpine a multi-platform index) and one as
-the cache registry; thaw-webhook behind the emulator's
-admission chain; and thaw-controller, which warms the cache from the
-upstream. Then it plays an OSCAR-like workload with thaw-showcase: job pods
+the cache registry; thaw-webhook behind the emulator's admission chain; and
+thaw-controller, which warms the cache from the upstream. Then it plays an OSCAR-like workload with thaw-showcase: job pods
 created with generateName in oscar-svc.
 
 - The imagemagick service exists before the first upload, as a PodTemplate
@@ -20,8 +19,9 @@ created with generateName in oscar-svc.
 
 At the end, the number a user came for (test/demo_pull.py, as root): the
 imagemagick image pulled by a real containerd, cold, once from the upstream
-made to look remote (40 ms per request, 100 Mbit/s) and once through thaw's
-node-local endpoint, with both times; then the job runs in it once.
+made to look remote (40 ms per request, 100 Mbit/s), once through thaw's
+node-local endpoint and once from the upstream on loopback (the floor), with
+the times; then the job runs in it once.
 
 Meanwhile the emulator drops every watch each second and compacts its
 history (restarting its watch caches) every 3 s. Each program's log goes to a file under BUILD/demo-logs/
@@ -39,7 +39,8 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(HERE, "kubeemu"), HERE, os.path.join(os.path.dirname(HERE), "bench")]
+sys.path[:0] = [os.path.join(HERE, "kubeemu"), HERE,
+                os.path.join(os.path.dirname(HERE), "bench")]
 
 import demo_pull  # noqa: E402
 import experiment_image  # noqa: E402
