@@ -8,8 +8,9 @@ the reference experiment's image, 33 MB running ImageMagick's convert, built
 by bench/experiment_image.py and kept by content in THAW_IMAGE_CACHE; the
 others are small synthetic ones, alpine a multi-platform index) and one as
 the cache registry; thaw-webhook behind the emulator's admission chain; and
-thaw-controller, which warms the cache from the upstream. Then it plays an OSCAR-like workload with thaw-showcase: job pods
-created with generateName in oscar-svc.
+thaw-controller, which warms the cache from the upstream. Then it plays an
+OSCAR-like workload with thaw-showcase: job pods created with generateName
+in oscar-svc.
 
 - The imagemagick service exists before the first upload, as a PodTemplate
   in oscar-svc: the controller pre-warms it, so its first job starts warm.
