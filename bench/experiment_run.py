@@ -268,17 +268,6 @@ def write_hosts_dir(path, remote_host, mirror_url):
     return path
 
 
-def wait_ready(api, image, timeout):
-    name = stack.ci_name(image)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        st, doc, _ = api.request("GET", stack.CI_PATH + "/" + name)
-        if st == 200 and (doc.get("status") or {}).get("phase") == "Ready":
-            return doc
-        time.sleep(0.05)
-    return None
-
-
 def delete_pods(api):
     st, doc, _ = api.request("GET", "/api/v1/namespaces/%s/pods" % NS)
     conn = api.conn()
@@ -314,7 +303,7 @@ def one_run(a, net, api, info, scenario, pattern, workdir, jsonl):
                 "apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "imagemagick"},
                 "template": {"spec": {"containers": [{"name": "oscar-container",
                                                       "image": remote_ref}]}}})
-            if wait_ready(api, remote_ref, PREWARM_TIMEOUT) is None:
+            if stack.wait_ci_ready(api, remote_ref, PREWARM_TIMEOUT, poll=0.05) is None:
                 raise RuntimeError("pre-warm not Ready after %d s; controller log:\n%s"
                                    % (PREWARM_TIMEOUT, thaw.ctl.log_tail()))
             result["prewarm_s"] = round(time.monotonic() - t, 3)

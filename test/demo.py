@@ -79,17 +79,6 @@ def push_services(up, tmp):
     return magick
 
 
-def wait_ready(api, image, timeout):
-    name = stack.ci_name(image)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        st, doc, _ = api.request("GET", stack.CI_PATH + "/" + name)
-        if st == 200 and (doc.get("status") or {}).get("phase") == "Ready":
-            return doc
-        time.sleep(0.2)
-    return None
-
-
 def chaos(stop):
     url = os.environ["THAW_EMU_URL"] + "/_emulator/"
     ctx = ssl.create_default_context(cafile=os.environ["THAW_EMU_CA"])
@@ -150,7 +139,7 @@ def main():
             "apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "imagemagick"},
             "template": {"spec": {"containers": [{"name": "oscar-container", "image": magick}]}}},
             want=(201, 409))
-        ci = wait_ready(api, magick, PREWARM_S)
+        ci = stack.wait_ci_ready(api, magick, PREWARM_S, poll=0.2)
         if ci is None:
             print("pre-warm of %s did not finish in %d s; log:\n%s"
                   % (magick, PREWARM_S, ctl.log_tail()), flush=True)

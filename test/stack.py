@@ -28,6 +28,19 @@ def ci_name(normalised):
     return s + "-" + hashlib.sha256(normalised.encode()).hexdigest()[:10]
 
 
+def wait_ci_ready(api, image, timeout, poll=0.1):
+    """The CachedImage of normalised image once its phase is Ready, or None
+    after timeout seconds."""
+    name = ci_name(image)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st, doc, _ = api.request("GET", CI_PATH + "/" + name)
+        if st == 200 and (doc.get("status") or {}).get("phase") == "Ready":
+            return doc
+        time.sleep(poll)
+    return None
+
+
 class Api(testclient.Emulator):
     """testclient's HTTPS client, attached to the emulator that
     with-emulator.sh started (THAW_EMU_URL, THAW_EMU_CA, THAW_EMU_TOKEN)."""
