@@ -15,7 +15,7 @@ fires and one where it does not; every runbook is a section of
 docs/observability.md.
 Targets: what the Prometheus Operator makes of the ServiceMonitors
 (test/monitoring_targets.py): one job per part with the labels the
-dashboard and the alerts use, the same with registry/s3, and NetworkPolicy
+dashboard and the alerts use, the same with components/s3, and NetworkPolicy
 lets Prometheus reach every target.
 Live: the stack of test/monitoring_stack.py, scraped every second with
 those labels; a workload of pods (rewritten, cold, invalid, missing
