@@ -308,10 +308,14 @@ class Remote:
         reg, tok = self._stats(self.proxy), self._stats(self.token_proxy)
 
         def gets(kind):
-            return sum(n for k, n in reg["methods"].items()
-                       if k.startswith("GET ") and "/%s/" % kind in k)
+            # answered 2xx: a 401 token challenge is not a pull (Docker Hub
+            # counts manifest GETs that serve a manifest)
+            return sum(n for k, n in reg["answers"].items()
+                       if k.startswith("GET ") and "/%s/" % kind in k
+                       and k.rsplit(" ", 1)[1].startswith("2"))
         return {"bytes": reg["bytes"], "manifest_gets": gets("manifests"),
                 "blob_gets": gets("blobs"),
+                "challenged": sum(n for k, n in reg["answers"].items() if k.endswith(" 401")),
                 "token_gets": sum(n for k, n in tok["methods"].items()
                                   if k.startswith("GET /token")),
                 "requests": reg["requests"] + tok["requests"]}

@@ -40,8 +40,10 @@ pull_s (the kubelet's pullDuration), pull_wait_s (queued -> pull_end, its
 Per thaw run: cpu_s (utime+stime of thaw-webhook + thaw-controller, start
 to end of the run) and peak_rss_mib (the sum of their VmHWM), and
 thaw_log: warn/error lines in their logs.
-A run's remote_requests ({"METHOD path": n}) says what the remote was
-asked. Writes OUT/experiment.json after every run and OUT/jobs.jsonl as jobs end,
+A run's remote counts what the remote served: body bytes, manifest and
+blob GETs answered 2xx (a 401 token challenge is not a pull), token GETs,
+401 challenges and all requests; remote_requests ({"METHOD path": n}) says
+what it was asked. Writes OUT/experiment.json after every run and OUT/jobs.jsonl as jobs end,
 then prints the report (bench/experiment_report.py, else a short table).
 --check (the smoke test) fails unless every job ran ok, pulls happened,
 the pre-warmed thaw run's pods were all rewritten and the remote's counters

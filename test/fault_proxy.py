@@ -15,7 +15,8 @@ Control endpoint (never counted, never faulted):
   GET    /_fault    {"rules": left, "paths": {path: n}, "requests": n,
                      "faults": [{"method", "path", "fault"}],
                      "methods": {"METHOD path": n}, "bytes": response body
-                     bytes relayed to clients}
+                     bytes relayed to clients, "answers": {"METHOD path
+                     STATUS": n} of the upstream's answers relayed}
   DELETE /_fault    drop rules and counters (?counters: counters only)
 --listen ADDR binds another address than 127.0.0.1 (e.g. a bridge's, for
 clients in other network namespaces).
@@ -62,7 +63,12 @@ class State:
         if rules:
             self.rules = []
         self.paths, self.faults, self.requests = {}, [], 0
-        self.methods, self.bytes = {}, 0
+        self.methods, self.bytes, self.answers = {}, 0, {}
+
+    def answered(self, method, path, status):
+        with self.lock:
+            key = "%s %s %d" % (method, path, status)
+            self.answers[key] = self.answers.get(key, 0) + 1
 
     def sent(self, n):
         with self.lock:
@@ -104,7 +110,8 @@ class Handler(registry.QuietHandler):
         if self.command == "GET":
             with st.lock:
                 out = {"rules": st.rules, "paths": st.paths, "faults": st.faults,
-                       "requests": st.requests, "methods": st.methods, "bytes": st.bytes}
+                       "requests": st.requests, "methods": st.methods, "bytes": st.bytes,
+                       "answers": st.answers}
                 body = json.dumps(out).encode()
             self.send(200, body, [("Content-Type", "application/json")])
         elif self.command == "POST":
@@ -204,6 +211,7 @@ class Handler(registry.QuietHandler):
             conn.close()
 
     def relay(self, resp, rule):
+        self.server.state.answered(self.command, self.path, resp.status)
         self.send_response_only(resp.status, resp.reason)
         length = resp.getheader("Content-Length")
         no_body = self.command == "HEAD" or resp.status in (204, 304) or resp.status < 200
