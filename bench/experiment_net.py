@@ -153,10 +153,14 @@ class DistRegistry:
                "http": {"addr": addr}}
         for k, v in (extra or {}).items():
             cfg[k] = v
+        self.serve(cfg, logdir)
+
+    def serve(self, cfg, logdir):
+        """Writes cfg as config.yml and starts the registry; closes on failure."""
         self.write(cfg)
-        self.proc = Proc(name, [registry.BINARY, "serve", self.config], logdir, ns)
+        self.proc = Proc(self.name, [registry.BINARY, "serve", self.config], logdir, self.ns)
         try:
-            wait_http(self.proc, self.url + "/v2/", ns)
+            wait_http(self.proc, self.url + "/v2/", self.ns)
         except BaseException:
             self.close()
             raise
@@ -187,13 +191,7 @@ class NodeLocal(DistRegistry):
         self.url = "http://" + self.addr
         cfg["storage"]["filesystem"]["rootdirectory"] = os.path.join(self.dir, "storage")
         cfg["proxy"]["remoteurl"] = cache_url
-        self.write(cfg)
-        self.proc = Proc(name, [registry.BINARY, "serve", self.config], logdir, ns)
-        try:
-            wait_http(self.proc, self.url + "/v2/", ns)
-        except BaseException:
-            self.close()
-            raise
+        self.serve(cfg, logdir)
 
 
 class Remote:
