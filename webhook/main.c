@@ -154,14 +154,6 @@ int main(int argc, char **argv) {
   }
   if (!thaw_namespace_valid(ns))
     return bad("--namespace %s: not a namespace name", ns);
-  if (cfg.exclude_namespaces) {
-    char *buf, why[300];
-    const char *list[THAW_EXCLUDED_MAX + 1];
-    if (thaw_namespace_list_parse(cfg.exclude_namespaces, &buf, list, why,
-                                  sizeof why) != 0)
-      return bad("--exclude-namespaces %s", why);
-    free(buf);
-  }
 
   /* As kubectl: the flag, else $KUBECONFIG, else in-cluster. */
   if (kubeconfig == NULL && getenv("KUBECONFIG") && *getenv("KUBECONFIG"))
