@@ -173,26 +173,22 @@ def goals(runs, meta):
     def add(goal, ok, figures):
         out.append((goal, "met" if ok else "missed", figures))
 
-    g = "thaw pre-warm mean pull <= 1/5 of no cache"
-    if need("thaw-prewarm", "no-cache"):
-        a, b = by["thaw-prewarm"]["mean_pull"], by["no-cache"]["mean_pull"]
-        add(g, a <= b * PREWARM_VS_NOCACHE,
-            "%.2f s vs %.2f s: %.2f of no cache (goal <= %.2f)" % (a, b, a / b, PREWARM_VS_NOCACHE))
-    else:
-        out.append((g, "not measured", "needs thaw-prewarm and no-cache"))
-    g = "thaw pre-warm mean pull <= 1.25 x floor"
-    if need("thaw-prewarm", "floor"):
-        a, b = by["thaw-prewarm"]["mean_pull"], by["floor"]["mean_pull"]
-        add(g, a <= b * PREWARM_VS_FLOOR,
-            "%.2f s vs floor %.2f s: %.2f x (goal <= %.2f x)" % (a, b, a / b, PREWARM_VS_FLOOR))
-    else:
-        out.append((g, "not measured", "needs thaw-prewarm and floor"))
-    g = "thaw cold mean total (incl. waiting) never above no cache"
-    if need("thaw-cold", "no-cache"):
-        a, b = by["thaw-cold"]["mean_total"], by["no-cache"]["mean_total"]
-        add(g, a <= b, "%.2f s vs %.2f s: %.2f x" % (a, b, a / b))
-    else:
-        out.append((g, "not measured", "needs thaw-cold and no-cache"))
+    def compare(goal, a_name, b_name, field, limit, figures):
+        """a's field <= limit x b's; figures % (a, b, a / b)."""
+        if need(a_name, b_name):
+            a, b = by[a_name][field], by[b_name][field]
+            add(goal, a <= b * limit, figures % (a, b, a / b))
+        else:
+            out.append((goal, "not measured", "needs %s and %s" % (a_name, b_name)))
+
+    compare("thaw pre-warm mean pull <= 1/5 of no cache", "thaw-prewarm", "no-cache",
+            "mean_pull", PREWARM_VS_NOCACHE,
+            "%%.2f s vs %%.2f s: %%.2f of no cache (goal <= %.2f)" % PREWARM_VS_NOCACHE)
+    compare("thaw pre-warm mean pull <= 1.25 x floor", "thaw-prewarm", "floor",
+            "mean_pull", PREWARM_VS_FLOOR,
+            "%%.2f s vs floor %%.2f s: %%.2f x (goal <= %.2f x)" % PREWARM_VS_FLOOR)
+    compare("thaw cold mean total (incl. waiting) never above no cache", "thaw-cold",
+            "no-cache", "mean_total", 1.0, "%.2f s vs %.2f s: %.2f x")
     g = "thaw cold reads the remote once per image"
     size = image_bytes(meta)
     nodes = (meta or {}).get("nodes")
