@@ -35,7 +35,7 @@ import signal
 import subprocess
 import time
 
-import yaml
+from test_manifests import find, kubectl_kustomize  # noqa: E402  (find: exactly one)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MANIFESTS = os.path.join(os.path.dirname(HERE), "manifests")
@@ -51,16 +51,7 @@ DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CA
 
 def rendered(path=MANIFESTS):
     """Every object of `kubectl kustomize path`."""
-    out = subprocess.run(["kubectl", "kustomize", path], check=True, capture_output=True,
-                         text=True).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
-def find(objs, kind, name):
-    for o in objs:
-        if o["kind"] == kind and o["metadata"]["name"] == name:
-            return o
-    raise LookupError("%s %s not rendered" % (kind, name))
+    return kubectl_kustomize(path)
 
 
 def container(objs, deployment, name):

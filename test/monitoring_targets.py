@@ -17,11 +17,8 @@ then the endpoint's relabelings. Anything else in a ServiceMonitor is
 refused, so the model cannot silently drift from the manifests."""
 
 import os
-import shutil
-import subprocess
-import tempfile
 
-import yaml
+import renders
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MANIFESTS = os.path.join(os.path.dirname(HERE), "manifests")
@@ -33,22 +30,7 @@ EP_FIELDS = {"port", "path", "interval", "relabelings"}
 def render(components):
     """The default install plus the given Components (paths under
     manifests/), rendered by kubectl's kustomize (test/deps.sh installs it)."""
-    kubectl = shutil.which("kubectl")
-    if not kubectl:
-        raise AssertionError("kubectl not installed: test/deps.sh installs it")
-    tmp = tempfile.mkdtemp(prefix="thaw-mon-kustomize.")
-    try:
-        rel = lambda p: os.path.relpath(os.path.join(MANIFESTS, p), tmp)  # noqa: E731
-        with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
-            yaml.safe_dump({"resources": [rel(".")],
-                            "components": [rel(c) for c in components]}, f)
-        r = subprocess.run([kubectl, "kustomize", tmp], capture_output=True, text=True,
-                           timeout=120)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if r.returncode != 0:
-        raise AssertionError("kubectl kustomize: %s" % r.stderr)
-    return [o for o in yaml.safe_load_all(r.stdout) if o]
+    return renders.render(MANIFESTS, [os.path.join(MANIFESTS, c) for c in components])
 
 
 def matches(selector, labels):
