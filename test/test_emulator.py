@@ -626,6 +626,185 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual((st, doc["reason"], doc["details"]["causes"][0]["field"]),
                          (422, "Invalid", "spec.size"))
 
+    # ---- scheduling gates and pods/binding (v1.27+, PodSchedulingReadiness on)
+
+    def gated(self, ns, name, gates=("example.com/a",), **spec):
+        p = pod(name, schedulingGates=[{"name": g} for g in gates], **spec)
+        return self.req("POST", "/api/v1/namespaces/%s/pods" % ns, p)
+
+    def test_scheduling_gates_on_create(self):
+        ns = self.ns("gates")
+        st, doc, _ = self.gated(ns, "g", ("example.com/a", "b"))
+        self.assertEqual(st, 201, doc)
+        self.assertEqual(doc["spec"]["schedulingGates"], [{"name": "example.com/a"}, {"name": "b"}])
+        cond = doc["status"]["conditions"]
+        self.assertEqual([{k: c[k] for k in ("type", "status", "reason", "message",
+                                             "lastProbeTime")} for c in cond],
+                         [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+                           "message": "Scheduling is blocked due to non-empty scheduling gates",
+                           "lastProbeTime": None}])
+        self.assertRegex(cond[0]["lastTransitionTime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertEqual(list(doc["status"]), ["phase", "conditions", "qosClass"])
+        # an empty list is not stored (omitempty), and no condition comes
+        st, doc, _ = self.gated(ns, "none", ())
+        self.assertEqual(st, 201, doc)
+        self.assertNotIn("schedulingGates", doc["spec"])
+        self.assertNotIn("conditions", doc["status"])
+        # names: qualified, unique
+        st, doc, _ = self.gated(ns, "bad", ("ok", "bad name", "ok"))
+        self.assertEqual((st, doc["reason"]), (422, "Invalid"))
+        self.assertEqual(doc["details"]["causes"], [
+            {"reason": "FieldValueInvalid", "field": "spec.schedulingGates[1]",
+             "message": 'Invalid value: "bad name": name part must consist of alphanumeric '
+                        "characters, '-', '_' or '.', and must start and end with an "
+                        "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', "
+                        "regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?"
+                        "[A-Za-z0-9]')"},
+            {"reason": "FieldValueDuplicate", "field": "spec.schedulingGates[2]",
+             "message": 'Duplicate value: "ok"'}])
+        # a gated pod cannot name its node
+        st, doc, _ = self.gated(ns, "bound", nodeName="n1")
+        self.assertEqual((st, doc["message"]), (422, 'Pod "bound" is invalid: spec.nodeName: '
+                                                     "Forbidden: cannot be set until all "
+                                                     "schedulingGates have been cleared"))
+        self.assertEqual(self.req("GET", "/api/v1/namespaces/%s/pods/bound" % ns)[0], 404)
+
+    def test_scheduling_gates_may_only_be_removed(self):
+        ns = self.ns("ungate")
+        base = "/api/v1/namespaces/%s/pods/" % ns
+        st, p, _ = self.gated(ns, "u", ("a", "b"))
+        jp, mp = "application/json-patch+json", "application/merge-patch+json"
+        sp = "application/strategic-merge-patch+json"
+        add = 'spec.schedulingGates[%d].name: Forbidden: only deletion is allowed, but found ' \
+              "new scheduling gate '%s'"
+        for body, ctype, want in (
+                ([{"op": "add", "path": "/spec/schedulingGates/-", "value": {"name": "c"}}],
+                 jp, add % (2, "c")),
+                ({"spec": {"schedulingGates": [{"name": "a"}, {"name": "z"}]}}, mp,
+                 add % (1, "z")),
+                ({"spec": {"schedulingGates": [{"name": "c"}]}}, sp, add % (2, "c"))):
+            st, doc, _ = self.req("PATCH", base + "u", body, ctype=ctype)
+            self.assertEqual((st, doc["message"]), (422, 'Pod "u" is invalid: ' + want), ctype)
+            self.assertEqual(doc["details"]["causes"][0]["reason"], "FieldValueForbidden")
+        # images stay mutable beside the gates; order may change; removal is allowed
+        st, doc, _ = self.req("PATCH", base + "u", [
+            {"op": "test", "path": "/metadata/uid", "value": p["metadata"]["uid"]},
+            {"op": "replace", "path": "/spec/containers/0/image", "value": "busybox:2"},
+            {"op": "test", "path": "/spec/schedulingGates/1/name", "value": "b"},
+            {"op": "remove", "path": "/spec/schedulingGates/1"}], ctype=jp)
+        self.assertEqual(st, 200, doc)
+        self.assertEqual((doc["spec"]["schedulingGates"], doc["spec"]["containers"][0]["image"]),
+                         ([{"name": "a"}], "busybox:2"))
+        st, doc, _ = self.req("PATCH", base + "u", {"spec": {"schedulingGates": [
+            {"name": "a", "$patch": "delete"}]}}, ctype=sp)
+        self.assertEqual(st, 200, doc)
+        self.assertNotIn("schedulingGates", doc["spec"])    # [] is not stored
+        # the condition stays until a scheduler writes it; other spec fields stay immutable
+        self.assertEqual(doc["status"]["conditions"][0]["reason"], "SchedulingGated")
+        st, doc, _ = self.req("PATCH", base + "u", {"spec": {"nodeName": "n1"}}, ctype=mp)
+        self.assertEqual((st, doc["details"]["causes"][0]["field"]), (422, "spec"))
+        # a pod created without gates cannot get one
+        self.req("POST", base[:-1], pod("free"))
+        st, doc, _ = self.req("PATCH", base + "free", {"spec": {"schedulingGates": [
+            {"name": "a"}]}}, ctype=mp)
+        self.assertEqual((st, doc["details"]["causes"][0]["field"]),
+                         (422, "spec.schedulingGates[0].name"))
+
+    def binding(self, name, node="n1", **md):
+        return {"apiVersion": "v1", "kind": "Binding", "metadata": dict(md, name=name),
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+
+    def test_binding(self):
+        ns = self.ns("bind")
+        base = "/api/v1/namespaces/%s/pods" % ns
+        st, p, _ = self.gated(ns, "b")
+        resp, conn = self.emu.watch(base + "?watch=1&resourceVersion=%s&timeoutSeconds=2"
+                                    % p["metadata"]["resourceVersion"])
+        # gated: 409 with the storage's words
+        st, doc, _ = self.req("POST", base + "/b/binding", self.binding("b"))
+        self.assertEqual((st, doc["reason"], doc["message"], doc["details"]), (
+            409, "Conflict", 'Operation cannot be fulfilled on pods/binding "b": pod b has '
+            "non-empty .spec.schedulingGates", {"name": "b", "kind": "pods/binding"}))
+        st, ungated, _ = self.req("PATCH", base + "/b", [
+            {"op": "remove", "path": "/spec/schedulingGates"}], ctype="application/json-patch+json")
+        self.assertEqual(st, 200, ungated)
+        # another pod's uid is a failed precondition
+        st, doc, _ = self.req("POST", base + "/b/binding", self.binding("b", uid="0000"))
+        self.assertEqual((st, doc["message"]), (
+            409, 'Operation cannot be fulfilled on pods "b": StorageError: invalid object, '
+            "Code: 4, Key: /registry/pods/%s/b, ResourceVersion: 0, AdditionalErrorMsg: "
+            "Precondition failed: UID in precondition: 0000, UID in object meta: %s"
+            % (ns, p["metadata"]["uid"])))
+        # bound: 201 Success; nodeName and PodScheduled=True in one MODIFIED
+        st, doc, _ = self.req("POST", base + "/b/binding",
+                              self.binding("b", uid=p["metadata"]["uid"]))
+        self.assertEqual((st, doc), (201, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                           "status": "Success", "code": 201}))
+        st, got, _ = self.req("GET", base + "/b")
+        self.assertEqual(got["spec"]["nodeName"], "n1")
+        cond = got["status"]["conditions"]
+        self.assertEqual([(c["type"], c["status"], c["lastProbeTime"]) for c in cond],
+                         [("PodScheduled", "True", None)])
+        self.assertNotIn("reason", cond[0])
+        self.assertEqual(got["metadata"]["managedFields"], ungated["metadata"]["managedFields"])
+        events = read_events(resp)
+        conn.close()
+        self.assertEqual([e["type"] for e in events], ["MODIFIED", "MODIFIED"])
+        self.assertEqual(events[1]["object"], got)
+        # bound already: 409; missing: 404; other verbs: 405; bad target: 500
+        st, doc, _ = self.req("POST", base + "/b/binding", self.binding("b", "n2"))
+        self.assertEqual((st, doc["message"]), (409, 'Operation cannot be fulfilled on '
+                                                     'pods/binding "b": pod b is already '
+                                                     'assigned to node "n1"'))
+        st, doc, _ = self.req("POST", base + "/gone/binding", self.binding("gone"))
+        self.assertEqual((st, doc["message"], doc["details"]),
+                         (404, 'pods "gone" not found', {"name": "gone", "kind": "pods"}))
+        st, doc, _ = self.req("POST", base + "/b/binding", self.binding("c"))
+        self.assertEqual((st, doc["message"]),
+                         (400, "name in URL does not match name in Binding object"))
+        self.assertEqual(self.req("GET", base + "/b/binding")[0], 405)
+        self.assertEqual(self.req("PUT", base + "/b/binding", self.binding("b"))[0], 405)
+        self.req("POST", base, pod("t"))
+        st, doc, _ = self.req("POST", base + "/t/binding", self.binding("t", ""))
+        self.assertEqual((st, doc["message"]), (500, "target.name: Required value"))
+        self.assertNotIn("reason", doc)
+        # dry run: answered, not written
+        st, doc, _ = self.req("POST", base + "/t/binding?dryRun=All", self.binding("t"))
+        self.assertEqual(st, 201)
+        self.assertNotIn("nodeName", self.req("GET", base + "/t")[1]["spec"])
+        # discovery lists it as the real server does
+        res = {r["name"]: r for r in self.req("GET", "/api/v1")[1]["resources"]}
+        self.assertEqual(res["pods/binding"], {"name": "pods/binding", "singularName": "",
+                                               "namespaced": True, "kind": "Binding",
+                                               "verbs": ["create"]})
+
+    def test_binding_rbac_is_pods_binding_create(self):
+        ns = self.ns("bindrbac")
+        base = "/api/v1/namespaces/%s/pods" % ns
+        self.req("POST", base, pod("r"))
+        tok = "sched-" + os.urandom(6).hex()
+        with open(self.emu.tokens_file, "a") as f:
+            f.write("%s scheduler-x\n" % tok)
+        rb = "/apis/rbac.authorization.k8s.io/v1/namespaces/%s/" % ns
+
+        def grant(name, resources, verbs):
+            for kind, body in (("roles", {"rules": [{"apiGroups": [""], "resources": resources,
+                                                     "verbs": verbs}]}),
+                               ("rolebindings", {"roleRef": {
+                                   "apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                   "name": name}, "subjects": [{"kind": "User",
+                                                                "name": "scheduler-x"}]})):
+                st, doc, _ = self.req("POST", rb + kind, dict(body, metadata={"name": name}))
+                self.assertEqual(st, 201, doc)
+        grant("pods-all", ["pods"], ["create", "update", "patch"])   # not the subresource
+        st, doc, _ = self.req("POST", base + "/r/binding", self.binding("r"), token=tok)
+        self.assertEqual((st, doc["message"]), (403, 'pods "r" is forbidden: User "scheduler-x" '
+                                                     'cannot create resource "pods/binding" in '
+                                                     'API group "" in the namespace "%s"' % ns))
+        grant("binder", ["pods/binding"], ["create"])
+        st, doc, _ = self.req("POST", base + "/r/binding", self.binding("r"), token=tok)
+        self.assertEqual(st, 201, doc)
+
 
 if __name__ == "__main__":
     unittest77.main()

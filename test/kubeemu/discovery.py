@@ -47,9 +47,13 @@ def _resource_list(registry, group, version):
         e["storageVersionHash"] = r.storage_hash()
         out.append(e)
         for sub in r.subresources:
+            kind, verbs = r.kind, ["get", "patch", "update"]
+            if sub == "finalize":
+                verbs = ["update"]
+            elif sub == "binding":
+                kind, verbs = "Binding", ["create"]
             out.append({"name": "%s/%s" % (r.plural, sub), "singularName": "",
-                        "namespaced": r.namespaced, "kind": r.kind,
-                        "verbs": ["update"] if sub == "finalize" else ["get", "patch", "update"]})
+                        "namespaced": r.namespaced, "kind": kind, "verbs": verbs})
     return out
 
 

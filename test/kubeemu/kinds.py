@@ -5,6 +5,7 @@ Only what a client can see is emulated."""
 import base64
 import binascii
 import copy
+import datetime
 import random
 import re
 
@@ -16,6 +17,10 @@ DNS1123_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphan
                "characters, '-' or '.', and must start and end with an alphanumeric "
                "character (e.g. 'example.com', regex used for validation is "
                "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def rand_suffix(n=5):
@@ -61,6 +66,38 @@ def _qualified_name_error(key):
     if not LABEL_NAME.match(name):
         return NAME_PART_MSG
     return None
+
+
+QUALIFIED_NAME_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+    "with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
+    "used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+
+
+def qualified_name_errors(value):
+    """Every message of validation.IsQualifiedName, in its order."""
+    parts = value.split("/")
+    if len(parts) > 2:
+        return ["a qualified name " + QUALIFIED_NAME_MSG + " with an optional DNS subdomain "
+                "prefix and '/' (e.g. 'example.com/MyName')"]
+    errs = []
+    name = parts[-1]
+    if len(parts) == 2:
+        prefix = parts[0]
+        if not prefix:
+            errs.append("prefix part must be non-empty")
+        else:
+            if len(prefix) > 253:
+                errs.append("prefix part must be no more than 253 characters")
+            if not DNS1123.match(prefix):
+                errs.append("prefix part " + DNS1123_MSG)
+    if not name:
+        errs.append("name part must be non-empty")
+    elif len(name) > 63:
+        errs.append("name part must be no more than 63 characters")
+    if not LABEL_NAME.match(name):
+        errs.append("name part " + QUALIFIED_NAME_MSG)
+    return errs
 
 
 def validate_labels(md):
@@ -248,21 +285,83 @@ def _spec_sans_mutable(spec):
         for c in s.get(key) or []:
             c.pop("image", None)
     for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds",
-                "ephemeralContainers"):
+                "ephemeralContainers", "schedulingGates"):
         s.pop(key, None)
     return s
 
 
+# ---- scheduling gates (PodSchedulingReadiness: beta and on from v1.27)
+
+GATED_MSG = "Scheduling is blocked due to non-empty scheduling gates"
+
+
+def gate_names(spec):
+    return [g.get("name") if isinstance(g, dict) else None
+            for g in spec.get("schedulingGates") or []]
+
+
+def validate_scheduling_gates(spec):
+    """validateSchedulingGates: qualified names, no duplicates."""
+    causes, seen = [], set()
+    for i, name in enumerate(gate_names(spec)):
+        path = "spec.schedulingGates[%d]" % i
+        name = name if isinstance(name, str) else ""
+        for msg in qualified_name_errors(name):
+            causes.append(cause("FieldValueInvalid", path, 'Invalid value: "%s": %s' % (name, msg)))
+        if name in seen:
+            causes.append(cause("FieldValueDuplicate", path, 'Duplicate value: "%s"' % name))
+        seen.add(name)
+    return causes
+
+
+def validate_only_deleted_gates(spec, old_spec):
+    """validateOnlyDeletedSchedulingGates: a gate may be removed, never
+    added (nor renamed, which adds one)."""
+    old = set(gate_names(old_spec))
+    last = {}
+    for i, name in enumerate(gate_names(spec)):
+        last[name] = i     # a map by name, as upstream: a repeated name's last index
+    return [cause("FieldValueForbidden", "spec.schedulingGates[%d].name" % i,
+                  "Forbidden: only deletion is allowed, but found new scheduling gate '%s'"
+                  % name) for name, i in sorted(last.items(), key=lambda kv: kv[1])
+            if name not in old]
+
+
+def scheduled_condition(status, value, reason=None, message=None, now=None):
+    """podutil.UpdatePodCondition for PodScheduled: lastTransitionTime moves
+    only when the status does."""
+    conds = status.setdefault("conditions", [])
+    new = {"type": "PodScheduled", "status": value, "lastProbeTime": None,
+           "lastTransitionTime": now}
+    if reason:
+        new["reason"] = reason
+    if message:
+        new["message"] = message
+    for i, c in enumerate(conds):
+        if c.get("type") == "PodScheduled":
+            if c.get("status") == value:
+                new["lastTransitionTime"] = c.get("lastTransitionTime")
+            conds[i] = new
+            return
+    conds.append(new)
+
+
 class PodHooks(Hooks):
     def default(self, obj):
-        default_pod_spec(obj.setdefault("spec", {}))
+        spec = obj.setdefault("spec", {})
+        default_pod_spec(spec)
+        if "schedulingGates" in spec and not spec["schedulingGates"]:
+            del spec["schedulingGates"]     # omitempty: [] and null are not stored
         obj.setdefault("status", {})
 
     def admit_plugins(self, obj):
         admit_pod_plugins(obj)
 
     def prepare_create(self, obj):
-        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj["spec"])}
+        status = obj["status"] = {"phase": "Pending"}
+        if obj["spec"].get("schedulingGates"):     # applySchedulingGatedCondition
+            scheduled_condition(status, "False", "SchedulingGated", GATED_MSG, now())
+        status["qosClass"] = qos_class(obj["spec"])
 
     def prepare_update(self, new, old):
         new["status"] = copy.deepcopy(old.get("status", {}))
@@ -278,6 +377,12 @@ class PodHooks(Hooks):
         causes += validate_containers(spec, "initContainers", "spec.initContainers", False)
         causes += validate_containers(spec, "ephemeralContainers",
                                       "spec.ephemeralContainers", False)
+        causes += validate_scheduling_gates(spec)
+        if old is None and spec.get("nodeName") and spec.get("schedulingGates"):
+            causes.append(cause("FieldValueForbidden", "spec.nodeName", "Forbidden: cannot be "
+                                "set until all schedulingGates have been cleared"))
+        if old is not None:
+            causes += validate_only_deleted_gates(spec, old.get("spec") or {})
         if old is not None and _spec_sans_mutable(spec) != _spec_sans_mutable(old.get("spec") or {}):
             causes.append(cause("FieldValueForbidden", "spec", MUTABLE_MSG))
         if old is not None:

@@ -8,7 +8,8 @@ MERGE_KEYS = {"containers": "name", "initContainers": "name",
               "ephemeralContainers": "name", "volumes": "name", "env": "name",
               "volumeMounts": "mountPath", "ports": "containerPort",
               "imagePullSecrets": "name", "ownerReferences": "uid",
-              "conditions": "type", "hostAliases": "ip", "readinessGates": "conditionType"}
+              "conditions": "type", "hostAliases": "ip", "readinessGates": "conditionType",
+              "schedulingGates": "name"}
 
 
 def merge(target, patch):

@@ -82,7 +82,7 @@ def builtins():
         R("", "v1", "nodes", "node", "Node", False, short=["no"],
           subresources=["status"], fields={"spec.unschedulable"}),
         R("", "v1", "pods", "pod", "Pod", True, short=["po"], categories=["all"],
-          subresources=["status", "ephemeralcontainers"], return_deleted=True,
+          subresources=["status", "ephemeralcontainers", "binding"], return_deleted=True,
           fields=POD_FIELDS, hooks=kinds.PodHooks()),
         R("", "v1", "podtemplates", "podtemplate", "PodTemplate", True,
           hooks=kinds.PodTemplateHooks()),

@@ -151,14 +151,16 @@ class Api:
         return out
 
     def parse_body(self, req, res):
-        err = json_error(req.body or b"", res.kind)
+        """The request's JSON object; res is a Resource or a kind's name."""
+        kind = res if isinstance(res, str) else res.kind
+        err = json_error(req.body or b"", kind)
         if err:
             raise err
         obj = json.loads(req.body)
         if not isinstance(obj, dict):
             raise bad_request("the object provided is unrecognized (must be of type %s): "
                               "couldn't get version/kind; json parse error: json: cannot "
-                              "unmarshal array into Go value of type struct" % res.kind)
+                              "unmarshal array into Go value of type struct" % kind)
         return obj
 
     def namespace_exists(self, ns):
@@ -427,6 +429,70 @@ class Api:
         self.store.put(crd_res, key, obj, self.sort_keys(crd_res))
         for r in self.registry.custom_from_crd(obj):
             self.store.table(r)
+
+    # ---- pods/binding (the scheduler's write: BindingREST.Create, assignPod)
+
+    def bind(self, req, res, ns, name):
+        """POST pods/NAME/binding: sets spec.nodeName of an unbound,
+        ungated pod and its PodScheduled condition, in one write (a MODIFIED
+        event; managedFields untouched, as the store's GuaranteedUpdate).
+        The Binding's uid and resourceVersion are preconditions. Answers
+        201 with a Success Status."""
+        b = self.parse_body(req, "Binding")
+        md = b.get("metadata") if isinstance(b.get("metadata"), dict) else {}
+        if md.get("namespace") and md["namespace"] != ns:
+            raise bad_request("the namespace of the provided object does not match the "
+                              "namespace sent on the request")
+        if md.get("name") != name:
+            raise bad_request("name in URL does not match name in Binding object")
+        target = b.get("target") if isinstance(b.get("target"), dict) else {}
+        errs = []      # ValidatePodBinding: an aggregate, not a Status (500)
+        if target.get("kind") not in (None, "", "Node"):
+            errs.append('target.kind: Unsupported value: "%s": supported values: "Node", '
+                        '"<empty>"' % target["kind"])
+        if not target.get("name"):
+            errs.append("target.name: Required value")
+        if errs:
+            raise ApiError(500, "", errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]")
+        key = key_of(res, ns, name)
+        gone = conflict(res, name)
+        gone.details = {"name": name, "kind": "pods/binding"}
+        with self.store.cond:
+            cur = self.store.get(res, key)
+            if cur is None:
+                raise not_found(res, name)
+            pod = cur.obj
+            for what, want, have in (("UID", md.get("uid"), pod["metadata"].get("uid")),
+                                     ("ResourceVersion", md.get("resourceVersion"),
+                                      pod["metadata"].get("resourceVersion"))):
+                if want and want != have:
+                    raise ApiError(409, "Conflict", 'Operation cannot be fulfilled on pods "%s": '
+                                   "StorageError: invalid object, Code: 4, Key: /registry/pods/"
+                                   "%s/%s, ResourceVersion: 0, AdditionalErrorMsg: Precondition "
+                                   "failed: %s in precondition: %s, %s in object meta: %s"
+                                   % (name, ns, name, what, want, what, have or ""),
+                                   {"name": name, "kind": "pods"})
+            spec = pod.get("spec") or {}
+            why = None
+            if pod["metadata"].get("deletionTimestamp"):
+                why = "pod %s is being deleted, cannot be assigned to a host" % name
+            elif spec.get("nodeName"):
+                why = 'pod %s is already assigned to node "%s"' % (name, spec["nodeName"])
+            elif spec.get("schedulingGates"):
+                why = "pod %s has non-empty .spec.schedulingGates" % name
+            if why:
+                gone.message = 'Operation cannot be fulfilled on pods/binding "%s": %s' % (name, why)
+                raise gone
+            new = copy.deepcopy(pod)
+            new["spec"]["nodeName"] = target["name"]
+            ann = md.get("annotations")
+            if isinstance(ann, dict) and ann:
+                new["metadata"].setdefault("annotations", {}).update(ann)
+            kinds.scheduled_condition(new.setdefault("status", {}), "True", now=now())
+            if not req.dry_run():
+                self.store.put(res, key, self.order(res, new), self.sort_keys(res))
+        return 201, dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                           "status": "Success", "code": 201})
 
     # ---- update and patch
 

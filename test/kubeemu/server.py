@@ -47,6 +47,7 @@ from store import Store, dumps  # noqa: E402
 TOKEN_USER = {"username": "thaw-test", "uid": "thaw-test-uid",
               "groups": ["system:masters", "system:authenticated"]}
 ANONYMOUS = {"username": "system:anonymous", "groups": ["system:unauthenticated"]}
+CREATE_ONLY_SUBRESOURCES = ("binding",)
 
 
 def named_user(name):
@@ -227,7 +228,12 @@ class ApiHandler:
             with srv.conns.watch(self, res):
                 watch.serve(self, api, req, res, ns, srv.bookmark_interval)
             return 200
-        if method == "GET":
+        if sub in CREATE_ONLY_SUBRESOURCES and method != "POST":
+            raise ApiError(405, "MethodNotAllowed",
+                           "the server does not allow this method on the requested resource", {})
+        if method == "POST" and sub == "binding":
+            code, out = api.bind(req, res, ns, name)
+        elif method == "GET":
             if name is None:
                 code, out = api.list(req, res, ns)
             else:
