@@ -7,12 +7,17 @@
  *   {"cache_host": "localhost:7439", "system_namespace": "thaw-system",
  *    "registry_up": true,
  *    "namespaces": {"<ns>": ["opted_out", "cache_private"]},
- *    "images": {"<normalised ref>": "ready"|"ready_private"|"present"},
+ *    "images": {"<normalised ref>": "ready"|"ready_private"|"present"|
+ *               "failed"},               (present: a warm to come, Pending
+ *                                         or Warming; failed: all Failed or
+ *                                         Expiring)
  *    "default_image": "absent",          (state of images not listed)
- *    "excluded_namespaces": ["<ns>"]}    (--exclude-namespaces)
+ *    "excluded_namespaces": ["<ns>"],    (--exclude-namespaces)
+ *    "cold_wait_seconds": 30,            (--cold-wait; 0 or absent: off)
+ *    "leader_fresh": true}               (the Lease is held and fresh)
  * Prints one JSON object: {"rc", "error", "response" (the reply as a raw
  * string, null on error), "recorded" [refs in call order], "decisions"
- * {name: count}, "patched", "dry_run"}. Exit status 0 when rc is 0, 2 on
+ * {name: count}, "patched", "dry_run", "gated"}. Exit status 0 when rc is 0, 2 on
  * THAW_EPARSE, 1 otherwise. --bench N repeats the call N times and prints
  * ns per call on stderr. Inputs are capped at 64 MiB. */
 #include <cjson/cJSON.h>
@@ -30,6 +35,7 @@ typedef struct {
   cJSON *namespaces;
   cJSON *images;
   enum thaw_image_state dflt;
+  const char *dflt_name;
   cJSON *recorded;
 } fake_t;
 
@@ -75,7 +81,7 @@ static enum thaw_image_state state_of(const char *s) {
     return THAW_IMAGE_READY;
   if (strcmp(s, "ready_private") == 0)
     return THAW_IMAGE_READY_PRIVATE;
-  if (strcmp(s, "present") == 0)
+  if (strcmp(s, "present") == 0 || strcmp(s, "failed") == 0)
     return THAW_IMAGE_PRESENT;
   return THAW_IMAGE_ABSENT;
 }
@@ -100,10 +106,25 @@ static enum thaw_image_state image_state(const char *ref, void *data) {
   return cJSON_IsString(s) ? state_of(s->valuestring) : f->dflt;
 }
 
+static int image_pending(const char *ref, void *data) {
+  fake_t *f = data;
+  cJSON *s = cJSON_GetObjectItemCaseSensitive(f->images, ref);
+  const char *st = cJSON_IsString(s) ? s->valuestring : f->dflt_name;
+  return st != NULL && strcmp(st, "present") == 0;
+}
+
 static void record(const char *ref, void *data) {
   fake_t *f = data;
   if (f->recorded)
     cJSON_AddItemToArray(f->recorded, cJSON_CreateString(ref));
+}
+
+/* A whole number of seconds 0..300 (else 0). */
+static unsigned seconds_of(cJSON *o, const char *k) {
+  cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble <= 300
+             ? (unsigned)v->valuedouble
+             : 0;
 }
 
 static const char *str_or(cJSON *o, const char *k, const char *dflt) {
@@ -141,6 +162,7 @@ int main(int argc, char **argv) {
       .namespaces = cJSON_GetObjectItemCaseSensitive(envj, "namespaces"),
       .images = cJSON_GetObjectItemCaseSensitive(envj, "images"),
       .dflt = state_of(str_or(envj, "default_image", "absent")),
+      .dflt_name = str_or(envj, "default_image", "absent"),
       .recorded = cJSON_CreateArray(),
   };
   const char *excluded[16] = {NULL};
@@ -159,6 +181,10 @@ int main(int argc, char **argv) {
       .image_state = image_state,
       .record = record,
       .data = &fake,
+      .cold_wait_s = seconds_of(envj, "cold_wait_seconds"),
+      .leader_fresh =
+          cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(envj, "leader_fresh")),
+      .image_pending = image_pending,
   };
   char *out = NULL, err[256] = "";
   size_t out_len = 0;
@@ -197,6 +223,7 @@ int main(int argc, char **argv) {
       cJSON_AddNumberToObject(dec, thaw_decision_name(d), st.decisions[d]);
   cJSON_AddNumberToObject(res, "patched", rc ? 0 : st.patched);
   cJSON_AddNumberToObject(res, "dry_run", rc ? 0 : st.dry_run);
+  cJSON_AddNumberToObject(res, "gated", rc ? 0 : st.gated);
   char *text = cJSON_PrintUnformatted(res);
   if (text)
     puts(text);

@@ -3,8 +3,9 @@
  * echoes the request's uid, says allowed: true, and whose patch (if any) is
  * base64 of a JSON array of ops with "op" and "path" strings. The env says
  * every image is Ready except docker.io ones (cold), so both the rewrite and
- * the record paths run. Any violation aborts. Seeds: test/corpus/admit (the
- * fixture requests; run on a copy so it stays clean). */
+ * the record paths run; cold wait is on for some inputs (the gate path).
+ * Any violation aborts. Seeds: test/corpus/admit (the fixture requests; run
+ * on a copy so it stays clean). */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +37,12 @@ static enum thaw_image_state image_state(const char *ref, void *data) {
   if (strncmp(ref, "docker.io/", 10) == 0)
     return strstr(ref, "busybox") ? THAW_IMAGE_PRESENT : THAW_IMAGE_ABSENT;
   return strstr(ref, "private") ? THAW_IMAGE_READY_PRIVATE : THAW_IMAGE_READY;
+}
+
+/* Cold wait: busybox (PRESENT) has a warm to come unless it is tagged :1. */
+static int image_pending(const char *ref, void *data) {
+  (void)data;
+  return strstr(ref, "busybox") && !strstr(ref, ":1");
 }
 
 static unsigned records;
@@ -90,7 +97,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                           .registry_up = (size & 1) == 0,
                           .namespace_flags = ns_flags,
                           .image_state = image_state,
-                          .record = record};
+                          .record = record,
+                          /* cold wait on for half the inputs, the Lease
+                           * fresh for half of those */
+                          .cold_wait_s = (size & 2) ? 30 : 0,
+                          .leader_fresh = (size & 4) != 0,
+                          .image_pending = image_pending};
   char *out = NULL, err[160];
   size_t out_len = 0;
   thaw_admit_stats_t st;
@@ -119,6 +131,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         "not allowed");
   cJSON *patch = cJSON_GetObjectItemCaseSensitive(resp, "patch");
   CHECK(!patch == !st.patched, "patched %u vs patch field", st.patched);
+  CHECK(!st.gated || (st.patched && env.cold_wait_s && env.leader_fresh &&
+                      env.registry_up),
+        "gated without a patch or with cold wait off");
   if (patch) {
     CHECK(cJSON_IsString(patch), "patch not a string");
     cJSON *pt = cJSON_GetObjectItemCaseSensitive(resp, "patchType");

@@ -33,6 +33,8 @@ FIXTURES = os.path.join(HERE, "fixtures", "admission")
 GOLDEN = os.path.join(HERE, "golden", "admission")
 CACHE = "localhost:7439"
 ANN = "thaw.dev/original-images"
+GATE = "thaw.dev/warming"
+COLD_WAIT = "thaw.dev/cold-wait-seconds"
 D = "sha256:194318eaf5c205c21de69e3f05904c8436845ba512cee64743604d29bac1757f"
 KD = "sha256:edbbfcb55e847cd2ba07b8ccecedcc455d52e529ed9760307bf23f71c291418f"
 QD = "sha256:87188007450e8840a3ac8c822de3d7b02b669f0bdc9682e184a4d5054af59f84"
@@ -82,6 +84,15 @@ VARIANTS = {
     "private": {"default_image": "ready_private", "registry_up": True},
     "private_ns": {"default_image": "ready_private", "registry_up": True,
                    "cache_private_all": True},
+    # cold wait (--cold-wait=30s, a fresh Lease): cold pods are gated
+    "cold_wait": {"default_image": "absent", "registry_up": True,
+                  "cold_wait_seconds": 30, "leader_fresh": True},
+    "cold_wait_warming": {"default_image": "present", "registry_up": True,
+                          "cold_wait_seconds": 30, "leader_fresh": True},
+    "cold_wait_failed": {"default_image": "failed", "registry_up": True,
+                         "cold_wait_seconds": 30, "leader_fresh": True},
+    "cold_wait_ready": {"default_image": "ready", "registry_up": True,
+                        "cold_wait_seconds": 30, "leader_fresh": True},
 }
 
 failures = []
@@ -147,29 +158,41 @@ def decode(out):
         got["patch"] = json.loads(base64.b64decode(r["patch"], validate=True))
     return {"response": got, "recorded": out["recorded"],
             "decisions": out["decisions"], "patched": out["patched"],
-            "dry_run": out["dry_run"]}
+            "dry_run": out["dry_run"], "gated": out["gated"]}
 
 
 # --- the model of docs/design.md's decision ------------------------------------
 
+def gates_of(pod):
+    spec = pod.get("spec") if isinstance(pod, dict) else None
+    return spec.get("schedulingGates") if isinstance(spec, dict) else None
+
+
+def has_gate(pod):
+    g = gates_of(pod)
+    return isinstance(g, list) and any(
+        isinstance(x, dict) and x.get("name") == GATE for x in g)
+
+
 def model(req, env):
     """Expected (images by (list, index), annotation dict or None,
-    recorded list, decisions dict) for a request under env."""
+    recorded list, decisions dict, gated) for a request under env."""
     images, recorded, decisions = {}, [], {}
+    cold = False
     ann_add = {}
     op, sub = req.get("operation"), req.get("subResource") or ""
     kind = req.get("kind", {})
     obj = req.get("object")
     if kind.get("kind") != "Pod" or kind.get("group") != "" or \
             not isinstance(obj, dict):
-        return images, None, recorded, decisions
+        return images, None, recorded, decisions, False
     if op == "CREATE" and not sub:
         lists = ["initContainers", "containers"]
     elif op == "UPDATE" and sub == "ephemeralcontainers":
         lists = ["ephemeralContainers"]
     else:
-        return images, None, recorded, decisions
-    meta = obj.get("metadata") or {}
+        return images, None, recorded, decisions, False
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     ns = req.get("namespace") or meta.get("namespace") or ""
     flags = set(env.get("namespaces", {}).get(ns, []))
     if env.get("cache_private_all"):
@@ -202,7 +225,7 @@ def model(req, env):
             if c.get("imagePullPolicy") == "Never":
                 bump("pull_never")
                 continue
-            state = env["default_image"]
+            state = (env.get("images") or {}).get(norm, env["default_image"])
             if state in ("ready", "ready_private"):
                 if state == "ready_private" and "cache_private" not in flags:
                     bump("private")
@@ -217,9 +240,21 @@ def model(req, env):
                         ann_add.setdefault(key, img)
                 continue
             bump("cold")
+            # rows 5 and 6 with a warm to come (not all Failed/Expiring)
+            cold = cold or state in ("absent", "present")
             if state == "absent" and not dry and norm not in recorded:
                 recorded.append(norm)
-    return images, ann_add, recorded, decisions
+    gated = False
+    if env.get("cold_wait_seconds") and lists != ["ephemeralContainers"] and not out:
+        spec = obj.get("spec") or {}
+        node = spec.get("nodeName") not in (None, "")
+        gates_ok = gates_of(obj) is None or isinstance(gates_of(obj), list)
+        if has_gate(obj):
+            images, ann_add = {}, {}      # the release rewrites them
+        elif (cold and env["registry_up"] and env.get("leader_fresh") and
+              not node and gates_ok and isinstance(obj.get("metadata"), dict)):
+            images, ann_add, gated = {}, {}, True
+    return images, ann_add, recorded, decisions, gated
 
 
 def annotation(pod):
@@ -230,7 +265,7 @@ def annotation(pod):
 
 def check_model(name, req, env, got):
     """Applies the patch to the object and compares it with the model."""
-    images, ann_add, recorded, decisions = model(req, env)
+    images, ann_add, recorded, decisions, gated = model(req, env)
     check(got["recorded"] == recorded,
           f"{name}: recorded {got['recorded']} want {recorded}")
     check(got["decisions"] == decisions,
@@ -244,6 +279,10 @@ def check_model(name, req, env, got):
                              decisions else 0) or not decisions,
           f"{name}: dry_run stat {got['dry_run']}")
     patch = r["patch"]
+    check(got["gated"] == (1 if gated else 0),
+          f"{name}: gated {got['gated']} want {gated}")
+    if gated:
+        return check_gated(name, req, env, got)
     if not images:
         check(patch is None and r["patchType"] is None and
               got["patched"] == 0, f"{name}: unexpected patch {patch}")
@@ -292,6 +331,56 @@ def check_model(name, req, env, got):
     return pod
 
 
+def check_gated(name, req, env, got):
+    """A gated pod: the annotation op, then the gate op; images as sent."""
+    patch = got["response"]["patch"]
+    if not check(patch and len(patch) == 2 and got["patched"] == 1,
+                 f"{name}: gated patch {patch}"):
+        return None
+    before = req["object"]
+    anns = before["metadata"].get("annotations")
+    want_ann = ({"op": "add", "path": "/metadata/annotations/" + COLD_WAIT.replace("/", "~1"),
+                 "value": str(env["cold_wait_seconds"])}
+                if isinstance(anns, dict) else
+                {"op": "add", "path": "/metadata/annotations",
+                 "value": {COLD_WAIT: str(env["cold_wait_seconds"])}})
+    check(patch[0] == want_ann, f"{name}: annotation op {patch[0]} want {want_ann}")
+    want_gate = ({"op": "add", "path": "/spec/schedulingGates/-", "value": {"name": GATE}}
+                 if isinstance(gates_of(before), list) else
+                 {"op": "add", "path": "/spec/schedulingGates", "value": [{"name": GATE}]})
+    check(patch[1] == want_gate, f"{name}: gate op {patch[1]} want {want_gate}")
+    try:
+        pod = jsonpatch.apply(before, patch, strict=True)
+    except jsonpatch.JSONPatchError as e:
+        fail(f"{name}: gate patch does not apply: {e.message}")
+        return None
+    check(jsonpatch.apply(before, patch) == pod,
+          f"{name}: strict and lenient application differ")
+    check(pod["metadata"]["annotations"][COLD_WAIT] == str(env["cold_wait_seconds"]),
+          f"{name}: {COLD_WAIT}")
+    old_gates = gates_of(before) if isinstance(gates_of(before), list) else []
+    check(pod["spec"]["schedulingGates"] == old_gates + [{"name": GATE}],
+          f"{name}: gates {pod['spec']['schedulingGates']}")
+    # Nothing else changed: images as submitted, no other annotation.
+    a, b = copy.deepcopy(pod), copy.deepcopy(before)
+    for x in (a, b):
+        if isinstance(x["metadata"].get("annotations"), dict):
+            x["metadata"]["annotations"].pop(COLD_WAIT, None)
+            if not x["metadata"]["annotations"]:
+                x["metadata"].pop("annotations")
+        if x["metadata"].get("annotations", 0) is None:
+            x["metadata"].pop("annotations")
+        g = x["spec"].get("schedulingGates")
+        if isinstance(g, list):
+            x["spec"]["schedulingGates"] = [e for e in g if e != {"name": GATE}]
+            if not x["spec"]["schedulingGates"]:
+                x["spec"].pop("schedulingGates")
+        elif g is None:
+            x["spec"].pop("schedulingGates", None)
+    check(a == b, f"{name}: the gate patch changed more than gate and annotation")
+    return pod
+
+
 # --- fixtures --------------------------------------------------------------
 
 def fixture_requests():
@@ -329,8 +418,10 @@ def run_fixtures(dump, update):
                 rc2, out2, _ = dump.run(json.dumps(again), env)
                 if check(rc2 == 0 and out2, f"{label}: reinvocation failed"):
                     r2 = decode(out2)
+                    # a gated pod's cold images are still cold: recorded
+                    # again (the recorder de-duplicates), nothing patched
                     check(r2["response"]["patch"] is None and
-                          r2["recorded"] == [],
+                          (r2["recorded"] == [] or got["gated"]),
                           f"{label}: reinvocation patched "
                           f"{r2['response']['patch']}")
         path = os.path.join(GOLDEN, name + ".json")
@@ -634,6 +725,128 @@ def own_cases(dump, fx):
           "uid escaping")
 
 
+def cold_wait_cases(dump, fx):
+    """Cold wait (docs/design.md): each condition of the gate on its own,
+    from a pod that is gated under CW. Every run goes through check_model,
+    which applies the patch as the apiserver does."""
+    job = fx["oscar-job-pod"]
+    mount = fx["oscar-mount-pod"]     # initContainer rclone + imagemagick
+    CW = VARIANTS["cold_wait"]
+
+    def run(name, doc, env, want_gated):
+        got, pod = run_case(dump, name, doc, env)
+        if got:
+            check(got["gated"] == want_gated,
+                  f"cold-wait {name}: gated {got['gated']} want {want_gated}")
+        return got, pod
+
+    got, pod = run("gated", job, CW, 1)
+    check(got and got["recorded"] == ["docker.io/grycap/imagemagick:latest"],
+          "cold-wait gated: the cold image is still recorded")
+    # Reinvocation: the gate is there: nothing more, images untouched.
+    if pod:
+        again = copy.deepcopy(job)
+        again["request"]["object"] = pod
+        got2, _ = run("reinvocation", again, CW, 0)
+        check(got2 and got2["response"]["patch"] is None,
+              f"cold-wait reinvocation: {got2 and got2['response']['patch']}")
+        # ... even when the image turned Ready meanwhile: the release rewrites
+        got2, _ = run("reinvocation-ready", again, VARIANTS["cold_wait_ready"], 0)
+        check(got2 and got2["response"]["patch"] is None and
+              got2["decisions"] == {"rewritten": 1},
+              f"cold-wait reinvocation-ready: {got2}")
+    # Each condition off: not gated (and as without cold wait).
+    for name, env in (("flag-off", dict(CW, cold_wait_seconds=0)),
+                      ("leader-stale", dict(CW, leader_fresh=False)),
+                      ("no-lease", {k: v for k, v in CW.items() if k != "leader_fresh"}),
+                      ("health-gate-down", dict(CW, registry_up=False)),
+                      ("all-failed", VARIANTS["cold_wait_failed"])):
+        got, _ = run(name, job, env, 0)
+        check(got and got["response"]["patch"] is None, f"cold-wait {name}: patched")
+    # Warming (row 6 with a warm to come): gated, nothing recorded.
+    got, _ = run("warming", job, VARIANTS["cold_wait_warming"], 1)
+    check(got and got["recorded"] == [], "cold-wait warming: recorded")
+    # spec.nodeName set: not gated; "" or null counts as unset.
+    for node, want in (("node-1", 0), ("", 1), (None, 1)):
+        d = copy.deepcopy(job)
+        d["request"]["object"]["spec"]["nodeName"] = node
+        run(f"nodeName={node!r}", d, CW, want)
+    # schedulingGates: other gates -> append; null -> add; non-array -> none.
+    d = copy.deepcopy(job)
+    d["request"]["object"]["spec"]["schedulingGates"] = [{"name": "example.com/other"}]
+    got, pod = run("other-gates", d, CW, 1)
+    check(got and got["response"]["patch"][1]["path"] == "/spec/schedulingGates/-" and
+          pod and pod["spec"]["schedulingGates"] == [{"name": "example.com/other"},
+                                                      {"name": GATE}],
+          f"cold-wait other-gates: {pod and pod['spec'].get('schedulingGates')}")
+    d = copy.deepcopy(job)
+    d["request"]["object"]["spec"]["schedulingGates"] = None
+    run("gates-null", d, CW, 1)
+    d = copy.deepcopy(job)
+    d["request"]["object"]["spec"]["schedulingGates"] = []
+    run("gates-empty", d, CW, 1)
+    for bad in ({"name": GATE}, "x", 3):
+        d = copy.deepcopy(job)
+        d["request"]["object"]["spec"]["schedulingGates"] = bad
+        got, _ = run(f"gates-{type(bad).__name__}", d, CW, 0)
+        check(got and got["response"]["patch"] is None,
+              f"cold-wait gates {bad!r}: patched")
+    # The gate among others already: nothing at all.
+    d = copy.deepcopy(job)
+    d["request"]["object"]["spec"]["schedulingGates"] = [{"name": "a"}, {"name": GATE}]
+    got, _ = run("gate-present", d, CW, 0)
+    check(got and got["response"]["patch"] is None, "cold-wait gate-present: patched")
+    # metadata not an object: no gate, no op at all (the annotation is needed).
+    d = copy.deepcopy(job)
+    d["request"]["object"]["metadata"] = "x"
+    got, _ = run("metadata-not-object", d, CW, 0)
+    check(got and got["response"]["patch"] is None, "cold-wait metadata: patched")
+    # Annotations present: add the key, others kept; null: add the map;
+    # the key present already (a user's): replaced by add.
+    for anns in ({"other": "x"}, None, {COLD_WAIT: "5", "other": "y"},
+                 {ANN: '{"container/x":"y"}'}):
+        d = copy.deepcopy(job)
+        d["request"]["object"]["metadata"]["annotations"] = anns
+        got, pod = run(f"annotations={anns!r}", d, CW, 1)
+        if pod:
+            want = dict(anns or {}, **{COLD_WAIT: "30"})
+            check(pod["metadata"]["annotations"] == want,
+                  f"cold-wait annotations {anns!r}: {pod['metadata']['annotations']}")
+    # A name needing escaping does not matter; seconds are the env's.
+    got, pod = run("seconds", job, dict(CW, cold_wait_seconds=300), 1)
+    check(pod and pod["metadata"]["annotations"][COLD_WAIT] == "300", "cold-wait 300")
+    # Only pull_never images, only private or already rewritten: nothing cold.
+    d = copy.deepcopy(job)
+    d["request"]["object"]["spec"]["containers"][0]["imagePullPolicy"] = "Never"
+    got, _ = run("pull-never-only", d, CW, 0)
+    check(got and got["decisions"] == {"pull_never": 1}, "cold-wait pull_never")
+    got, _ = run("private-row", job, dict(CW, default_image="ready_private"), 0)
+    check(got and got["decisions"] == {"private": 1}, "cold-wait private")
+    got, _ = run("already", fx["already-rewritten-pod"], CW, 0)
+    # Mixed: one Ready image, one cold: gated, the Ready one not rewritten.
+    ready_rclone = dict(CW, images={"docker.io/rclone/rclone:latest": "ready"})
+    got, pod = run("mixed", mount, ready_rclone, 1)
+    check(got and got["decisions"] == {"cold": 1, "rewritten": 1} and pod and
+          pod["spec"]["initContainers"][0]["image"] == "rclone/rclone",
+          f"cold-wait mixed: {got and got['decisions']}")
+    # Ready and Failed mixed: no cold image to wait for: rewritten as usual.
+    got, _ = run("ready-and-failed", mount,
+                 dict(ready_rclone, default_image="failed"), 0)
+    check(got and got["response"]["patch"] and
+          [o["path"] for o in got["response"]["patch"]] ==
+          ["/metadata/annotations", "/spec/initContainers/0/image"],
+          f"cold-wait ready-and-failed: {got and got['response']['patch']}")
+    # Opted out, ephemeral containers, other requests: never gated.
+    d = copy.deepcopy(job)
+    d["request"]["object"]["metadata"]["labels"]["thaw.dev/caching"] = "disabled"
+    run("opted-out", d, CW, 0)
+    run("ephemeral", fx["ephemeral-update"], CW, 0)
+    run("plain-update", fx["pod-update-label"], CW, 0)
+    # dryRun: the answer is the same as for a real create.
+    got, _ = run("dry-run", fx["dryrun-create"], CW, 1)
+    check(got and got["dry_run"] == 1 and got["recorded"] == [], "cold-wait dry run")
+
+
 def bad_input(dump):
     """Bodies that must give THAW_EPARSE (exit 2) or pass, never crash."""
     job = fixture_requests()[0][1]
@@ -686,6 +899,7 @@ def main():
     dump = Dump(args[0])
     fx = run_fixtures(dump, "--update" in sys.argv)
     own_cases(dump, fx)
+    cold_wait_cases(dump, fx)
     bad_input(dump)
     print(f"test_admit: {len(failures)} failures")
     return 1 if failures else 0

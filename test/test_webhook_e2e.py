@@ -9,6 +9,8 @@ does, and the stored (or dry-run) object is what is checked. Every server runs
 on a free loopback port and is stopped by PID; temp dirs are removed.
 Bounds: docs/design.md's health gate (down within 10 s; up again after one
 success, probes every 2 s) and 10 s for an informer to see a change.
+Cold wait (--cold-wait=30s, test_08b): the test writes the controller's Lease
+itself, fresh, stale or released, and a cold pod is gated only while fresh.
 """
 
 import base64
@@ -33,10 +35,22 @@ from stack import (CACHE_HOST, CI_PATH, SYSTEM_NS, Api, Webhook, ci_name,  # noq
                    metric, metric_sum)
 import webhook_stub  # noqa: E402
 
+
+class E2EWebhook(Webhook):
+    """thaw-webhook with extra flags (set before start(), e.g. --cold-wait)."""
+
+    extra = ()
+
+    def argv(self):
+        return super().argv() + list(self.extra)
+
 BINARY = None                      # argv[1]
 NS = "oscar-svc"                   # OSCAR's services namespace
 NS_OPTOUT = "oscar-optout"         # labelled thaw.dev/caching=disabled
 ANNOTATION = "thaw.dev/original-images"
+GATE = "thaw.dev/warming"
+COLD_WAIT = "thaw.dev/cold-wait-seconds"
+LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/%s/leases" % SYSTEM_NS
 GATE_DOWN_S = 10                   # docs/design.md: a dead registry stops rewriting within 10 s
 GATE_UP_S = 8                      # one success, probes every 2 s (+1 s timeout, + slack)
 SEEN_S = 10                        # an informer sees a change
@@ -99,7 +113,7 @@ class WebhookE2E(unittest.TestCase):
             cls.api.ok("POST", "/api/v1/namespaces", {
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": ns, "labels": labels}}, want=(201, 409))
-        cls.hook = Webhook(BINARY, cls.certs, cls.reg.url, cls.tmp)
+        cls.hook = E2EWebhook(BINARY, cls.certs, cls.reg.url, cls.tmp)
         cls.addClassCleanup(cls._stop_hook)
         cls.hook.start()
         cls.api.ok("POST", stack.MWC_PATH, stack.webhook_configuration(
@@ -449,6 +463,97 @@ class WebhookE2E(unittest.TestCase):
                            "runtime error:", "WARNING: ThreadSanitizer"):
                 self.assertNotIn(marker, text, "thaw-webhook log:\n" + text[-4000:])
         finally:
+            self.hook.start()
+
+    # ---- cold wait (--cold-wait): gated while the controller's Lease is fresh
+
+    def put_lease(self, renew_age_s, duration_s=15, holder="thaw-e2e-leader"):
+        """Creates or replaces the Lease thaw-controller, renewed renew_age_s
+        ago (MicroTime, as the controller writes it)."""
+        t = time.time() - renew_age_s
+        renew = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + \
+            ".%06dZ" % int((t % 1) * 1e6)
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "thaw-controller", "namespace": SYSTEM_NS},
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration_s,
+                         "acquireTime": renew, "renewTime": renew,
+                         "leaseTransitions": 0}}
+        st, cur, _ = self.api.request("GET", LEASE_PATH + "/thaw-controller")
+        if st == 404:
+            return self.api.ok("POST", LEASE_PATH, body, want=(201,))
+        body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
+        return self.api.ok("PUT", LEASE_PATH + "/thaw-controller", body, want=(200,))
+
+    def poll_gated(self, pod, want, timeout=SEEN_S):
+        """Dry-run creates until the pod's gated state is as wanted."""
+        t0 = time.time()
+        while True:
+            got = self.create(pod, dry_run=True)
+            if (GATE in [g.get("name") for g in got["spec"].get("schedulingGates") or []]) \
+                    == want:
+                return got
+            if time.time() - t0 > timeout:
+                self.fail("after %.1f s the pod is %s gated\nlog:\n%s" % (
+                    time.time() - t0, "still not" if want else "still", self.hook.log_tail()))
+            time.sleep(0.2)
+
+    def gated_total(self):
+        return metric(self.hook.metrics(), "thaw_webhook_pods_gated_total")
+
+    def test_08b_cold_wait(self):
+        self.ensure_rewriting()
+        self.api.request("DELETE", LEASE_PATH + "/thaw-controller")
+        self.hook.stop()
+        self.hook.extra = ["--cold-wait=30s"]
+        try:
+            self.hook.start()
+            self.assertEqual(self.gated_total(), 0, "thaw_webhook_pods_gated_total not at 0")
+            self.poll_create(job_pod(self.COLD[0]), True, GATE_UP_S + SEEN_S, dry_run=True)
+            cold = "grycap/cold-wait-%d:1" % int(time.time())
+            # No Lease: no leader to release a pod, so nothing is gated.
+            got = self.create(job_pod(cold))
+            self.assertNotIn("schedulingGates", got["spec"])
+            self.assertNotIn(COLD_WAIT, annotations(got))
+            self.wait_ci("docker.io/" + cold)
+            cold2 = "grycap/cold-wait-%d:2" % int(time.time())
+            # A Lease renewed now: the cold pod waits behind the gate.
+            self.put_lease(0)
+            self.poll_gated(job_pod(cold2), True)
+            got = self.create(job_pod(cold2, init_image=self.RCLONE[0]))
+            stored = self.api.ok("GET", "/api/v1/namespaces/%s/pods/%s"
+                                 % (NS, got["metadata"]["name"]))
+            for p in (got, stored):
+                self.assertEqual(p["spec"]["schedulingGates"], [{"name": GATE}])
+                self.assertEqual(annotations(p).get(COLD_WAIT), "30")
+                # images as submitted, even the Ready one (the release rewrites)
+                self.assertEqual(image_of(p), cold2)
+                self.assertEqual(image_of(p, "initContainers"), self.RCLONE[0])
+                self.assertNotIn(ANNOTATION, annotations(p))
+            self.wait_ci("docker.io/" + cold2)
+            self.assertEqual(self.gated_total(), 1, "the dry runs count too")
+            # A pod of Ready images only is rewritten as before, not gated.
+            got = self.create(job_pod(self.COLD[0]))
+            self.assertNotIn("schedulingGates", got["spec"])
+            self.assertTrue(image_of(got).startswith(CACHE_HOST + "/"))
+            # A pod bound to a node already is never gated.
+            pod = job_pod(cold2)
+            pod["spec"]["nodeName"] = "node-1"
+            got = self.create(pod, dry_run=True)
+            self.assertNotIn("schedulingGates", got["spec"])
+            # A Lease older than its duration: the leader is gone.
+            self.put_lease(16)
+            got = self.poll_gated(job_pod(cold2), False)
+            self.assertNotIn(COLD_WAIT, annotations(got))
+            # Renewed again; then released (no holder, as on SIGTERM).
+            self.put_lease(0)
+            self.poll_gated(job_pod(cold2), True)
+            self.put_lease(0, duration_s=1, holder="")
+            self.poll_gated(job_pod(cold2), False)
+            self.assertEqual(self.gated_total(), 1)
+        finally:
+            self.api.request("DELETE", LEASE_PATH + "/thaw-controller")
+            self.hook.stop()
+            self.hook.extra = ()
             self.hook.start()
 
 

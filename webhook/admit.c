@@ -17,6 +17,9 @@
  *   - If object.metadata is not an object no annotation op is written: an
  *     op on a missing parent makes the apiserver refuse the pod (fixtures,
  *     responses.json case d) even under failurePolicy Ignore.
+ *   - Cold wait (admit_gate.c) is decided once every container is: a pod
+ *     that waits keeps its images as submitted, so their ops are dropped;
+ *     the decisions counted stay those of the table (what the index says).
  *   - UPDATE of pods/ephemeralcontainers: only ephemeral containers whose
  *     name is not in oldObject.spec.ephemeralContainers are decided; the
  *     apiserver forbids changing an existing one, so touching it would make
@@ -196,10 +199,16 @@ static void decide(admit_review_t *r, enum admit_list l, size_t index,
     break;
   case THAW_IMAGE_ABSENT:
     count(r, THAW_DECISION_COLD);
+    r->cold = 1; /* row 5: its warm is to come */
     record(r, &ref);
     return;
   default: /* PRESENT, or an unknown answer: not Ready */
     count(r, THAW_DECISION_COLD);
+    /* row 6: only a warm still to come (not all Failed or Expiring) is
+     * worth waiting for; asked only when cold wait could use the answer */
+    if (env->cold_wait_s && !r->cold && env->image_pending &&
+        env->image_pending(ref.str, env->data))
+      r->cold = 1;
     return;
   }
   char rw[THAW_IMGREF_STR_MAX + 1];
@@ -298,6 +307,8 @@ static void decide_pod(admit_review_t *r, enum mode mode) {
       thaw_admit_annotation_setup(r);
     decide_list(r, LIST_INIT, NULL);
     decide_list(r, LIST_CONTAINERS, NULL);
+    if (env->cold_wait_s && !r->opted_out && !r->err)
+      thaw_admit_gate(r);
     return;
   }
   /* Ephemeral containers already in oldObject cannot change. */

@@ -53,6 +53,16 @@ typedef struct {
    * COLD), never on dryRun. May be NULL. */
   void (*record)(const char *normalized, void *data);
   void *data;
+  /* Cold wait (docs/design.md): 0 is off; else the whole seconds written
+   * to the annotation thaw.dev/cold-wait-seconds of a gated pod. */
+  unsigned cold_wait_s;
+  /* The Lease thaw-controller is held and fresh (sampled by the caller):
+   * a leader exists that will release a gated pod. */
+  int leader_fresh;
+  /* For an image with a CachedImage none of which is Ready: 1 when one of
+   * them is Pending, Warming or has no phase (a warm is to come), 0 when all
+   * are Failed or Expiring. Asked only while cold wait is on; NULL is 0. */
+  int (*image_pending)(const char *normalized, void *data);
 } thaw_admit_env_t;
 
 /* What one review did, for metrics and logs. */
@@ -60,6 +70,7 @@ typedef struct {
   unsigned decisions[THAW_DECISION_COUNT];
   unsigned patched;  /* 1 when the response carries a patch */
   unsigned dry_run;
+  unsigned gated;    /* 1 when the patch adds the gate thaw.dev/warming */
 } thaw_admit_stats_t;
 
 /* Decides `body` (len bytes of JSON, an admission.k8s.io/v1 AdmissionReview)
@@ -70,7 +81,10 @@ typedef struct {
  * /metadata/annotations" comes first when the pod has none), and warnings of
  * at most 120 characters for unparsable images. Kinds other than Pod, and
  * operations other than CREATE of pods and UPDATE of the subresource
- * pods/ephemeralcontainers, pass through with no patch.
+ * pods/ephemeralcontainers, pass through with no patch. With cold wait
+ * on, a CREATEd pod with a cold image may instead get the scheduling gate
+ * thaw.dev/warming and the annotation thaw.dev/cold-wait-seconds, its images
+ * left as submitted (docs/design.md, "Cold wait"; admit_gate.c).
  *
  * Returns 0; THAW_EPARSE when the body is not an AdmissionReview with a
  * request.uid (err gets a one-line reason for the 400 answer); THAW_ENOMEM.

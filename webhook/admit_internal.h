@@ -7,6 +7,7 @@
  *   admit.c        the decision, container by container
  *   admit_reply.c  the reply: warnings, the annotation, the JSON Patch, the
  *                  AdmissionReview response
+ *   admit_gate.c   cold wait: the scheduling gate instead of rewrites
  *
  * Nothing here is global: a review's whole state is one admit_review_t on
  * the caller's stack, so thaw_admit_review() is reentrant. */
@@ -21,6 +22,8 @@
 
 #define THAW_ADMIT_ANNOTATION "thaw.dev/original-images"
 #define THAW_ADMIT_MIRROR "kubernetes.io/config.mirror"
+#define THAW_ADMIT_GATE "thaw.dev/warming"
+#define THAW_ADMIT_COLD_WAIT "thaw.dev/cold-wait-seconds"
 
 /* Bytes, not NUL-terminated unless said. */
 typedef struct {
@@ -70,7 +73,7 @@ typedef struct {
   thaw_jval_t uid, kind, kind_kind, kind_group, resource, res_resource,
       res_group, operation, sub_resource, dry_run, ns;
   thaw_jval_t object, metadata, meta_ns, labels, caching, annotations,
-      original, mirror, spec, old_object, old_spec;
+      original, mirror, spec, node_name, gates, old_object, old_spec;
   thaw_jval_t lists[LIST_COUNT];
   admit_ctr_t *ctrs[LIST_COUNT]; /* in order; in the arena */
 } admit_view_t;
@@ -128,6 +131,7 @@ typedef struct {
   int opted_out;
   int dry_run;
   int ns_flags;
+  int cold; /* an image is cold with a warm to come: cold wait may gate */
   enum admit_ann_mode ann_mode;
   admit_str_t ann_old; /* existing annotation text (ANN_MERGE) */
   int ann_old_empty;   /* it is an empty object */
@@ -159,6 +163,11 @@ void thaw_admit_annotation_setup(admit_review_t *r);
 /* Records the original image under "<prefix><name>" unless the key exists. */
 void thaw_admit_add_original(admit_review_t *r, enum admit_list l,
                              admit_str_t name, admit_str_t image);
+
+/* Cold wait, after every container of a CREATE was decided: when the pod
+ * is to wait (admit_gate.c has the conditions), replaces r->ops and the
+ * annotation entries with the cold-wait annotation op and the gate op. */
+void thaw_admit_gate(admit_review_t *r);
 
 /* Writes the response AdmissionReview: the patch (when r->ops has an op),
  * warnings; *out is malloc'd. Returns 0 or a THAW_E* code. */

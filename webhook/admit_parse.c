@@ -110,7 +110,9 @@ static const field_t meta_f[] = {F("namespace", meta_ns),
                                  FS("annotations", annotations, anns_f)};
 static const field_t spec_f[] = {FL("initContainers", LIST_INIT),
                                  FL("containers", LIST_CONTAINERS),
-                                 FL("ephemeralContainers", LIST_EPHEMERAL)};
+                                 FL("ephemeralContainers", LIST_EPHEMERAL),
+                                 F("nodeName", node_name),
+                                 F("schedulingGates", gates)};
 static const field_t object_f[] = {FS("metadata", metadata, meta_f),
                                    FS("spec", spec, spec_f)};
 static const field_t old_spec_f[] = {

@@ -26,11 +26,12 @@ typedef struct {
   uint32_t total;         /* CachedImages delivered for this image */
   uint32_t ready;         /* ... of which Ready */
   uint32_t ready_private; /* ... of which Ready with status.private */
+  uint32_t pending;       /* ... Pending, Warming or no phase (cold wait) */
   char s[];
 } img_t;
 
 /* The informer's record of one CachedImage. */
-enum { CI_READY = 1, CI_PRIVATE = 2 };
+enum { CI_READY = 1, CI_PRIVATE = 2, CI_PENDING = 4 };
 typedef struct {
   img_t *img;
   uint8_t flags;
@@ -109,6 +110,10 @@ static void *ci_project(const cJSON *obj, size_t *size, void *data) {
   uint8_t flags = 0;
   if (phase != NULL && strcmp(phase, "Ready") == 0)
     flags |= CI_READY;
+  /* no phase counts as Pending (docs/design.md, "Phases") */
+  if (phase == NULL || strcmp(phase, "Pending") == 0 ||
+      strcmp(phase, "Warming") == 0)
+    flags |= CI_PENDING;
   if (cJSON_IsTrue(field(status, "private")))
     flags |= CI_PRIVATE;
   ci_rec_t *rec = malloc(sizeof(*rec));
@@ -148,6 +153,8 @@ static void apply(thaw_index_t *ix, const ci_rec_t *rec, int d) {
   img_t *e = rec->img;
   e->total += (uint32_t)d;
   ix->objects += (size_t)(ptrdiff_t)d;
+  if (rec->flags & CI_PENDING)
+    e->pending += (uint32_t)d;
   if (rec->flags & CI_READY) {
     e->ready += (uint32_t)d;
     if (rec->flags & CI_PRIVATE)
@@ -298,6 +305,14 @@ enum thaw_image_state thaw_index_image_state(const char *normalized,
   if (e->ready_private > 0)
     return THAW_IMAGE_READY_PRIVATE;
   return e->ready > 0 ? THAW_IMAGE_READY : THAW_IMAGE_PRESENT;
+}
+
+int thaw_index_image_pending(const char *normalized, void *data) {
+  const thaw_index_t *ix = data;
+  if (normalized == NULL || ix == NULL)
+    return 0;
+  const img_t *e = thaw_store_get(ix->images, normalized, NULL);
+  return e != NULL && e->pending > 0;
 }
 
 size_t thaw_index_images(const thaw_index_t *ix) { return ix->objects; }

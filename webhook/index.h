@@ -1,7 +1,8 @@
 /* index.h - the webhook's in-memory view of CachedImages and Namespaces.
  *
  * Two informers (thaw.dev/v1alpha1 cachedimages, v1 namespaces) feed two
- * hash tables: normalised spec.image -> state, and namespace -> flags. The
+ * hash tables: normalised spec.image -> state (counts by phase), and
+ * namespace -> flags. The
  * lookups answer thaw_admit_env_t's callbacks in O(1) from memory, with no
  * network I/O: the admission path never waits on the API server. Everything
  * runs on the loop's thread. */
@@ -37,6 +38,11 @@ int thaw_index_denied(const thaw_index_t *ix);
  * normalised is normalised when indexed; an unparsable one is left out. */
 int thaw_index_namespace_flags(const char *ns, void *ix);
 enum thaw_image_state thaw_index_image_state(const char *normalized, void *ix);
+
+/* 1 when a CachedImage of `normalized` is Pending, Warming or has no phase
+ * (a warm is to come: cold wait may gate on it); the admit env's
+ * image_pending. */
+int thaw_index_image_pending(const char *normalized, void *ix);
 
 /* Number of CachedImages indexed. */
 size_t thaw_index_images(const thaw_index_t *ix);

@@ -12,11 +12,13 @@
 #include "kubeconfig.h"
 #include "log.h"
 #include "signals.h"
+#include "units.h"
 #include "sysns.h"
 #include "webhook.h"
 
 #define PROG "thaw-webhook"
 #define CACHE_HOST_MAX 255
+#define COLD_WAIT_MAX_MS (5u * 60 * 1000) /* 5m: the controller caps at 300 s */
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -38,6 +40,10 @@ static void usage(FILE *f) {
 "  --tls-cert-file PATH         serving certificate chain, PEM (required;\n"
 "                               reloaded when it changes)\n"
 "  --tls-key-file PATH          its private key, PEM (required)\n"
+"  --cold-wait DURATION         gate pods with a cold image (scheduling gate\n"
+"                               thaw.dev/warming) until its warm ends, at\n"
+"                               most this long; needs the controller's Lease\n"
+"                               (Go duration, 0 to 5m; default 0: off)\n"
 "  --metrics-bind-address HOST:PORT\n"
 "                               plain HTTP for /metrics, /healthz, /readyz\n"
 "                               (default :8080)\n"
@@ -88,7 +94,7 @@ static void on_stop_signal(void *data) {
 int main(int argc, char **argv) {
   enum { O_KUBECONFIG = 256, O_NAMESPACE, O_REGISTRY, O_CACHE_HOST, O_BIND,
          O_CERT, O_KEY, O_METRICS, O_LOG_LEVEL, O_VERSION,
-         O_EXCLUDE };
+         O_EXCLUDE, O_COLD_WAIT };
   static const struct option opts[] = {
       {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
       {"namespace", required_argument, NULL, O_NAMESPACE},
@@ -100,6 +106,7 @@ int main(int argc, char **argv) {
       {"tls-key-file", required_argument, NULL, O_KEY},
       {"metrics-bind-address", required_argument, NULL, O_METRICS},
       {"log-level", required_argument, NULL, O_LOG_LEVEL},
+      {"cold-wait", required_argument, NULL, O_COLD_WAIT},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, O_VERSION},
       {NULL, 0, NULL, 0}};
@@ -122,6 +129,14 @@ int main(int argc, char **argv) {
     case O_CERT: cfg.tls_cert_file = optarg; break;
     case O_KEY: cfg.tls_key_file = optarg; break;
     case O_METRICS: cfg.metrics_bind_address = optarg; break;
+    case O_COLD_WAIT: {
+      uint64_t ms;
+      if (thaw_parse_duration(optarg, &ms) != 0 || ms > COLD_WAIT_MAX_MS)
+        return bad("--cold-wait %s: want a duration from 0 to 5m", optarg);
+      /* whole seconds, rounded up: a wait asked for is never 0 */
+      cfg.cold_wait_s = (unsigned)((ms + 999) / 1000);
+      break;
+    }
     case O_LOG_LEVEL: {
       enum thaw_log_level lv;
       if (thaw_log_level_parse(optarg, &lv) != 0 || lv == THAW_LOG_OFF)

@@ -10,6 +10,7 @@
 #include "http.h"
 #include "index.h"
 #include "kube.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "probe.h"
@@ -31,6 +32,9 @@ struct thaw_webhook {
   thaw_metric_child_t *decisions[THAW_DECISION_COUNT];
   thaw_metric_t *records, *registry_up, *kube_requests, *cert_reloads,
       *cert_expiry;
+  thaw_metric_child_t *pods_gated;
+  unsigned cold_wait_s;
+  thaw_lease_t *lease; /* with cold wait only */
   thaw_http_t *http;
   thaw_kube_t *kube;
   thaw_index_t *index;
@@ -52,6 +56,11 @@ static int ns_flags(const char *ns, void *data) {
 static enum thaw_image_state image_state(const char *normalized, void *data) {
   thaw_webhook_t *wh = data;
   return thaw_index_image_state(normalized, wh->index);
+}
+
+static int image_pending(const char *normalized, void *data) {
+  thaw_webhook_t *wh = data;
+  return thaw_index_image_pending(normalized, wh->index);
 }
 
 /* The recorder's `exists`: the index has a CachedImage for it. */
@@ -77,6 +86,10 @@ static int review(const char *body, size_t len, char **out, size_t *out_len,
       .image_state = image_state,
       .record = record,
       .data = wh,
+      .cold_wait_s = wh->cold_wait_s,
+      .leader_fresh = wh->lease != NULL &&
+                      thaw_lease_fresh(wh->lease, thaw_lease_now_ms()),
+      .image_pending = image_pending,
   };
   thaw_admit_stats_t st;
   memset(&st, 0, sizeof st);
@@ -88,6 +101,8 @@ static int review(const char *body, size_t len, char **out, size_t *out_len,
   for (int d = 0; d < THAW_DECISION_COUNT; d++)
     if (st.decisions[d] > 0)
       thaw_metric_child_add(wh->decisions[d], st.decisions[d]);
+  if (st.gated && !st.dry_run)
+    thaw_metric_child_add(wh->pods_gated, 1);
   return 0;
 }
 
@@ -161,6 +176,10 @@ static int register_metrics(thaw_webhook_t *wh) {
     const char *v[] = {thaw_decision_name((enum thaw_decision)d)};
     wh->decisions[d] = thaw_metric_child(images, v); /* zeros are visible */
   }
+  thaw_metric_t *gated = thaw_metrics_counter(
+      m, "thaw_webhook_pods_gated_total",
+      "Pods given the scheduling gate thaw.dev/warming (cold wait).", 0, NULL);
+  wh->pods_gated = thaw_metric_child(gated, NULL); /* exported at 0 */
   wh->records = thaw_metrics_counter(
       m, "thaw_webhook_records_total",
       "CachedImage creations for cold images, by result.", 1, result);
@@ -177,7 +196,7 @@ static int register_metrics(thaw_webhook_t *wh) {
   wh->cert_expiry = thaw_metrics_gauge(
       m, "thaw_webhook_cert_expiry_timestamp_seconds",
       "notAfter of the serving certificate in use.", 0, NULL);
-  if (images == NULL || wh->records == NULL || wh->registry_up == NULL ||
+  if (images == NULL || wh->pods_gated == NULL || wh->records == NULL || wh->registry_up == NULL ||
       wh->kube_requests == NULL || wh->cert_reloads == NULL ||
       wh->cert_expiry == NULL)
     return THAW_ENOMEM;
@@ -242,6 +261,11 @@ int thaw_webhook_new(uv_loop_t *loop, const thaw_webhook_config_t *cfg,
           0)
     goto fail;
   thaw_index_set_observer(wh->index, on_indexed, wh);
+  wh->cold_wait_s = cfg->cold_wait_s;
+  if (cfg->cold_wait_s > 0 &&
+      (rc = thaw_lease_new(loop, wh->kube, wh->ns, "thaw-controller",
+                           &wh->lease)) != 0)
+    goto fail;
   thaw_recorder_set_observer(wh->recorder, on_record, wh);
 
   if (cfg->registry_url != NULL) {
@@ -270,6 +294,7 @@ int thaw_webhook_start(thaw_webhook_t *wh, char *err, size_t errlen) {
     return rc;
   if ((rc = thaw_tls_start(wh->tls)) != 0 ||
       (rc = thaw_index_start(wh->index)) != 0 ||
+      (wh->lease != NULL && (rc = thaw_lease_start(wh->lease)) != 0) ||
       (wh->probe != NULL && (rc = thaw_probe_start(wh->probe)) != 0)) {
     snprintf(err, errlen, "start: %s", thaw_strerror(rc));
     return rc;
@@ -277,8 +302,10 @@ int thaw_webhook_start(thaw_webhook_t *wh, char *err, size_t errlen) {
   if (wh->probe == NULL)
     thaw_warn("no --registry-url: the registry gate stays down, images are "
               "recorded but never rewritten");
+  char cold[16];
+  snprintf(cold, sizeof cold, "%us", wh->cold_wait_s);
   thaw_info("thaw-webhook started", "version", THAW_VERSION, "namespace",
-            wh->ns, "cache_host", wh->cache_host);
+            wh->ns, "cache_host", wh->cache_host, "cold_wait", cold);
   return 0;
 }
 
@@ -289,6 +316,8 @@ static void release_parts(thaw_webhook_t *wh) {
   wh->recorder = NULL;
   thaw_index_free(wh->index);
   wh->index = NULL;
+  thaw_lease_free(wh->lease); /* before its client */
+  wh->lease = NULL;
   thaw_probe_free(wh->probe); /* before its http client */
   wh->probe = NULL;
   thaw_kube_free(wh->kube);

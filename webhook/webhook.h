@@ -23,6 +23,8 @@ typedef struct {
   const char *bind_address;         /* ":9443" */
   const char *metrics_bind_address; /* ":8080" */
   const char *tls_cert_file, *tls_key_file;
+  unsigned cold_wait_s; /* --cold-wait in whole seconds; 0: off, no Lease
+                           watch */
 } thaw_webhook_config_t;
 
 /* Builds everything (the certificate is loaded, addresses are checked);
@@ -30,7 +32,8 @@ typedef struct {
  * one-line reason in err, or THAW_ENOMEM. */
 int thaw_webhook_new(uv_loop_t *loop, const thaw_webhook_config_t *cfg,
                      thaw_webhook_t **out, char *err, size_t errlen);
-/* Listens, starts the informers, the probe and the certificate watch.
+/* Listens, starts the informers (and the Lease watch, with cold wait), the
+ * probe and the certificate watch.
  * Returns 0 or a negative code with err set (e.g. the port is taken); then
  * call thaw_webhook_stop() all the same. */
 int thaw_webhook_start(thaw_webhook_t *wh, char *err, size_t errlen);
