@@ -134,6 +134,13 @@ class SAController(_AsSA, Controller):
 
 
 class SAWebhook(_AsSA, Webhook):
-    def __init__(self, kubeconfig, *a, **kw):
+    """thaw-webhook as its ServiceAccount; extra: more flags
+    (e.g. ["--cold-wait=30s"])."""
+
+    def __init__(self, kubeconfig, *a, extra=(), **kw):
         super().__init__(*a, **kw)
         self.kubeconfig = kubeconfig
+        self.extra = list(extra)
+
+    def argv(self):
+        return super().argv() + self.extra

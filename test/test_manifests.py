@@ -397,6 +397,23 @@ class Webhook(unittest.TestCase):
         self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount",
                                                 "name": "thaw-webhook", "namespace": NS}])
 
+    def test_lease_role_read_only_one_name(self):
+        # cold wait: list/watch of the controller's Lease, nothing else
+        role = find(self.objs, "Role", "thaw-webhook-lease")
+        self.assertEqual(role["metadata"]["namespace"], NS)
+        self.assertEqual(role["rules"], [{"apiGroups": ["coordination.k8s.io"],
+                                          "resources": ["leases"],
+                                          "resourceNames": ["thaw-controller"],
+                                          "verbs": ["list", "watch"]}])
+        binding = find(self.objs, "RoleBinding", "thaw-webhook-lease")
+        self.assertEqual(binding["metadata"]["namespace"], NS)
+        self.assertEqual(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io",
+                                              "kind": "Role", "name": "thaw-webhook-lease"})
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount",
+                                                "name": "thaw-webhook", "namespace": NS}])
+        # off by default: the base passes no --cold-wait
+        self.assertNotIn("cold-wait", self.args())
+
 
 class CertManager(unittest.TestCase):
     def test_component(self):

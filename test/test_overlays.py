@@ -375,8 +375,15 @@ class Oscar(unittest.TestCase):
         _, base_ctr = deployment_ctr(self.default, "thaw-webhook")
         a, b = args_of(ctr), args_of(base_ctr)
         self.assertEqual(a["exclude-namespaces"], "oscar")
+        # cold wait: off in the base, 30 s for OSCAR's bursts of job pods
+        self.assertNotIn("cold-wait", b)
+        self.assertEqual(a["cold-wait"], "30s")
+        self.assertEqual(len(a), len(ctr["args"]))  # no flag given twice
         self.assertEqual({k for k in set(a) | set(b) if a.get(k) != b.get(k)},
-                         {"exclude-namespaces"})
+                         {"exclude-namespaces", "cold-wait"})
+        # it needs a leader: the controller keeps leader election on
+        _, ctl = deployment_ctr(self.objs, "thaw-controller")
+        self.assertEqual(args_of(ctl)["leader-elect"], "true")
         self.assertEqual(dict(ctr, args=None), dict(base_ctr, args=None))
 
     def test_controller_flags_and_memory(self):

@@ -19,9 +19,11 @@ test warmed to Ready (status writes, Events), the pod sweep, OSCAR pre-warm
 secret in a cache-private namespace (the controller reads the Secret), and
 the repair of a pod stuck in ImagePullBackOff on a rewritten image (get and
 patch of the pod, an Event in its namespace). The
-webhook's: pods created through the emulator's admission chain, which calls
-thaw-webhook over TLS; its recorder creates their images' CachedImages, and
-an image made Ready is rewritten. Granted (group, resource, verb) triples a
+webhook's, with --cold-wait: pods created through the emulator's admission
+chain, which calls thaw-webhook over TLS; its recorder creates their images'
+CachedImages, an image made Ready is rewritten, and once the test has
+written a fresh Lease thaw-controller (as a leader would), a cold pod is
+gated (the webhook's list and watch of that Lease). Granted (group, resource, verb) triples a
 run never used are printed for information only. kubectl (test/deps.sh) is
 required: without it the test fails. Every server runs on a free loopback
 port, stopped by PID.
@@ -178,7 +180,8 @@ class WebhookRun(Run):
         self.reg = self.own(registry.Registry())
         certs = webhook_stub.make_certs(self.tmp)
         self.api.control("audit", method="DELETE")
-        self.daemon = SAWebhook(self.kubeconfig, BINARY, certs, self.reg.url, self.tmp)
+        self.daemon = SAWebhook(self.kubeconfig, BINARY, certs, self.reg.url, self.tmp,
+                                extra=["--cold-wait=30s"])
         self.closers.append(self.daemon.stop)
         self.daemon.start(timeout=READY_S)
         self.mark("webhook ready")
@@ -218,9 +221,58 @@ class WebhookRun(Run):
             else:
                 time.sleep(0.2)
         self.mark("ready image rewritten")
+        # Cold wait: a Lease renewed now (written by the test as a leader
+        # would); the webhook's Lease watch sees it, and a cold pod is gated.
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        self.ok("POST", LEASE_PATH, {
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "thaw-controller", "namespace": SYSTEM_NS},
+            "spec": {"holderIdentity": "rbac-test", "leaseDurationSeconds": 60,
+                     "acquireTime": now, "renewTime": now}})
+        self.gated = None
+        while time.time() < deadline and self.gated is None:
+            pod = self.ok("POST", "/api/v1/namespaces/%s/pods?dryRun=All" % NS_APPS, {
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "gated-"},
+                "spec": {"containers": [{"name": "c", "image": self.cold[0]}]}})
+            if pod["spec"].get("schedulingGates"):
+                self.gated = pod
+            else:
+                time.sleep(0.2)
+        self.mark("cold pod gated")
         self.stop_rc, secs = self.daemon.stop_timed()
         self.mark("stopped (SIGTERM took %.2f s)" % secs)
         self.finish()
+        self.without_lease_grant(certs)
+
+    def without_lease_grant(self, certs):
+        """After the audit: the Lease grant revoked (its RoleBinding
+        deleted), --cold-wait on. The webhook must still turn ready, log the
+        refusal once, and gate nothing (no leader seen), the Lease being
+        fresh all the same."""
+        self.api.ok("DELETE", rbac_stack.RBAC_PATH + "/namespaces/%s/rolebindings/"
+                    "thaw-webhook-lease" % SYSTEM_NS, want=(200,))
+        self.closers.append(lambda: rbac_stack.load(self.api, rbac_stack.rbac_objects(
+            manifests_objects())))
+        hook = SAWebhook(self.kubeconfig, BINARY, certs, self.reg.url, self.tmp,
+                         extra=["--cold-wait=30s"])
+        hook.log_path += ".no-lease-grant"
+        self.closers.append(hook.stop)
+        hook.start(timeout=READY_S)     # /readyz 200 without the grant
+        self.no_grant_ready = True
+        self.no_grant_gated = []
+        t_end = time.time() + 3          # 0.2 s doubling: several refusals
+        while time.time() < t_end:
+            pod = self.ok("POST", "/api/v1/namespaces/%s/pods?dryRun=All" % NS_APPS, {
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "nogrant-"},
+                "spec": {"containers": [{"name": "c", "image": self.cold[0]}]}})
+            if pod["spec"].get("schedulingGates"):
+                self.no_grant_gated.append(pod["metadata"].get("name"))
+            time.sleep(0.2)
+        self.no_grant_ready = registry.http_status(hook.metrics_url + "/readyz") == 200
+        rc, _ = hook.stop_timed()
+        with open(hook.log_path, "rb") as f:
+            self.no_grant_log = f.read().decode(errors="replace")
+        self.mark("no Lease grant: ready, nothing gated (exit %s)" % rc)
 
 
 class ControllerRun(Run):
@@ -373,6 +425,7 @@ def e(verb, resource, group="", sub="", ns="", name=""):
 
 
 LEASE = "coordination.k8s.io"
+LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/%s/leases" % SYSTEM_NS
 # (allowed, denied) request attributes per daemon: the evaluator and the
 # rules are not vacuous (wrong name, wrong namespace, a subresource or verb
 # not granted, secrets without the private Component).
@@ -399,7 +452,10 @@ CASES = {
     "thaw-webhook": (
         [e("list", "cachedimages", "thaw.dev"), e("watch", "cachedimages", "thaw.dev"),
          e("create", "cachedimages", "thaw.dev"), e("list", "namespaces"),
-         e("watch", "namespaces"), dict(e("get", ""), nonResourceURL="/version")],
+         e("watch", "namespaces"),
+         e("list", "leases", LEASE, ns=SYSTEM_NS, name="thaw-controller"),
+         e("watch", "leases", LEASE, ns=SYSTEM_NS, name="thaw-controller"),
+         dict(e("get", ""), nonResourceURL="/version")],
         [e("get", "cachedimages", "thaw.dev", name="x"),
          e("patch", "cachedimages", "thaw.dev", "status", name="x"),
          e("update", "cachedimages", "thaw.dev", name="x"),
@@ -408,6 +464,11 @@ CASES = {
          e("list", "pods", ns="a"), e("get", "secrets", ns="a", name="s"),
          e("create", "events", ns="a"),
          e("create", "leases", LEASE, ns=SYSTEM_NS),
+         e("list", "leases", LEASE, ns=SYSTEM_NS),
+         e("watch", "leases", LEASE, ns=SYSTEM_NS, name="other"),
+         e("list", "leases", LEASE, ns="default", name="thaw-controller"),
+         e("get", "leases", LEASE, ns=SYSTEM_NS, name="thaw-controller"),
+         e("update", "leases", LEASE, ns=SYSTEM_NS, name="thaw-controller"),
          dict(e("get", ""), nonResourceURL="/metrics")]),
 }
 
@@ -452,6 +513,18 @@ class RbacAudit(unittest.TestCase):
             for res, g in (("cachedimages", "thaw.dev"), ("namespaces", "")):
                 self.assertTrue(self.used("list", res, g), "no list of " + res)
                 self.assertTrue(self.used("watch", res, g), "no watch on " + res)
+            # cold wait: the Lease watch, by name, and a pod gated through it
+            for verb in ("list", "watch"):
+                self.assertTrue(self.used(verb, "leases", LEASE, ns=SYSTEM_NS,
+                                          name="thaw-controller"), "no %s of the Lease" % verb)
+            self.assertTrue(RUN.gated, "no cold pod was gated; log:\n" + RUN.daemon.log_tail(40))
+            self.assertEqual(RUN.gated["spec"]["schedulingGates"], [{"name": "thaw.dev/warming"}])
+            # without the grant: ready all along, nothing gated, logged once
+            self.assertTrue(RUN.no_grant_ready, RUN.no_grant_log[-3000:])
+            self.assertEqual(RUN.no_grant_gated, [])
+            denied = [ln for ln in RUN.no_grant_log.splitlines()
+                      if "permission denied" in ln and "leases" in ln]
+            self.assertEqual(len(denied), 1, RUN.no_grant_log[-3000:])
             return
         for k, ci in RUN.ready.items():
             self.assertEqual(ci["status"]["phase"], "Ready", k)
