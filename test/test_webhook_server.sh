@@ -50,10 +50,17 @@ expect2 bad-namespace "${tls[@]}" --namespace Not_A_Namespace
 expect2 bad-exclude-namespaces "${tls[@]}" --exclude-namespaces oscar,Not_A_Namespace
 expect2 bad-cache-host "${tls[@]}" --cache-host "http://x/y"
 expect2 bad-registry-url "${tls[@]}" --registry-url "ftp://x" --kubeconfig "$KUBECONFIG"
+expect2 cold-wait-over-5m "${tls[@]}" --cold-wait 5m1s
+expect2 cold-wait-negative "${tls[@]}" --cold-wait=-1s
+expect2 cold-wait-malformed "${tls[@]}" --cold-wait 30
+expect2 cold-wait-empty "${tls[@]}" --cold-wait=
 expect2 missing-cert-file --tls-cert-file "$WH_TMP/nope.crt" --tls-key-file "$WH_TMP/tls.key" --kubeconfig "$KUBECONFIG"
 expect2 key-mismatch --tls-cert-file "$WH_TMP/tls.crt" --tls-key-file "$WH_TMP/other.key" --kubeconfig "$KUBECONFIG"
 expect2 missing-kubeconfig "${tls[@]}" --kubeconfig "$WH_TMP/nope"
 if "$bin" --help | grep -q -- '--metrics-bind-address'; then ok "--help"; else fail "--help"; fi
+for v in 0 30s 5m 1m30s; do
+  if "$bin" --cold-wait "$v" --help >/dev/null; then ok "--cold-wait $v"; else fail "--cold-wait $v refused"; fi
+done
 if "$bin" --version | grep -qx 'thaw-webhook [0-9][0-9.]*'; then ok "--version"; else fail "--version: $("$bin" --version 2>&1)"; fi
 
 # --- start ------------------------------------------------------------------
