@@ -455,8 +455,6 @@ class Api:
         if errs:
             raise ApiError(500, "", errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]")
         key = key_of(res, ns, name)
-        gone = conflict(res, name)
-        gone.details = {"name": name, "kind": "pods/binding"}
         with self.store.cond:
             cur = self.store.get(res, key)
             if cur is None:
@@ -480,9 +478,9 @@ class Api:
                 why = 'pod %s is already assigned to node "%s"' % (name, spec["nodeName"])
             elif spec.get("schedulingGates"):
                 why = "pod %s has non-empty .spec.schedulingGates" % name
-            if why:
-                gone.message = 'Operation cannot be fulfilled on pods/binding "%s": %s' % (name, why)
-                raise gone
+            if why:     # a plain error from the update: NewConflict on pods/binding
+                raise ApiError(409, "Conflict", 'Operation cannot be fulfilled on pods/binding '
+                               '"%s": %s' % (name, why), {"name": name, "kind": "pods/binding"})
             new = copy.deepcopy(pod)
             new["spec"]["nodeName"] = target["name"]
             ann = md.get("annotations")
