@@ -6,7 +6,7 @@ it re-runs itself under test/with-emulator.sh when no emulator is given).
     experiment_run.py --webhook BIN --controller BIN --out DIR
         [--jobs 75] [--nodes 3] [--interval 2] [--rate 100mbit] [--rtt-ms 40]
         [--scenarios no-cache,mirror,thaw-cold,thaw-prewarm,floor]
-        [--patterns burst,paced] [--check]
+        [--patterns burst,paced] [--image-cache DIR] [--cold-wait DURATION] [--check]
 
 The network, remote and nodes: bench/experiment_net.py. The image:
 bench/experiment_image.py (the study's shape, runnable). Each run (one
@@ -17,26 +17,37 @@ endpoints; no CachedImage left), with the remote's counters reset:
 - mirror: the same reference; each node's containerd has a hosts.toml
   (ctr --hosts-dir) mirroring the remote to a distribution pull-through
   proxy on the cluster network.
-- thaw-cold: thaw-webhook in the emulator's admission chain,
-  thaw-controller warming from the remote into the cache registry, the
-  node-local endpoint on each node's 127.0.0.1:7439; nothing pre-warmed.
+- thaw-cold: thaw-webhook in the emulator's admission chain with the
+  --cold-wait of manifests/overlays/oscar (read from its render),
+  thaw-controller with leader election (the webhook gates a pod only while
+  the Lease is fresh) warming from the remote into the cache registry and
+  releasing gated pods, the node-local endpoint on each node's
+  127.0.0.1:7439; nothing pre-warmed.
 - thaw-prewarm: the same, and the OSCAR service exists as a PodTemplate in
   oscar-svc first; jobs start once its CachedImage is Ready (prewarm_s).
 - floor: pods name the image on the node's own loopback registry.
 Jobs: pods created through the emulator as OSCAR creates them
-(generateName, imagePullPolicy Always, a 409 on a generateName collision
-retried), round-robin to nodes, all at once (burst) or one every
---interval s (paced). Each node has one FIFO pull worker (the kubelet's
-serialized pulls): `ctr images pull` of the image the API server stored
-(pulled under Always even when present: the tag is resolved again), then
-the job runs in its own container (`ctr run --rm`, concurrently, as the
-kubelet starts containers) converting the input picture to grayscale; the
-output is checked.
+(generateName, imagePullPolicy Always, no nodeName, a 409 on a
+generateName collision retried), all at once (burst) or one every
+--interval s (paced). The driver plays kube-scheduler, the same way in
+every scenario: one watch on the namespace's pods per run; as soon as the
+API server holds a pod without scheduling gates (at once for a pod created
+without any), a binder POSTs its pods/binding to its round-robin node, then
+the node's kubelet reads the pod and queues it. Each node has one FIFO pull
+worker (the kubelet's serialized pulls): `ctr images pull` of the image the
+API server stored (pulled under Always even when present: the tag is
+resolved again), then the job runs in its own container (`ctr run --rm`,
+concurrently, as the kubelet starts containers) converting the input
+picture to grayscale; the output is checked.
 
 Per job (seconds since the run's first pod creation): created (POST sent),
-queued (201 received: on its node's queue), pull_start, pull_end, run_end;
-pull_s (the kubelet's pullDuration), pull_wait_s (queued -> pull_end, its
-"including waiting"), e2e_s (created -> container exited).
+admitted (201 received: the pod exists), ungated (seen without scheduling
+gates; = admitted when it had none), bound (binding answered), queued (read
+back, on its node's queue), pull_start, pull_end, run_end; gated (created
+with a scheduling gate), gate_wait_s (admitted -> ungated, 0 without a
+gate), pull_s (the kubelet's pullDuration), pull_wait_s (admitted ->
+pull_end: the study's "total", the kubelet's "including waiting" plus the
+gate wait and the binding before it), e2e_s (created -> container exited).
 Per thaw run: cpu_s (utime+stime of thaw-webhook + thaw-controller, start
 to end of the run) and peak_rss_mib (the sum of their VmHWM), and
 thaw_log: warn/error lines in their logs.
@@ -46,8 +57,12 @@ blob GETs answered 2xx (a 401 token challenge is not a pull), token GETs,
 what it was asked. Writes OUT/experiment.json after every run and OUT/jobs.jsonl as jobs end,
 then prints the report (bench/experiment_report.py, else a short table).
 --check (the smoke test) fails unless every job ran ok, pulls happened,
-the pre-warmed thaw run's pods were all rewritten and the remote's counters
-moved: structure only, never timings."""
+the pre-warmed thaw run's pods were all rewritten, the cold thaw run's pods
+(with more than one job) were gated and every gated pod released, and the
+remote's counters moved: structure only, never timings.
+--image-cache DIR keeps the image's compressed layers by content
+(bench/experiment_image.py), so a run does not rebuild them. --cold-wait
+overrides the overlay's (0s: off)."""
 
 import argparse
 import datetime
@@ -55,7 +70,9 @@ import json
 import os
 import platform
 import queue
+import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -79,7 +96,11 @@ import webhook_stub  # noqa: E402
 SCENARIOS = ["no-cache", "mirror", "thaw-cold", "thaw-prewarm", "floor"]
 PATTERNS = ["burst", "paced"]
 NS = "oscar-svc"
+PODS = "/api/v1/namespaces/%s/pods" % NS
 PREWARM_TIMEOUT = 300
+LEADER_TIMEOUT = 30
+OSCAR_OVERLAY = os.path.join(REPO, "manifests", "overlays", "oscar")
+BINDERS = 4          # kube-scheduler binds asynchronously, several at a time
 
 
 def log(*a):
@@ -121,23 +142,56 @@ def log_problems(paths):
     return out
 
 
+def oscar_cold_wait():
+    """The --cold-wait that manifests/overlays/oscar gives thaw-webhook (its
+    kustomize render), or None when it sets none."""
+    import test_manifests
+    hook = test_manifests.find(test_manifests.kubectl_kustomize(OSCAR_OVERLAY),
+                               "Deployment", "thaw-webhook")
+    args = hook["spec"]["template"]["spec"]["containers"][0].get("args") or []
+    vals = [x.split("=", 1)[1] for x in args if x.startswith("--cold-wait=")]
+    return vals[-1] if vals else None
+
+
+class Webhook(stack.Webhook):
+    """stack's thaw-webhook with more flags."""
+
+    def __init__(self, *args, extra=()):
+        super().__init__(*args)
+        self.extra = list(extra)
+
+    def argv(self):
+        return super().argv() + self.extra
+
+
+LEASE = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/thaw-controller" % stack.SYSTEM_NS
+
+
 class Thaw:
-    """thaw-webhook (in the admission chain) and thaw-controller for one run,
-    against a fresh cache registry on the cluster network."""
+    """thaw-webhook (in the admission chain, --cold-wait as the oscar
+    overlay sets it) and thaw-controller (leader election on, as deployed)
+    for one run, against a fresh cache registry on the cluster network.
+    Ready once the controller holds the Lease."""
 
     def __init__(self, a, net, api, workdir, certdir):
         self.api = api
         self.cache = net.cluster_registry("cache")
         certs = webhook_stub.make_certs(certdir)
-        self.hook = stack.Webhook(a.webhook, certs, self.cache.url, workdir)
+        self.hook = Webhook(a.webhook, certs, self.cache.url, workdir,
+                            extra=["--cold-wait=" + a.cold_wait] if a.cold_wait else [])
         self.ctl = stack.Controller(a.controller, self.cache.url, workdir, extra=[
-            "--insecure-registries", net.remote.host, "--prewarm-namespaces", NS,
-            "--leader-elect=false"])
+            "--insecure-registries", net.remote.host, "--prewarm-namespaces", NS])
         self.logs = [self.hook.log_path, self.ctl.log_path]
         self.hook.start()
         api.ok("POST", stack.MWC_PATH, stack.webhook_configuration(
             self.hook.url, certs["ca_bundle"]), want=(201,))
         self.ctl.start()
+        deadline = time.monotonic() + LEADER_TIMEOUT
+        while stack.metric(self.ctl.metrics(), "thaw_leader") != 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("thaw-controller not leader after %d s; log:\n%s"
+                                   % (LEADER_TIMEOUT, self.ctl.log_tail()))
+            time.sleep(0.05)
 
     def usage(self):
         cpu = hwm = 0.0
@@ -150,6 +204,7 @@ class Thaw:
         self.api.request("DELETE", stack.MWC_PATH + "/thaw-webhook")
         self.hook.stop()
         self.ctl.stop()
+        self.api.request("DELETE", LEASE)   # released on shutdown; the next run starts clean
         # No controller any more: drop finalizers so the objects go now.
         st, doc, _ = self.api.request("GET", stack.CI_PATH)
         for ci in (doc.get("items") or []) if st == 200 else []:
@@ -160,23 +215,32 @@ class Thaw:
         self.cache.close()
 
 
-def create_pod(api, conn, image, node):
-    """POST a job pod as OSCAR does; returns (stored pod, conn). A 409 on a
-    generateName collision is retried (a new random suffix)."""
+def call(api, conn, method, path, body=None):
+    """api.request on a kept-alive connection, reopened once if the
+    emulator closed it; (status, doc, response, conn)."""
+    for attempt in (0, 1):
+        try:
+            st, doc, resp = api.request(method, path, body, conn=conn)
+            return st, doc, resp, conn
+        except OSError:
+            conn.close()
+            conn = api.conn()
+            if attempt:
+                raise
+
+
+def create_pod(api, conn, image):
+    """POST a job pod as OSCAR does (no node: the scheduler binds it);
+    returns (stored pod, conn). A 409 on a generateName collision is
+    retried (a new random suffix)."""
     body = {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"generateName": "imagemagick-", "namespace": NS,
                          "labels": {"oscar_service": "imagemagick"}},
-            "spec": {"restartPolicy": "Never", "nodeName": node,
+            "spec": {"restartPolicy": "Never",
                      "containers": [{"name": "oscar-container", "image": image,
                                      "imagePullPolicy": "Always"}]}}
-    path = "/api/v1/namespaces/%s/pods" % NS
     for attempt in range(10):
-        try:
-            st, doc, resp = api.request("POST", path, body, conn=conn)
-        except OSError:  # the emulator closed the kept-alive connection
-            conn.close()
-            conn = api.conn()
-            continue
+        st, doc, resp, conn = call(api, conn, "POST", PODS, body)
         if st == 201:
             return doc, conn
         if st == 409 and attempt >= 2:
@@ -184,6 +248,154 @@ def create_pod(api, conn, image, node):
         elif st != 409:
             raise RuntimeError("pod create: %s %s" % (st, doc))
     raise RuntimeError("pod create: 409 ten times")
+
+
+class Scheduler:
+    """kube-scheduler, as far as the experiment needs it, for one run. One
+    watch on the namespace's pods (a dispatcher thread) sees each pod lose
+    its scheduling gates; BINDERS threads then POST its pods/binding to its
+    round-robin node, read the pod back (the kubelet's view: the image the
+    API server stored) and put the job on its node's queue. A pod created
+    without gates goes to the binders at once. wait(timeout) returns once
+    every job is on a node or failed; a job still gated then fails."""
+
+    def __init__(self, api, run, workers):
+        self.api, self.run, self.workers = api, run, workers
+        self.cond = threading.Condition()
+        self.waiting = {}     # pod name -> job created gated, not yet seen ungated
+        self.ungated = {}     # pod name -> time seen ungated before it was added
+        self.pending = 0      # jobs added and not yet queued on a node or failed
+        self.stopped = False
+        self.q = queue.Queue()
+        st, doc, _ = api.request("GET", PODS + "?limit=1")
+        if st != 200:
+            raise RuntimeError("pod list: %s %s" % (st, doc))
+        self.rv = doc["metadata"]["resourceVersion"]
+        self.watch_conn = None
+        self.threads = [threading.Thread(target=self.dispatch, daemon=True)] + \
+            [threading.Thread(target=self.binder, daemon=True) for _ in range(BINDERS)]
+        for t in self.threads:
+            t.start()
+
+    def add(self, job, pod):
+        """A created pod (the 201's object) and its job."""
+        name = pod["metadata"]["name"]
+        job["gated"] = bool(pod["spec"].get("schedulingGates"))
+        with self.cond:
+            self.pending += 1
+            t = job["admitted"] if not job["gated"] else self.ungated.pop(name, None)
+            if t is None:
+                self.waiting[name] = job
+                return
+        job["ungated"] = t
+        self.q.put(job)
+
+    def dispatch(self):
+        """The watch: pods seen without gates go to the binders."""
+        while not self.stopped:
+            try:
+                resp, self.watch_conn = self.api.watch(
+                    PODS + "?watch=1&resourceVersion=%s&timeoutSeconds=600" % self.rv,
+                    timeout=900)
+                while True:
+                    line = resp.readline()
+                    if not line:
+                        break
+                    ev = json.loads(line)
+                    obj = ev.get("object") or {}
+                    if ev.get("type") == "ERROR":     # 410: start again from now
+                        self.rv = self.api.request("GET", PODS + "?limit=1")[1][
+                            "metadata"]["resourceVersion"]
+                        break
+                    self.rv = obj["metadata"]["resourceVersion"]
+                    if ev["type"] in ("ADDED", "MODIFIED") and \
+                            not (obj.get("spec") or {}).get("schedulingGates"):
+                        self.seen_ungated(obj["metadata"]["name"])
+            except (OSError, ValueError, KeyError):
+                if self.stopped:
+                    return
+                time.sleep(0.1)
+            finally:
+                if self.watch_conn:
+                    self.watch_conn.close()
+
+    def seen_ungated(self, name):
+        t = self.run.now()
+        with self.cond:
+            job = self.waiting.pop(name, None)
+            if job is None:
+                self.ungated.setdefault(name, t)
+                return
+        job["ungated"] = t
+        self.q.put(job)
+
+    def binder(self):
+        conn = self.api.conn()
+        while True:
+            job = self.q.get()
+            if job is None:
+                break
+            err = None
+            try:
+                err, conn = self.bind(job, conn)
+            except Exception as e:   # noqa: BLE001 - the job fails, the run goes on
+                err = "bind: %r" % e
+            worker = self.workers[job["worker"]]
+            if err:
+                worker.finish(job, err)
+            else:
+                worker.q.put(job)
+            with self.cond:
+                self.pending -= 1
+                self.cond.notify_all()
+        conn.close()
+
+    def bind(self, job, conn):
+        """POST the binding, then read the pod; (error or None, conn)."""
+        path = "%s/%s" % (PODS, job["pod"])
+        st, doc, _, conn = call(self.api, conn, "POST", path + "/binding", {
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": job["pod"], "namespace": NS, "uid": job["uid"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": job["node"]}})
+        if st != 201:
+            return "binding: %s %s" % (st, doc.get("message") if isinstance(doc, dict)
+                                       else doc), conn
+        job["bound"] = self.run.now()
+        st, pod, _, conn = call(self.api, conn, "GET", path)
+        if st != 200:
+            return "read: %s" % st, conn
+        job["image"] = pod["spec"]["containers"][0]["image"]
+        job["rewritten"] = job["image"] != job["submitted"]
+        job["queued"] = self.run.now()
+        return None, conn
+
+    def wait(self, timeout):
+        """Until every job added is on a node or failed; jobs still gated
+        after timeout fail. Then the binders and the watch stop."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.pending and time.monotonic() < deadline:
+                self.cond.wait(0.5)
+            stuck, self.waiting = list(self.waiting.values()), {}
+            self.pending -= len(stuck)
+        for job in stuck:
+            self.workers[job["worker"]].finish(
+                job, "still gated after %.0f s (never released)" % timeout)
+        with self.cond:
+            while self.pending:     # the binders finish what they hold
+                self.cond.wait(0.5)
+        self.close()
+
+    def close(self):
+        self.stopped = True
+        for _ in range(BINDERS):
+            self.q.put(None)
+        c = self.watch_conn
+        if c is not None and c.sock is not None:
+            try:
+                c.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class NodeWorker(threading.Thread):
@@ -212,7 +424,7 @@ class NodeWorker(threading.Thread):
             r = cd.ctr(*(args + [job["image"]]), check=False, timeout=900)
             job["pull_end"] = self.run_ctx.now()
             job["pull_s"] = job["pull_end"] - job["pull_start"]
-            job["pull_wait_s"] = job["pull_end"] - job["queued"]
+            job["pull_wait_s"] = job["pull_end"] - job["admitted"]
             if r.returncode != 0:
                 self.finish(job, "pull: " + (r.stderr or r.stdout).strip()[-300:])
                 continue
@@ -239,11 +451,14 @@ class NodeWorker(threading.Thread):
         self.finish(job, err)
 
     def finish(self, job, err):
+        """Any thread: the job's end (err None when it ran ok)."""
         job.setdefault("run_end", self.run_ctx.now())
         job["e2e_s"] = job["run_end"] - job["created"]
+        if job.get("ungated") is not None:
+            job["gate_wait_s"] = job["ungated"] - job["admitted"]
         job["ok"], job["error"] = err is None, err
-        for k in ("created", "queued", "pull_start", "pull_end", "run_end", "pull_s",
-                  "pull_wait_s", "e2e_s"):
+        for k in ("created", "admitted", "ungated", "bound", "queued", "pull_start",
+                  "pull_end", "run_end", "pull_s", "pull_wait_s", "gate_wait_s", "e2e_s"):
             if job.get(k) is not None:
                 job[k] = round(job[k], 4)
         self.done(job)
@@ -258,6 +473,21 @@ class Run:
 
     def now(self):
         return time.monotonic() - self.t0
+
+
+def seconds(duration):
+    """A Go duration of h, m, s and ms parts ("30s", "1m30s") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError("not a duration: %r" % duration)
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def gate_timeout(a):
+    """How long the scheduler waits for the last gated pod: the cold wait
+    (every gated pod has that deadline) and a minute for the release."""
+    return (seconds(a.cold_wait) if a.cold_wait else 0) + 60
 
 
 def write_hosts_dir(path, remote_host, mirror_url):
@@ -323,22 +553,26 @@ def one_run(a, net, api, info, scenario, pattern, workdir, jsonl):
                    for n in net.nodes[:a.nodes]]
         for w in workers:
             w.start()
+        sched = Scheduler(api, run, workers)
         conn = api.conn()
         run.t0 = time.monotonic()
-        for j in range(a.jobs):
-            if pattern == "paced":
-                wait = run.t0 + j * a.interval - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-            node = net.nodes[j % a.nodes]
-            image = (node.floor_ref if scenario == "floor" else remote_ref)
-            created = run.now()
-            pod, conn = create_pod(api, conn, image, node.name)
-            stored = pod["spec"]["containers"][0]["image"]
-            workers[j % a.nodes].q.put({
-                "job": j, "node": node.name, "pod": pod["metadata"]["name"], "image": stored,
-                "rewritten": stored != image, "created": created, "queued": run.now()})
-        conn.close()
+        try:
+            for j in range(a.jobs):
+                if pattern == "paced":
+                    wait = run.t0 + j * a.interval - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                node = net.nodes[j % a.nodes]
+                image = (node.floor_ref if scenario == "floor" else remote_ref)
+                created = run.now()
+                pod, conn = create_pod(api, conn, image)
+                sched.add({"job": j, "node": node.name, "worker": j % a.nodes,
+                           "pod": pod["metadata"]["name"], "uid": pod["metadata"]["uid"],
+                           "submitted": image, "created": created, "admitted": run.now()}, pod)
+            conn.close()
+            sched.wait(gate_timeout(a))
+        finally:
+            sched.close()
         for w in workers:
             w.q.put(None)
         for w in workers:
@@ -395,12 +629,20 @@ def check(doc, a):
             elif not j.get("pull_s", 0) > 0:
                 bad.append("%s: job %d: no pull" % (name, j["job"]))
         if r["scenario"] == "thaw-prewarm":
-            if not all(j["rewritten"] and j["image"].startswith("localhost:7439/")
+            if not all(j.get("rewritten") and j["image"].startswith("localhost:7439/")
                        for j in r["jobs"]):
                 bad.append("%s: pods not all rewritten to localhost:7439" % name)
         elif r["scenario"] in ("no-cache", "mirror", "floor"):
-            if any(j["rewritten"] for j in r["jobs"]):
-                bad.append("%s: pods rewritten without thaw" % name)
+            if any(j.get("rewritten") or j.get("gated") for j in r["jobs"]):
+                bad.append("%s: pods rewritten or gated without thaw" % name)
+        if r["scenario"] == "thaw-cold" and a.jobs > 1:
+            gated = [j for j in r["jobs"] if j.get("gated")]
+            if not gated:
+                bad.append("%s: no pod was gated (--cold-wait %s)" % (name, a.cold_wait))
+            if any(j.get("ungated") is None or j.get("bound") is None for j in gated):
+                bad.append("%s: gated pods not all released and bound" % name)
+        if any(j.get("bound") is None for j in r["jobs"] if j["ok"]):
+            bad.append("%s: a job ran without a binding" % name)
         rem = r["remote"]
         if r["scenario"] != "floor" and not (rem["bytes"] > 0 and rem["manifest_gets"] > 0
                                              and rem["token_gets"] > 0):
@@ -412,7 +654,7 @@ def check(doc, a):
 
 def estimate(a, scenarios, patterns):
     per = {"burst": 25 + a.jobs * 0.3, "paced": (a.jobs - 1) * a.interval + 12}
-    extra = {"thaw-cold": 4, "thaw-prewarm": 10, "mirror": 2}
+    extra = {"thaw-cold": 8, "thaw-prewarm": 10, "mirror": 2}
     return 40 + sum(per[p] + extra.get(s, 0) + 3 * a.nodes for p in patterns for s in scenarios)
 
 
@@ -428,6 +670,8 @@ def main():
     ap.add_argument("--rtt-ms", type=float, default=40)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--patterns", default=",".join(PATTERNS))
+    ap.add_argument("--image-cache", help="keep the image's layers here (by content)")
+    ap.add_argument("--cold-wait", help="thaw-webhook's (default: manifests/overlays/oscar's)")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--suffix", help="of the network's names (bench/experiment_net.py)")
     a = ap.parse_args()
@@ -444,18 +688,24 @@ def main():
     a.webhook, a.controller = os.path.abspath(a.webhook), os.path.abspath(a.controller)
     a.out = os.path.abspath(a.out)
     os.makedirs(a.out, exist_ok=True)
+    if a.cold_wait is None and any(s.startswith("thaw") for s in scenarios):
+        a.cold_wait = oscar_cold_wait()
+        if a.cold_wait is None:
+            log("warning: manifests/overlays/oscar sets no --cold-wait: thaw runs without it")
+    if a.cold_wait is not None and not seconds(a.cold_wait):
+        a.cold_wait = None      # 0s: off, as the webhook's default
     experiment_net.install_signal_handlers()
     log("experiment: %d jobs on %d nodes, scenarios %s, patterns %s (paced: one every %g s);"
-        " remote %s, %g ms per request; estimated %.0f min"
+        " remote %s, %g ms per request; thaw's --cold-wait %s; estimated %.0f min"
         % (a.jobs, a.nodes, ",".join(scenarios), ",".join(patterns), a.interval, a.rate,
-           a.rtt_ms, estimate(a, scenarios, patterns) / 60))
+           a.rtt_ms, a.cold_wait or "off", estimate(a, scenarios, patterns) / 60))
     log("output: %s" % a.out)
     work = tempfile.mkdtemp(prefix="thaw-exp-run.")
     net = None
     t_start = time.monotonic()
     try:
         t = time.monotonic()
-        info = experiment_image.build(os.path.join(work, "image"))
+        info = experiment_image.build(os.path.join(work, "image"), cache=a.image_cache)
         log("image %s:%s %s, layers %s (%.1f s to build)" % (
             info["ref_name"], info["tag"], info["digest"], info["layers"],
             time.monotonic() - t))
@@ -481,7 +731,7 @@ def main():
             "commit": commit, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
             "nodes": a.nodes, "jobs": a.jobs, "interval_s": a.interval, "rate": a.rate,
-            "rtt_ms": a.rtt_ms, "remote": net.remote.ref(""),
+            "rtt_ms": a.rtt_ms, "remote": net.remote.ref(""), "cold_wait": a.cold_wait,
             "image": {k: v for k, v in info.items() if k not in ("layout", "input")},
             "host": {"cpus": os.cpu_count(), "kernel": platform.release(),
                      "containerd": subprocess.run(["containerd", "--version"],
@@ -505,7 +755,9 @@ def main():
                 log("    %d/%d ok, mean pull %.3f s, remote %.1f MB / %d manifest GETs%s"
                     " (%.0f s)" % (ok, len(r["jobs"]), statistics.mean(pulls) if pulls else 0,
                                    r["remote"]["bytes"] / 1e6, r["remote"]["manifest_gets"],
-                                   ", %d rewritten" % sum(j["rewritten"] for j in r["jobs"])
+                                   ", %d gated, %d rewritten" % (
+                                       sum(bool(j.get("gated")) for j in r["jobs"]),
+                                       sum(bool(j.get("rewritten")) for j in r["jobs"]))
                                    if r["scenario"].startswith("thaw") else "",
                                    time.monotonic() - t))
                 for e in (r.get("thaw_log") or {}).get("examples", []):

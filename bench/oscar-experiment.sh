@@ -13,9 +13,13 @@
 # (bench/experiment_report.py); OUT (default BUILD/experiment-DATE) holds
 # experiment.json, jobs.jsonl, the plots and every daemon's log.
 # BUILD (default build-exp) is configured and built unless --webhook and
-# --controller name the binaries (the meson test does).
-# --quick: 4 jobs, 1 node, no-cache and thaw-prewarm, burst and paced every
-# 0.5 s, and structural checks (bench/experiment_run.py --check): the meson
+# --controller name the binaries (the meson test does). The image's layers
+# are kept by content in BUILD/experiment-image-cache (with the binaries
+# given: beside OUT), so a run rebuilds nothing that did not change.
+# thaw runs with the --cold-wait of manifests/overlays/oscar.
+# --quick: 4 jobs, 1 node, no-cache, thaw-cold and thaw-prewarm, burst and
+# paced every 0.5 s, and structural checks (bench/experiment_run.py --check:
+# cold pods gated and released, pre-warmed ones rewritten): the meson
 # 'bench' smoke test experiment-smoke. The body is bench/experiment_run.py;
 # the trap below sweeps the run's namespaces and links if Python could not.
 set -eu
@@ -31,7 +35,7 @@ while [ $# -gt 0 ]; do
         --quick) quick=1; shift ;;
         --jobs|--nodes|--interval|--scenarios|--patterns|--rate|--rtt-ms)
             rest="$rest $1 $2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         -*) echo "oscar-experiment: unknown option $1" >&2; exit 2 ;;
         *) build=$(cd "$(dirname "$1")" && pwd)/$(basename "$1"); shift ;;
     esac
@@ -43,16 +47,19 @@ fi
 for tool in docker-registry skopeo containerd ctr ip tc nsenter curl; do
     command -v $tool >/dev/null || { echo "oscar-experiment: $tool not installed (test/deps.sh)" >&2; exit 1; }
 done
+imgcache=''
 if [ -z "$webhook" ] || [ -z "$controller" ]; then
     [ -f "$build/build.ninja" ] || meson setup "$build" "$src" >/dev/null
     ninja -C "$build" webhook/thaw-webhook controller/thaw-controller >/dev/null
     webhook=$build/webhook/thaw-webhook
     controller=$build/controller/thaw-controller
+    imgcache=$build/experiment-image-cache
 fi
 [ -n "$out" ] || out=$build/experiment-$(date +%Y%m%d-%H%M%S)
+[ -n "$imgcache" ] || imgcache=$(dirname "$out")/experiment-image-cache
 if [ -n "$quick" ]; then
     # later flags win: --quick's defaults first
-    rest="--jobs 4 --nodes 1 --scenarios no-cache,thaw-prewarm --interval 0.5 --check $rest"
+    rest="--jobs 4 --nodes 1 --scenarios no-cache,thaw-cold,thaw-prewarm --interval 0.5 --check $rest"
 fi
 sfx=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n' | cut -c1-5)
 cleanup() {
@@ -68,4 +75,4 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 # shellcheck disable=SC2086  # rest: plain flags and values
 python3 "$src/bench/experiment_run.py" --webhook "$webhook" --controller "$controller" \
-    --out "$out" --suffix "$sfx" $rest
+    --out "$out" --suffix "$sfx" --image-cache "$imgcache" $rest

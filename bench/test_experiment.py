@@ -11,8 +11,11 @@ suite bench):
   coders; the input is a PNG of a few hundred KB;
 - as root (CI), the image pushed to a loopback docker-registry, pulled by a
   private containerd and run by it turns the input into a grayscale PNG;
+- bench/experiment_run.py reads durations and thaw's --cold-wait from the
+  rendered manifests/overlays/oscar;
 - bench/experiment_report.py on a synthetic experiment.json prints the
-  table's figures as this test computes them with the statistics module,
+  table's figures (the mean gate wait 0 where jobs have none) as this test
+  computes them with the statistics module,
   marks each goal as this test decides it, writes the PNGs, and exits 2 on
   bad input.
 """
@@ -197,6 +200,9 @@ def synthetic(seed=5, nodes=3, jobs=9):
                            "e2e_s": round(wait + rng.uniform(0.3, 0.6), 3) if ok else None,
                            "first_on_node": node not in seen, "ok": ok,
                            "error": None if ok else "pull failed: 503"})
+                if sc.startswith("thaw"):   # cold: the first pods gated; others without the field
+                    gate = round(rng.uniform(1, 5), 3) if sc == "thaw-cold" and i < 4 else 0.0
+                    js[-1].update(gated=gate > 0, gate_wait_s=gate)
                 seen.add(node)
             remote = {"bytes": rng.randint(30_000_000, 200_000_000),
                       "manifest_gets": rng.randint(1, 12), "blob_gets": 10,
@@ -224,6 +230,7 @@ def expected_row(run):
     thaw = run["thaw"]
     return [LABELS[run["scenario"]], "%d/%d" % (len(ok), len(run["jobs"])),
             f(statistics.fmean(pulls)), f(statistics.fmean(j["pull_wait_s"] for j in ok)),
+            f(statistics.fmean(j.get("gate_wait_s", 0) for j in ok)),
             f(statistics.median(pulls)), f(q[94]),
             "%s / %s" % (f(statistics.fmean(firsts)), f(max(firsts))),
             f(statistics.fmean(j["e2e_s"] for j in ok)),
@@ -243,6 +250,28 @@ def expected_goals(runs, meta):
             cold["bytes"] <= 1.1 * meta["image"]["size"] and
             cold["manifest_gets"] <= 2 + meta["nodes"],
             first("mirror") >= 3 * first("thaw-prewarm")]
+
+
+class Driver(unittest.TestCase):
+    """bench/experiment_run.py's pure parts."""
+
+    @classmethod
+    def setUpClass(cls):
+        import experiment_run
+        cls.run_mod = experiment_run
+
+    def test_durations(self):
+        sec = self.run_mod.seconds
+        self.assertEqual([sec(d) for d in ("30s", "1m30s", "5m", "250ms", "0s")],
+                         [30, 90, 300, 0.25, 0])
+        for bad in ("30", "1x", "", "s"):
+            self.assertRaises(ValueError, sec, bad)
+
+    def test_cold_wait_is_the_oscar_overlays(self):
+        # the thaw runs deploy the webhook as manifests/overlays/oscar does
+        cw = self.run_mod.oscar_cold_wait()
+        self.assertIsNotNone(cw, "manifests/overlays/oscar sets no --cold-wait")
+        self.assertGreater(self.run_mod.seconds(cw), 0)
 
 
 class Report(unittest.TestCase):
@@ -291,7 +320,10 @@ class Report(unittest.TestCase):
         self.assertEqual(plain.returncode, 0, plain.stderr)
         first = expected_row(doc["runs"][0])
         line = [l for l in plain.stdout.splitlines() if l.startswith("no cache ")][0]
-        self.assertEqual(line.split()[2:5], first[1:4])
+        self.assertEqual(line.split()[2:6], first[1:5])
+        self.assertEqual(first[4], "0.00")     # no gate: 0
+        cold = expected_row([r for r in doc["runs"] if r["scenario"] == "thaw-cold"][0])
+        self.assertGreater(float(cold[4]), 0)
 
     def test_missing_scenario_is_not_measured(self):
         doc = synthetic()
