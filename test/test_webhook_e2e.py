@@ -531,6 +531,19 @@ class WebhookE2E(unittest.TestCase):
                 self.assertNotIn(ANNOTATION, annotations(p))
             self.wait_ci("docker.io/" + cold2)
             self.assertEqual(self.gated_total(), 1, "the dry runs count too")
+            # Row 6: a Failed CachedImage has no warm to come: not gated; a
+            # Warming one (written after it: watch events come in order) is.
+            for img, phase in (("docker.io/grycap/cw-failed:1", "Failed"),
+                               ("docker.io/grycap/cw-warming:1", "Warming")):
+                self.api.ok("POST", CI_PATH, {
+                    "apiVersion": "thaw.dev/v1alpha1", "kind": "CachedImage",
+                    "metadata": {"name": ci_name(img)}, "spec": {"image": img}})
+                self.api.ok("PATCH", CI_PATH + "/" + ci_name(img) + "/status",
+                            {"status": {"phase": phase}},
+                            ctype="application/merge-patch+json")
+            self.poll_gated(job_pod("grycap/cw-warming:1"), True)
+            got = self.create(job_pod("grycap/cw-failed:1"), dry_run=True)
+            self.assertNotIn("schedulingGates", got["spec"])
             # A pod of Ready images only is rewritten as before, not gated.
             got = self.create(job_pod(self.COLD[0]))
             self.assertNotIn("schedulingGates", got["spec"])
