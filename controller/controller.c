@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "reconcile.h"
 #include "registry.h"
+#include "release.h"
 #include "repair.h"
 #include "sources.h"
 #include "use.h"
@@ -42,6 +43,7 @@ struct thaw_controller {
   thaw_reconciler_t *rec;
   thaw_gc_t *gc; /* registry garbage collection (a no-op without --gc-url) */
   thaw_repair_t *repair;
+  thaw_release_t *release; /* gated pods (cold wait) */
   thaw_use_t *use;          /* usedBy, lastUsedAt */
   thaw_inventory_t *inv;    /* what the cache holds, by content */
   thaw_lifecycle_t *life;   /* expiry and eviction */
@@ -95,6 +97,7 @@ static void on_ci_changed(const char *name, const thaw_cirec_t *rec,
                           void *data) {
   thaw_controller_t *c = data;
   char repo[THAW_IMGREF_STR_MAX + 1];
+  thaw_release_cachedimage(c->release, name, rec);
   if (rec == NULL) {
     thaw_inventory_remove(c->inv, name);
     return;
@@ -212,6 +215,7 @@ static void start_leading(thaw_controller_t *c) {
   thaw_lifecycle_set_active(c->life, 1);
   thaw_gc_set_active(c->gc, 1, on_gc_ready, c);
   thaw_repair_set_active(c->repair, 1);
+  thaw_release_set_active(c->release, 1);
   uv_timer_start(&c->activate, on_activate_tick, 0, ACTIVATE_POLL_MS);
 }
 
@@ -219,6 +223,7 @@ static void stop_leading(thaw_controller_t *c) {
   c->leading = 0;
   uv_timer_stop(&c->activate);
   thaw_repair_set_active(c->repair, 0);
+  thaw_release_set_active(c->release, 0);
   thaw_lifecycle_set_active(c->life, 0);
   thaw_use_set_active(c->use, 0);
   thaw_inventory_set_registry(c->inv, NULL, NULL); /* before the client goes */
@@ -321,6 +326,13 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
   if ((rc = thaw_repair_new(c->loop, c->kube, c->sources, &rpo,
                             &c->repair)) != 0)
     return thaw_errf(err, errlen, rc, "repair: %s", thaw_strerror(rc));
+  thaw_release_opts_t rlo = {.cache_host = cfg->cache_host,
+                             .metrics = c->metrics,
+                             .synced = ci_synced,
+                             .data = c};
+  if ((rc = thaw_release_new(c->loop, c->kube, c->sources, &rlo,
+                             &c->release)) != 0)
+    return thaw_errf(err, errlen, rc, "release: %s", thaw_strerror(rc));
   thaw_reconciler_opts_t reo = {.cfg = cfg,
                                 .kube = c->kube,
                                 .sources = c->sources,
@@ -438,6 +450,7 @@ void thaw_controller_free(thaw_controller_t *c) {
   thaw_leader_free(c->leader);
   thaw_sources_free(c->sources);
   thaw_repair_free(c->repair); /* after its observed sources */
+  thaw_release_free(c->release); /* after its observed sources */
   thaw_use_free(c->use);        /* after its observed sources */
   thaw_lifecycle_free(c->life);
   thaw_gc_free(c->gc); /* before the reconciler it pauses and the http */

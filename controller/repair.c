@@ -12,9 +12,9 @@
 #include "imgref.h"
 #include "log.h"
 #include "podinfo.h"
+#include "podpatch.h"
 #include "store.h"
 
-#define ANN_ORIGINALS "thaw.dev/original-images"
 #define TICK_MS 1000
 #define MAX_INFLIGHT 8                 /* pods read or patched at once */
 #define RETRY_MS 1000                  /* first retry after a failure */
@@ -99,19 +99,6 @@ static int original_of(const cJSON *originals, const char *key,
   return 0;
 }
 
-static int add_op(cJSON *ops, const char *op, const char *path,
-                  const char *value) {
-  cJSON *o = cJSON_CreateObject();
-  if (o == NULL || !cJSON_AddStringToObject(o, "op", op) ||
-      !cJSON_AddStringToObject(o, "path", path) ||
-      !cJSON_AddStringToObject(o, "value", value) ||
-      !cJSON_AddItemToArray(ops, o)) {
-    cJSON_Delete(o);
-    return THAW_ENOMEM;
-  }
-  return 0;
-}
-
 /* The container lists whose images a pod update may change. */
 typedef struct {
   const char *list, *statuses, *prefix, *what;
@@ -141,8 +128,8 @@ static int plan_list(const cJSON *spec, const cJSON *status, const kind_t *k,
     if (original_of(originals, key, image, cache_host, orig, sizeof orig) != 0)
       continue;
     snprintf(path, sizeof path, "/spec/%s/%d/image", k->list, i);
-    if (add_op(ops, "test", path, image) != 0 ||
-        add_op(ops, "replace", path, orig) != 0)
+    if (thaw_podpatch_op(ops, "test", path, image) != 0 ||
+        thaw_podpatch_op(ops, "replace", path, orig) != 0)
       return THAW_ENOMEM;
     if (*used < msglen) {
       int w = snprintf(msg + *used, msglen - *used, "%s%s %s: %s -> %s (%s)",
@@ -165,7 +152,7 @@ int thaw_repair_plan(const cJSON *pod, const char *cache_host, cJSON **ops,
   const cJSON *del = cJSON_GetObjectItemCaseSensitive(meta, "deletionTimestamp");
   /* The annotation is the proof that thaw's webhook rewrote this pod. */
   const char *ann = str(cJSON_GetObjectItemCaseSensitive(meta, "annotations"),
-                        ANN_ORIGINALS);
+                        THAW_PODPATCH_ANN_ORIGINALS);
   if (ann == NULL || (del != NULL && !cJSON_IsNull(del)))
     return 0;
   cJSON *parsed = cJSON_Parse(ann);
@@ -178,7 +165,8 @@ int thaw_repair_plan(const cJSON *pod, const char *cache_host, cJSON **ops,
   /* The uid first: a pod deleted and created again under the same name is
    * another pod. */
   if (out == NULL ||
-      (uid != NULL && add_op(out, "test", "/metadata/uid", uid) != 0))
+      (uid != NULL &&
+       thaw_podpatch_op(out, "test", "/metadata/uid", uid) != 0))
     n = THAW_ENOMEM;
   for (size_t i = 0; n >= 0 && i < sizeof kinds / sizeof *kinds; i++) {
     int m = plan_list(spec, status, &kinds[i], originals, cache_host, out,
@@ -302,18 +290,6 @@ static void retry_later(thaw_repair_t *r, track_t *t) {
   t->next_ms = uv_now(r->loop) + backoff(RETRY_MS, t->attempts, RETRY_MAX_MS);
 }
 
-/* ns and name of a "namespace/name" key; 0 or -1. */
-static int split_key(const char *key, char *ns, size_t nscap,
-                     const char **name) {
-  const char *slash = strchr(key, '/');
-  if (slash == NULL || (size_t)(slash - key) >= nscap)
-    return -1;
-  memcpy(ns, key, (size_t)(slash - key));
-  ns[slash - key] = '\0';
-  *name = slash + 1;
-  return 0;
-}
-
 static void on_patched(const thaw_kube_result_t *res, void *data) {
   call_t *c = data;
   thaw_repair_t *r = c->r;
@@ -324,7 +300,7 @@ static void on_patched(const thaw_kube_result_t *res, void *data) {
   }
   char ns[64];
   const char *name = "";
-  split_key(c->key, ns, sizeof ns, &name);
+  thaw_podpatch_split_key(c->key, ns, sizeof ns, &name);
   if (res->err == 0) {
     thaw_denied_note(&denied_patch, 0, "repair", "patch", "pods", NULL);
     thaw_metric_child_add(r->repaired, 1);
@@ -398,7 +374,7 @@ static void on_read(const thaw_kube_result_t *res, void *data) {
   const char *name;
   int rc = THAW_ENOMEM;
   if ((c->message = strdup(msg)) != NULL &&
-      split_key(c->key, ns, sizeof ns, &name) == 0) {
+      thaw_podpatch_split_key(c->key, ns, sizeof ns, &name) == 0) {
     thaw_kube_opts_t o = {.namespace = ns,
                           .name = name,
                           .field_manager = "thaw-controller"};
@@ -424,7 +400,7 @@ static int start_read(thaw_repair_t *r, const char *key, track_t *t) {
     return THAW_ENOMEM;
   memcpy(c->key, key, len + 1);
   c->r = r;
-  if (split_key(key, ns, sizeof ns, &name) != 0) {
+  if (thaw_podpatch_split_key(key, ns, sizeof ns, &name) != 0) {
     free(c);
     return THAW_EINVAL;
   }

@@ -435,6 +435,17 @@ int thaw_sources_ns_lends(const thaw_sources_t *s, const char *ns) {
          (r->flags & (NS_PRIVATE | NS_OPTED_OUT | NS_EXCLUDED)) == NS_PRIVATE;
 }
 
+int thaw_sources_ns_serves(const thaw_sources_t *s, const char *ns) {
+  const ns_rec_t *r =
+      ns != NULL ? thaw_informer_get(s->ns_inf, ns, NULL) : NULL;
+  if (r == NULL)
+    return THAW_SOURCES_NS_UNKNOWN;
+  if (r->flags & (NS_OPTED_OUT | NS_EXCLUDED))
+    return THAW_SOURCES_NS_NONE;
+  return r->flags & NS_PRIVATE ? THAW_SOURCES_NS_PRIVATE
+                               : THAW_SOURCES_NS_PUBLIC;
+}
+
 void thaw_sources_pull_secrets(const thaw_sources_t *s, const char *normalized,
                                thaw_sources_secret_cb cb, void *data) {
   secret_filter_t f = {s, cb, data};

@@ -71,6 +71,18 @@ int thaw_sources_ns_has_label(const thaw_sources_t *s, const char *ns,
  * thaw.dev/cache-private=true, and neither opted out nor excluded (system
  * namespaces never lend, whatever their labels). */
 int thaw_sources_ns_lends(const thaw_sources_t *s, const char *ns);
+/* What may be served from the cache to pods of namespace `ns`:
+ * THAW_SOURCES_NS_UNKNOWN (not seen yet), THAW_SOURCES_NS_NONE (opted out,
+ * excluded or a system namespace: nothing), THAW_SOURCES_NS_PUBLIC (images
+ * that are not private), THAW_SOURCES_NS_PRIVATE (labelled
+ * thaw.dev/cache-private=true: private images too). */
+enum {
+  THAW_SOURCES_NS_UNKNOWN = -2,
+  THAW_SOURCES_NS_NONE = -1,
+  THAW_SOURCES_NS_PUBLIC = 0,
+  THAW_SOURCES_NS_PRIVATE = 1,
+};
+int thaw_sources_ns_serves(const thaw_sources_t *s, const char *ns);
 /* Calls cb for each known {namespace, name} pull secret of pods and
  * PodTemplates that use `normalized` and whose namespace is labelled
  * thaw.dev/cache-private=true, each pair once. */
@@ -96,7 +108,7 @@ typedef struct {
   void (*on_templates)(void *data);
   void *data;
 } thaw_sources_observer_t;
-#define THAW_SOURCES_OBSERVERS_MAX 4
+#define THAW_SOURCES_OBSERVERS_MAX 4 /* use, repair, release: one free */
 /* Adds an observer (copied). 0, or THAW_E2BIG beyond the maximum. */
 int thaw_sources_observe(thaw_sources_t *s, const thaw_sources_observer_t *o);
 /* Calls cb(template key, image as written) for each image of each

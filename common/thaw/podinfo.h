@@ -4,7 +4,11 @@
  * A record is one allocation: a flags byte, counts, then pointers into a
  * shared intern table (intern.h), so 100,000 pods of the same 3 images cost
  * 8 bytes per image reference. The namespace/name is the informer's key and
- * is not repeated here. Records are immutable once built. */
+ * is not repeated here. Records are immutable once built.
+ *
+ * A pod held by the cold wait's scheduling gate (thaw.dev/warming) carries
+ * a little more, after its refs (thaw_podinfo_gate()): what the release of
+ * gated pods needs. Other pods pay nothing for it. */
 #ifndef THAW_PODINFO_H
 #define THAW_PODINFO_H
 
@@ -32,20 +36,49 @@ enum {
 
 #define THAW_PODINFO_MAX_REFS 255
 
+#define THAW_PODINFO_GATE "thaw.dev/warming"              /* scheduling gate */
+#define THAW_PODINFO_COLD_WAIT "thaw.dev/cold-wait-seconds" /* annotation */
+#define THAW_PODINFO_COLD_WAIT_DEFAULT 30
+#define THAW_PODINFO_COLD_WAIT_MAX 300
+
 typedef struct {
   uint8_t flags;
   uint8_t n_images;    /* distinct images of containers, initContainers
                           and ephemeralContainers, in that order */
   uint8_t n_originals; /* distinct values of thaw.dev/original-images */
+  uint8_t gated;       /* 1: spec.schedulingGates names THAW_PODINFO_GATE
+                          and thaw_podinfo_gate() has the rest */
   const char *refs[];  /* n_images images, then n_originals originals;
                           interned, owned by the record */
 } thaw_podinfo_t;
+
+/* What a gated pod carries beyond the record (in the same allocation). */
+typedef struct {
+  /* Bit i set: refs[i] is the image of a container or init container whose
+   * imagePullPolicy is not Never, i.e. one the cold wait may wait for
+   * (ephemeral containers never are). Only the first 64 refs have a bit. */
+  uint64_t waited;
+  uint16_t wait_s;     /* thaw_podinfo_cold_wait() of the annotation */
+  const char *uid;     /* metadata.uid ("" if absent) */
+  const char *created; /* metadata.creationTimestamp as written ("" if
+                          absent) */
+  char buf[];
+} thaw_podinfo_gate_t;
 
 /* The informer projection (see informer.h): builds the record of a Pod
  * object. `data` is the thaw_intern_t * to intern into; *size gets the
  * record's bytes. Returns NULL when out of memory or when `pod` is not an
  * object. Refs beyond THAW_PODINFO_MAX_REFS are dropped with a warning. */
 void *thaw_podinfo_project(const cJSON *pod, size_t *size, void *data);
+
+/* The gated pod's extra fields, or NULL when the pod is not gated. */
+const thaw_podinfo_gate_t *thaw_podinfo_gate(const thaw_podinfo_t *p);
+
+/* The cold wait in seconds that annotation value `v` asks for
+ * (docs/design.md "Release of gated pods"): a whole number 0-300 (decimal
+ * digits only), else (absent, NULL, anything else)
+ * THAW_PODINFO_COLD_WAIT_DEFAULT. */
+int thaw_podinfo_cold_wait(const char *v);
 
 /* Releases a record and its string references; `data` is the intern table.
  * NULL does nothing. */
