@@ -4,6 +4,7 @@
 #endif
 #include "cirec.h"
 
+#include "clock.h"
 #include "imgref.h"
 #include "units.h"
 
@@ -227,23 +228,8 @@ void thaw_rfc3339(time_t t, char *buf, size_t cap) {
 }
 
 time_t thaw_rfc3339_parse(const char *s) {
-  struct tm tm;
-  memset(&tm, 0, sizeof tm);
-  const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-  if (p == NULL)
+  int64_t ms;
+  if (s == NULL || thaw_time_parse_ms(s, &ms) != 0)
     return 0;
-  if (*p == '.')
-    for (p++; *p >= '0' && *p <= '9'; p++)
-      ;
-  long off = 0;
-  if (*p == '+' || *p == '-') {
-    int hh, mm;
-    if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
-      return 0;
-    off = (hh * 60L + mm) * 60L * (*p == '-' ? -1 : 1);
-  } else if (*p != 'Z' && *p != 'z') {
-    return 0;
-  }
-  time_t t = timegm(&tm);
-  return t == (time_t)-1 ? 0 : t - off;
+  return (time_t)(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000));
 }

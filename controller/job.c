@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "error.h"
 #include "log.h"
 #include "phase.h"
@@ -262,7 +263,7 @@ void thaw_job_run(job_t *j) {
       thaw_job_end(j, THAW_WQ_SUCCESS, 0);
     return;
   }
-  uint64_t wait_until = 0, wall = thaw_job_wall_ms();
+  uint64_t wait_until = 0, wall = thaw_wall_ms();
   thaw_store_get(r->not_before, j->name, &wait_until);
   if (wall < wait_until && j->phase != THAW_CI_EXPIRING) {
     thaw_job_end(j, THAW_WQ_RETRY_AFTER, wait_until - wall);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "error.h"
 #include "events.h"
 #include "log.h"
@@ -22,15 +23,9 @@ uint64_t thaw_job_now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-uint64_t thaw_job_wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void thaw_job_not_before(job_t *j, uint64_t delay_ms) {
   /* The rv slot holds the time; the record is unused. */
-  if (thaw_store_put(j->r->not_before, j->name, thaw_job_wall_ms() + delay_ms,
+  if (thaw_store_put(j->r->not_before, j->name, thaw_wall_ms() + delay_ms,
                      NULL, NULL) < 0)
     thaw_warn("retry delay not kept (out of memory)", "name", j->name);
 }

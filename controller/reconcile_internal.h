@@ -105,7 +105,6 @@ void thaw_job_event(job_t *j, const char *type, const char *reason,
                     const char *msg);
 void thaw_job_add_message(cJSON *o, const char *msg);
 uint64_t thaw_job_now_ms(void);  /* monotonic */
-uint64_t thaw_job_wall_ms(void); /* realtime */
 /* No new attempt for this object before delay_ms from now. */
 void thaw_job_not_before(job_t *j, uint64_t delay_ms);
 uint64_t thaw_job_backoff_ms(const thaw_reconciler_t *r, uint32_t attempts);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "denied.h"
 #include "error.h"
 #include "imgref.h"
@@ -75,17 +76,6 @@ typedef struct {
 } call_t;
 
 static thaw_denied_t denied_get, denied_patch;
-
-static void free_rec(void *rec, void *data) {
-  (void)data;
-  free(rec);
-}
-
-static uint64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* --- what the CachedImages say ------------------------------------------ */
 
@@ -305,7 +295,7 @@ static int current(const call_t *c, int err) {
 
 /* Queues `key` again when its deadline comes. */
 static void at_deadline(thaw_release_t *r, const char *key, time_t deadline) {
-  uint64_t now = wall_ms(), at = (uint64_t)deadline * 1000u;
+  uint64_t now = thaw_wall_ms(), at = (uint64_t)deadline * 1000u;
   if (r->q != NULL)
     thaw_workqueue_add_after(r->q, key, at > now ? at - now + 10 : 0);
 }
@@ -323,7 +313,7 @@ static void on_patched(const thaw_kube_result_t *res, void *data) {
   track_t *t = thaw_store_get(r->pods, c->key, NULL);
   if (res->err == 0) {
     thaw_denied_note(&denied_patch, 0, "release", "patch", "pods", NULL);
-    double waited = ((double)wall_ms() - (double)c->created * 1000.0) / 1000.0;
+    double waited = ((double)thaw_wall_ms() - (double)c->created * 1000.0) / 1000.0;
     if (waited < 0)
       waited = 0;
     char w[32];
@@ -418,7 +408,7 @@ static void on_read(const thaw_kube_result_t *res, void *data) {
  * again at the latest (0: on a change only). */
 static int due(thaw_release_t *r, const char *key, const track_t *t,
                uint64_t *wait_ms) {
-  uint64_t now = wall_ms(), at = (uint64_t)t->deadline * 1000u;
+  uint64_t now = thaw_wall_ms(), at = (uint64_t)t->deadline * 1000u;
   *wait_ms = at > now ? at - now + 10 : 0;
   if (now >= at)
     return 1;
@@ -546,8 +536,8 @@ int thaw_release_new(uv_loop_t *loop, thaw_kube_t *kube,
   r->intern = thaw_intern_new();
   r->pods = thaw_store_new(NULL, NULL);
   r->waits = thaw_store_new(NULL, NULL);
-  r->cis = thaw_store_new(free_rec, NULL);
-  r->imgs = thaw_store_new(free_rec, NULL);
+  r->cis = thaw_store_new(thaw_store_free_plain, NULL);
+  r->imgs = thaw_store_new(thaw_store_free_plain, NULL);
   int rc = r->cache_host && r->intern && r->pods && r->waits && r->cis &&
                    r->imgs
                ? 0

@@ -198,11 +198,6 @@ static int candidate(const thaw_repair_t *r, const thaw_podinfo_t *p) {
   return 0;
 }
 
-static void free_track(void *rec, void *data) {
-  (void)data;
-  free(rec);
-}
-
 static void forget(thaw_repair_t *r, const char *key) {
   thaw_store_remove(r->pods, key, NULL, NULL);
 }
@@ -457,7 +452,7 @@ int thaw_repair_new(uv_loop_t *loop, thaw_kube_t *kube,
   r->after_ms = o->after_ms;
   if ((r->cache_host = strdup(o->cache_host)) == NULL ||
       (r->events = thaw_events_new(kube)) == NULL ||
-      (r->pods = thaw_store_new(free_track, NULL)) == NULL) {
+      (r->pods = thaw_store_new(thaw_store_free_plain, NULL)) == NULL) {
     thaw_events_free(r->events);
     free(r->cache_host);
     free(r);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "denied.h"
 #include "error.h"
 #include "log.h"
@@ -49,17 +50,6 @@ static void release(thaw_use_t *u) {
   free(u);
 }
 
-static void free_rec(void *rec, void *data) {
-  (void)data;
-  free(rec);
-}
-
-static uint64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* --- counting ---------------------------------------------------------- */
 
 /* The normalised form of an image as written, memoised ("" when it does
@@ -75,7 +65,7 @@ static const char *norm_of(thaw_use_t *u, const char *raw) {
   if (copy == NULL)
     return NULL;
   if (thaw_store_count(u->norms) >= NORMS_MAX) {
-    thaw_store_t *fresh = thaw_store_new(free_rec, NULL);
+    thaw_store_t *fresh = thaw_store_new(thaw_store_free_plain, NULL);
     if (fresh != NULL) {
       thaw_store_free(u->norms);
       u->norms = fresh;
@@ -123,7 +113,7 @@ static void add_pods(thaw_use_t *u, const char *img, int delta) {
       u->seen = fresh;
     }
   }
-  thaw_store_put(u->seen, img, wall_ms(), u, NULL);
+  thaw_store_put(u->seen, img, thaw_wall_ms(), u, NULL);
   uint64_t rv = 0;
   thaw_store_get(u->uses, img, &rv);
   int64_t pods = (int64_t)(rv >> 8) + delta;
@@ -345,9 +335,9 @@ static void on_tick(uv_timer_t *t) {
     return;
   if (u->tpl_dirty)
     recount_templates(u);
-  uint64_t now = wall_ms();
+  uint64_t now = thaw_wall_ms();
   const thaw_store_t *cis = u->o.cachedimages(u->o.data);
-  thaw_store_t *want = thaw_store_new(free_rec, NULL);
+  thaw_store_t *want = thaw_store_new(thaw_store_free_plain, NULL);
   if (want == NULL)
     return;
   size_t pos = 0, n_due = 0, started = 0;
@@ -429,7 +419,7 @@ int thaw_use_new(uv_loop_t *loop, const thaw_use_opts_t *o, thaw_use_t **out) {
     u->o.tick_ms = 1000;
   u->uses = thaw_store_new(NULL, NULL);
   u->tpls = thaw_store_new(NULL, NULL);
-  u->norms = thaw_store_new(free_rec, NULL);
+  u->norms = thaw_store_new(thaw_store_free_plain, NULL);
   u->seen = thaw_store_new(NULL, NULL);
   u->written = thaw_store_new(NULL, NULL);
   u->tpl_dirty = 1;

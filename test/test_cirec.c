@@ -7,6 +7,8 @@
 
 #include "check.h"
 #include "cirec.h"
+#include "clock.h"
+#include "error.h"
 
 static thaw_cirec_t *project(const char *json) {
   cJSON *o = cJSON_Parse(json);
@@ -86,6 +88,19 @@ static void test_times(void) {
                                     "2026-11-26T21:00:00+1", "2026-13-40T99:00:00Z"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     CHECK(thaw_rfc3339_parse(bad[i]) == 0);
+  /* the ms parser under it (common/base/clock.h): MicroTime keeps its ms,
+   * nothing may trail, a date before the epoch works without timegm() */
+  int64_t ms = 0;
+  CHECK(thaw_time_parse_ms("2026-11-26T21:00:00.123456Z", &ms) == 0 &&
+        ms == 1795726800123LL);
+  CHECK(thaw_time_parse_ms("2026-11-26T21:00:00.5Z", &ms) == 0 &&
+        ms == 1795726800500LL);
+  CHECK(thaw_time_parse_ms("1969-12-31T23:59:59Z", &ms) == 0 && ms == -1000);
+  CHECK(thaw_time_parse_ms("2026-11-26T21:00:00Zjunk", &ms) == THAW_EINVAL);
+  CHECK(thaw_time_parse_ms("2026-11-26T21:00:00.Z", &ms) == THAW_EINVAL);
+  CHECK(thaw_time_parse_ms(NULL, &ms) == THAW_EINVAL);
+  uint64_t now = thaw_wall_ms();
+  CHECK(now > 1795726800000ULL); /* after this test was written */
 }
 
 int main(void) {

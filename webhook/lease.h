@@ -30,13 +30,6 @@ int thaw_lease_start(thaw_lease_t *l);
  * `now_ms` being the wall clock in ms since the epoch; 0 otherwise (no
  * Lease, not seen yet, released, expired). NULL gives 0. */
 int thaw_lease_fresh(const thaw_lease_t *l, int64_t now_ms);
-/* The wall clock in ms since the epoch (CLOCK_REALTIME). */
-int64_t thaw_lease_now_ms(void);
-
-/* An RFC 3339 time as Kubernetes writes it ("2024-05-01T10:00:00Z",
- * MicroTime "...T10:00:00.123456Z", or an offset "+02:00") in ms since the
- * epoch. Returns 0, or THAW_EINVAL when s is not such a time. */
-int thaw_lease_time_parse(const char *s, int64_t *ms);
 
 /* Stops the informer; no callback runs after this. NULL does nothing. Run
  * the loop afterwards so the informer's requests can end; free it before

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "admit.h"
+#include "clock.h"
 #include "error.h"
 #include "http.h"
 #include "index.h"
@@ -88,7 +89,7 @@ static int review(const char *body, size_t len, char **out, size_t *out_len,
       .data = wh,
       .cold_wait_s = wh->cold_wait_s,
       .leader_fresh = wh->lease != NULL &&
-                      thaw_lease_fresh(wh->lease, thaw_lease_now_ms()),
+                      thaw_lease_fresh(wh->lease, (int64_t)thaw_wall_ms()),
       .image_pending = image_pending,
   };
   thaw_admit_stats_t st;

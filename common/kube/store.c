@@ -233,3 +233,8 @@ uint64_t thaw_store_rv(const char *rv) {
   }
   return h | (1ull << 63);
 }
+
+void thaw_store_free_plain(void *rec, void *data) {
+  (void)data;
+  free(rec);
+}

@@ -23,6 +23,9 @@ typedef void (*thaw_store_free_cb)(void *rec, void *data);
  * (records are then never released by the store). */
 thaw_store_t *thaw_store_new(thaw_store_free_cb free_rec, void *data);
 
+/* A thaw_store_free_cb for records that are one malloc'd block. */
+void thaw_store_free_plain(void *rec, void *data);
+
 /* Releases every record and the store. thaw_store_free(NULL) does nothing. */
 void thaw_store_free(thaw_store_t *s);
 
