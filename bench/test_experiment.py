@@ -248,7 +248,7 @@ def expected_goals(runs, meta):
             mean("thaw-prewarm", "pull_s") <= 1.25 * mean("floor", "pull_s"),
             mean("thaw-cold", "pull_wait_s") <= mean("no-cache", "pull_wait_s"),
             cold["bytes"] <= 1.1 * meta["image"]["size"] and
-            cold["manifest_gets"] <= 2 + meta["nodes"],
+            cold["manifest_gets"] <= 2,
             first("mirror") >= 3 * first("thaw-prewarm")]
 
 
