@@ -5,9 +5,11 @@ that moves every dashboard panel (test/test_monitoring.py).
 Parts: the emulator (test/with-emulator.sh), an upstream docker-registry
 with small images, the cache docker-registry with its Prometheus metrics
 on (http.debug, as manifests/registry/configmap.yaml), thaw-registry-gc on
-the cache's storage, thaw-webhook in the emulator's admission chain, and
-two thaw-controllers with leader election, short expiry, a size bound and
-garbage collection. Every process is stopped by PID (close())."""
+the cache's storage, thaw-webhook in the emulator's admission chain with
+the cold wait on, and two thaw-controllers with leader election (whose
+Lease lets the webhook gate pods, and whose leader releases them), short
+expiry, a size bound and garbage collection. Every process is stopped by
+PID (close())."""
 
 import os
 import random
@@ -27,6 +29,8 @@ import webhook_stub
 
 NS = "apps"
 EXPIRE, GRACE = 5, 2
+COLD_WAIT = "30s"         # as the oscar overlay; warms here take a second or two
+GATE = "thaw.dev/warming"
 MAX_CACHE = 64 << 20
 
 
@@ -48,6 +52,13 @@ class MetricsRegistry(registry.Registry):
             with open(self.config, "w") as f:
                 f.write(text)
         super().start(timeout)
+
+
+class ColdWaitWebhook(stack.Webhook):
+    """thaw-webhook with --cold-wait: pods with a cold image are gated."""
+
+    def argv(self):
+        return super().argv() + ["--cold-wait=" + COLD_WAIT]
 
 
 def image(imgs, name, base_seed, own_size):
@@ -92,8 +103,8 @@ class Stack(stack.Closers):
                 "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
                 want=(201, 409))
         certs = webhook_stub.make_certs(self.tmp)
-        self.hook = stack.Webhook(os.path.join(build, "webhook", "thaw-webhook"), certs,
-                                  self.cache.url, self.logs)
+        self.hook = ColdWaitWebhook(os.path.join(build, "webhook", "thaw-webhook"), certs,
+                                    self.cache.url, self.logs)
         self.closers.append(self.hook.stop)
         self.hook.start()
         self.api.ok("POST", stack.MWC_PATH,
@@ -138,10 +149,28 @@ class Stack(stack.Closers):
     # --- workload -------------------------------------------------------
 
     def pod(self, name, imgs):
-        self.api.ok("POST", "/api/v1/namespaces/%s/pods" % NS, {
+        """Creates the pod through the admission chain; returns it."""
+        return self.api.ok("POST", "/api/v1/namespaces/%s/pods" % NS, {
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
             "spec": {"containers": [{"name": "c%d" % i, "image": im}
                                     for i, im in enumerate(imgs)]}}, want=(201,))
+
+    def wait_gating(self, timeout=20):
+        """Until the webhook gates a pod, which takes a leader's Lease, the
+        webhook's watch of it and an open health gate. Each probe pod has
+        an image of its own that upstream lacks: once its warm fails the
+        leader releases it unchanged. Returns the probe pods' names."""
+        deadline = time.time() + timeout
+        names = []
+        while True:
+            names.append("cold-probe-%d" % len(names))
+            pod = self.pod(names[-1], ["%s/app/absent-%d:v1" % (self.uphost, len(names))])
+            if any(g.get("name") == GATE for g in pod["spec"].get("schedulingGates") or []):
+                return names
+            if time.time() > deadline:
+                raise AssertionError("no pod gated in %d s; webhook log:\n%s" % (
+                    timeout, self.hook.log_tail()))
+            time.sleep(0.5)
 
     def bad_review(self):
         """A malformed body straight to /mutate: 400 (an admission error)."""
@@ -169,14 +198,18 @@ class Stack(stack.Closers):
         """Pods every 0.25 s for `seconds` (two images, now and then an
         invalid reference or an image upstream lacks; the oldest deleted
         beyond 40), a malformed review every 20 pods, an unused image that
-        expires and is collected. full: every 30 s a new image the pods
-        use from then on and an unused one, and the leader stopped and
-        started again midway (the standby takes over)."""
+        expires and is collected. The cold wait: a probe pod gated and
+        released unchanged (wait_gating), then the first pods, gated
+        until their two images are warm and released rewritten. full:
+        every 30 s a new image the pods use from then on (gated again) and
+        an unused one, and the leader stopped and started again midway
+        (the standby takes over)."""
         m = self.mib
         apps = [self.push("app/web:v1", 1, 2 * m), self.push("app/worker:v1", 1, 3 * m)]
         missing = "%s/app/missing:v1" % self.uphost
+        live = self.wait_gating()
         self.unused(self.push("app/once:v1", 2, 2 * m))
-        t0, n, live, extra = time.time(), 0, [], []
+        t0, n, extra = time.time(), 0, []
         switched = not self.full
         while time.time() - t0 < seconds:
             n += 1

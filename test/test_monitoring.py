@@ -19,12 +19,14 @@ dashboard and the alerts use, the same with components/s3, and NetworkPolicy
 lets Prometheus reach every target.
 Live: the stack of test/monitoring_stack.py, scraped every second with
 those labels; a workload of pods (rewritten, cold, invalid, missing
-upstream), malformed reviews, an expiry and a garbage collection. Then
+upstream; gated by the cold wait and released, rewritten and unchanged),
+malformed reviews, an expiry and a garbage collection. Then
 every panel query and template variable of the dashboard, walked from the
 JSON, must parse, return a series carrying its legend's labels and a
 finite value; a copy with a typo in a metric, a label or a job must be
-flagged; every alert expression is evaluated, the healthy stack fires none
-of the outage alerts, the 2-day test certificate shows in
+flagged; the cold wait gated pods and released them both ways; every alert
+expression is evaluated, the healthy stack fires none of the outage alerts
+(nor ThawColdWaitInVain), the 2-day test certificate shows in
 ThawWebhookCertificateExpiring's, and a stopped thaw-registry-gc in
 ThawDaemonDown's. Each timeseries panel is plotted with gnuplot into
 BUILD/monitoring/ (paths printed).
@@ -324,6 +326,23 @@ class Live(unittest.TestCase):
         self.assertEqual(set(pods), {"thaw-webhook-0", "thaw-controller-0", "thaw-controller-1",
                                      "thaw-registry-0"})
 
+    def test_2b_the_cold_wait_gated_and_released(self):
+        """The workload went through the cold wait: pods gated by the
+        webhook, released by the leader both ways, their waits observed."""
+        def total(expr):
+            # from before the workload: its first events come at once
+            rng = "[%ds]" % (self.end - self.start + 60)
+            return {s["metric"].get("result", ""): float(s["value"][1])
+                    for s in self.prom.query(expr.replace("[R]", rng), at=self.end)["result"]}
+        gated = total('sum(increase(thaw_webhook_pods_gated_total{job="thaw-webhook"}[R]))')
+        released = total('sum by (result) (increase(thaw_pods_released_total'
+                         '{job="thaw-controller"}[R]))')
+        waits = total('sum(increase(thaw_cold_wait_seconds_count{job="thaw-controller"}[R]))')
+        self.assertGreaterEqual(gated.get("", 0), 2, gated)
+        self.assertGreater(released.get("rewritten", 0), 0, released)
+        self.assertGreater(released.get("unchanged", 0), 0, released)
+        self.assertGreaterEqual(waits.get("", 0), 2, waits)
+
     def test_3_a_typo_is_flagged(self):
         """A wrong metric name, a wrong label in `by`, a wrong job: each
         makes its query fail the check."""
@@ -362,7 +381,8 @@ class Live(unittest.TestCase):
         for name, e in exprs.items():
             self.prom.query(e)  # parses and evaluates (PromError otherwise)
         for name in ("ThawDaemonDown", "ThawNoLeader", "ThawCacheRegistryDown",
-                     "ThawCacheNearlyFull", "ThawWebhookRecordsFailing"):
+                     "ThawCacheNearlyFull", "ThawWebhookRecordsFailing",
+                     "ThawColdWaitInVain"):
             # Empty, or soon: a scrape that timed out on a loaded machine
             # is a blip; a label that does not match stays.
             deadline = time.time() + 10
