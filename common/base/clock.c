@@ -64,9 +64,14 @@ int thaw_time_parse_ms(const char *s, int64_t *ms) {
   int64_t off = 0; /* seconds east of UTC */
   if (*p == 'Z' || *p == 'z') {
     p++;
-  } else if ((*p == '+' || *p == '-') && p[3] == ':') {
-    int oh = digits(p + 1, 2), om = digits(p + 4, 2);
-    if (oh < 0 || oh > 23 || om < 0 || om > 59)
+  } else if (*p == '+' || *p == '-') {
+    /* each check stops at the first byte that fails, so a string cut
+     * short ("+1") is never read past its end */
+    int oh = digits(p + 1, 2);
+    if (oh < 0 || oh > 23 || p[3] != ':')
+      return THAW_EINVAL;
+    int om = digits(p + 4, 2);
+    if (om < 0 || om > 59)
       return THAW_EINVAL;
     off = (oh * 60 + om) * 60 * (*p == '-' ? -1 : 1);
     p += 6;
