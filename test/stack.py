@@ -206,6 +206,24 @@ class Controller(Daemon):
         return self.stop_timed(timeout)[0]
 
 
+
+SANITIZER = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+
+
+def stop_clean(proc):
+    """SIGTERM: the daemon must exit 0 (a sanitizer report or a leak found
+    at exit fails it) and its log must hold no sanitizer report. Returns
+    the log."""
+    rc = proc.stop()
+    with open(proc.log_path, errors="replace") as f:
+        log = f.read()
+    bad = [s for s in SANITIZER if s in log]
+    if rc != 0 or bad:
+        raise AssertionError("%s: exit %s, %s; log tail:\n%s" % (
+            proc.log_path, rc, bad, "\n".join(log.splitlines()[-60:])))
+    return log
+
+
 def metric(text, name, labels=None):
     """Value of one sample, or None. labels: dict that must all match."""
     for line in text.splitlines():

@@ -36,7 +36,7 @@ import images  # noqa: E402
 import registry  # noqa: E402
 import stack  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
-from stack import CI_PATH, SYSTEM_NS, Api, Controller, ci_name, metric  # noqa: E402
+from stack import CI_PATH, SYSTEM_NS, Api, Controller, ci_name, metric, stop_clean  # noqa: E402
 
 BINARY = None
 ACCEPT = ", ".join([images.OCI_MANIFEST, images.OCI_INDEX,
@@ -61,19 +61,8 @@ def http_get(url, accept=ACCEPT, method="GET"):
         return e.code, e.read(), dict(e.headers)
 
 
-SANITIZER = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 
-def stop_clean(ctl):
-    """SIGTERM: the controller must exit 0 (a sanitizer report or a leak
-    found at exit fails it) and its log must hold no sanitizer report."""
-    rc = ctl.stop()
-    with open(ctl.log_path, errors="replace") as f:
-        log = f.read()
-    bad = [s for s in SANITIZER if s in log]
-    if rc != 0 or bad:
-        raise AssertionError("%s: exit %s, %s; log tail:\n%s" % (
-            ctl.log_path, rc, bad, "\n".join(log.splitlines()[-60:])))
 
 
 def stack_time(rfc3339):

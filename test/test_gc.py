@@ -60,14 +60,13 @@ import images  # noqa: E402
 import registry  # noqa: E402
 import stack  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
-from stack import CI_PATH, SYSTEM_NS, Api, Controller, ci_name, metric  # noqa: E402
+from stack import SANITIZER, CI_PATH, SYSTEM_NS, Api, Controller, ci_name, metric, stop_clean  # noqa: E402
 
 AGENT = CONTROLLER = None
 COLLECTOR = registry.BINARY  # docker-registry
 ACCEPT = ", ".join([images.OCI_MANIFEST, images.OCI_INDEX,
                     "application/vnd.docker.distribution.manifest.v2+json",
                     "application/vnd.docker.distribution.manifest.list.v2+json"])
-SANITIZER = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 READY_S = 90
 
@@ -676,15 +675,6 @@ class DescriptorCache(AgentCase):
 
 # --- the controller's protocol ------------------------------------------
 
-def stop_clean(ctl):
-    rc = ctl.stop()
-    with open(ctl.log_path, errors="replace") as f:
-        log = f.read()
-    bad = [s for s in SANITIZER if s in log]
-    if rc != 0 or bad:
-        raise AssertionError("%s: exit %s, %s; log tail:\n%s" % (
-            ctl.log_path, rc, bad, "\n".join(log.splitlines()[-60:])))
-    return log
 
 
 def log_time(log, msg):

@@ -26,8 +26,8 @@ import containerd  # noqa: E402
 import images  # noqa: E402
 import stack  # noqa: E402
 import test_controller_e2e as e2e  # noqa: E402
-from stack import metric  # noqa: E402
-from test_controller_e2e import cache_repo, deterministic, http_get, stop_clean  # noqa: E402
+from stack import metric, stop_clean  # noqa: E402
+from test_controller_e2e import cache_repo, deterministic, http_get  # noqa: E402
 
 EXPIRE, GRACE = 4, 3
 NS = "apps"

@@ -36,7 +36,8 @@ import images  # noqa: E402
 import registry  # noqa: E402
 import stack  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
-from stack import CACHE_HOST, CI_PATH, SYSTEM_NS, Api, Controller, ci_name, metric  # noqa: E402
+from stack import (CACHE_HOST, CI_PATH, SYSTEM_NS, Api, Controller, ci_name, metric,  # noqa: E402
+                   stop_clean)
 
 BINARY = None
 NS = "release-apps"
@@ -44,7 +45,6 @@ GATE = "thaw.dev/warming"
 ANN = "thaw.dev/original-images"
 WAIT_ANN = "thaw.dev/cold-wait-seconds"
 RELEASE_S = 60   # bound for a warm and a release on a loaded machine
-SANITIZER = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 
 def rewritten(orig):
@@ -53,15 +53,6 @@ def rewritten(orig):
     return "%s/%s/%s" % (CACHE_HOST, host.replace(":", "__"), path)
 
 
-def stop_clean(ctl):
-    """SIGTERM: exit 0, and no sanitizer report in the log."""
-    rc = ctl.stop()
-    with open(ctl.log_path, errors="replace") as f:
-        log = f.read()
-    bad = [s for s in SANITIZER if s in log]
-    if rc != 0 or bad:
-        raise AssertionError("%s: exit %s, %s; log tail:\n%s" % (
-            ctl.log_path, rc, bad, "\n".join(log.splitlines()[-60:])))
 
 
 def log_lines(ctl, msg):

@@ -36,7 +36,7 @@ HERE = emu_reexec.setup(__file__, __name__)
 import registry  # noqa: E402
 import stack  # noqa: E402
 import yaml  # noqa: E402
-from stack import CACHE_HOST, SYSTEM_NS, Api, Controller, metric  # noqa: E402
+from stack import CACHE_HOST, SYSTEM_NS, Api, Controller, metric, stop_clean  # noqa: E402
 
 BINARY = None
 NS = "repair-apps"
@@ -46,7 +46,6 @@ UP = "127.0.0.1:9"       # originals' registry: nothing listens (the sweep's
 STANDBY_USER = "repair-standby"
 ANN = "thaw.dev/original-images"
 REPAIR_S = 30            # bound for a repair once due, on a loaded machine
-SANITIZER = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 
 def rewritten(orig):
@@ -190,15 +189,6 @@ def tearDownModule():
         ENV.close()
 
 
-def stop_clean(ctl):
-    """SIGTERM: exit 0, and no sanitizer report in the log."""
-    rc = ctl.stop()
-    with open(ctl.log_path, errors="replace") as f:
-        log = f.read()
-    bad = [s for s in SANITIZER if s in log]
-    if rc != 0 or bad:
-        raise AssertionError("%s: exit %s, %s; log tail:\n%s" % (
-            ctl.log_path, rc, bad, "\n".join(log.splitlines()[-60:])))
 
 
 # Images: each pod's original, and what the webhook would have made of it.
