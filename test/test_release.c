@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "json_table.h"
 #include "error.h"
 #include "intern.h"
 #include "podinfo.h"
@@ -14,19 +15,6 @@
 #define CACHE "localhost:7439"
 #define NOW 1780000000 /* 2026-05-28T20:26:40Z */
 #define CREATED "2026-05-28T20:26:30Z" /* NOW - 10 */
-
-/* JSON written with ' for " (readable tables). */
-static cJSON *json(const char *s) {
-  char *b = strdup(s);
-  for (char *p = b; *p; p++)
-    if (*p == '\'')
-      *p = '"';
-  cJSON *o = cJSON_Parse(b);
-  if (o == NULL)
-    fprintf(stderr, "bad JSON in the table: %s\n", b);
-  free(b);
-  return o;
-}
 
 /* What the CachedImages say, by normalised image. */
 #define A "docker.io/library/alpine:3"

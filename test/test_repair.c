@@ -7,24 +7,12 @@
 #include <string.h>
 
 #include "check.h"
+#include "json_table.h"
 #include "error.h"
 #include "repair.h"
 
 #define CACHE "localhost:7439"
 #define ANN "thaw.dev/original-images"
-
-/* JSON written with ' for " (readable tables). */
-static cJSON *json(const char *s) {
-  char *b = strdup(s);
-  for (char *p = b; *p; p++)
-    if (*p == '\'')
-      *p = '"';
-  cJSON *o = cJSON_Parse(b);
-  if (o == NULL)
-    fprintf(stderr, "bad JSON in the table: %s\n", b);
-  free(b);
-  return o;
-}
 
 /* A pod: metadata (JSON members), the containers, their statuses. */
 #define POD(meta, spec, status)                                                \
