@@ -3,8 +3,12 @@
  * 405/413/400/431/505, the 10 s request deadline (slowloris), the
  * connection limit, clients that vanish mid-write, and a clean shutdown
  * with connections open; a second server from thaw_httpd_start_post()
- * serves POST without a body and tells its handler the method. The server runs on its own loop in a thread; the
- * client is blocking sockets with receive timeouts in the main thread. */
+ * serves POST without a body and tells its handler the method; a third,
+ * from thaw_httpd_start_request(), tells its handler the query, the
+ * Authorization header and whether a body came (thaw_httpd_query_next()
+ * decodes the query: table cases). The servers run on their own loop in a
+ * thread; the client is blocking sockets with receive timeouts in the main
+ * thread. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -33,10 +37,10 @@
 
 static uv_loop_t loop;
 static uv_async_t stop_async;
-static thaw_httpd_t *srv, *post_srv;
+static thaw_httpd_t *srv, *post_srv, *req_srv;
 static pthread_t loop_thread;
-static int port, post_port;
-static atomic_int handled;
+static int port, post_port, req_port;
+static atomic_int handled, req_handled;
 
 static char *dupmem(const char *s, size_t n) {
   char *p = malloc(n ? n : 1);
@@ -90,7 +94,26 @@ static void post_handler(const char *method, const char *path,
   }
 }
 
+/* The request server's handler answers
+ * "METHOD|PATH|QUERY|AUTHORIZATION|HAS_BODY" ("-" for no Authorization);
+ * /post-404 answers a POST 404, as a token endpoint does. */
+static void request_handler(const thaw_httpd_request_t *req,
+                            thaw_httpd_reply_t *r, void *data) {
+  (void)data;
+  atomic_fetch_add(&req_handled, 1);
+  if (strcmp(req->path, "/post-404") == 0 && strcmp(req->method, "POST") == 0)
+    return;
+  char buf[512];
+  int n = snprintf(buf, sizeof buf, "%s|%s|%s|%s|%d", req->method, req->path,
+                   req->query, req->authorization ? req->authorization : "-",
+                   req->has_body);
+  r->status = 200;
+  r->body = dupmem(buf, (size_t)n);
+  r->len = (size_t)n;
+}
+
 static void on_stop(uv_async_t *a) {
+  thaw_httpd_free(req_srv);
   thaw_httpd_free(post_srv);
   thaw_httpd_free(srv);
   uv_close((uv_handle_t *)a, NULL);
@@ -117,6 +140,10 @@ static void server_start(void) {
   CHECK(thaw_httpd_start_post(&loop, "127.0.0.1:0", post_handler, NULL,
                               &post_srv, err, sizeof err) == 0);
   post_port = thaw_httpd_port(post_srv);
+  CHECK(thaw_httpd_start_request(&loop, "127.0.0.1:0", request_handler, NULL,
+                                 &req_srv, err, sizeof err) == 0);
+  req_port = thaw_httpd_port(req_srv);
+  CHECK(req_port > 0);
   uv_async_init(&loop, &stop_async, on_stop);
   pthread_create(&loop_thread, NULL, run_loop, NULL);
 }
@@ -513,6 +540,178 @@ static void test_post_server(void) {
   client_free(c);
 }
 
+/* One request to the request server on a fresh connection: its echo. */
+static resp_t req_one_shot(const char *req, int *closed) {
+  client_t *c = client_to(req_port);
+  sends(c, req);
+  resp_t r = read_resp(c, strncmp(req, "HEAD", 4) == 0);
+  *closed = c->len == 0 && closed_within(c, 3);
+  client_free(c);
+  return r;
+}
+
+static void test_request_server(void) {
+  /* query and Authorization reach the handler; keep-alive */
+  static const struct {
+    const char *req, *echo;
+  } cases[] = {
+      {"GET /token?service=reg&scope=a&scope=b HTTP/1.1\r\nHost: x\r\n"
+       "Authorization:   Basic dTpw  \r\n\r\n",
+       "GET|/token|service=reg&scope=a&scope=b|Basic dTpw|0"},
+      {"GET /token HTTP/1.1\r\nHost: x\r\n\r\n", "GET|/token||-|0"},
+      {"GET /token? HTTP/1.1\r\nHost: x\r\n\r\n", "GET|/token||-|0"},
+      {"GET /token?a=1#frag?b=2 HTTP/1.1\r\nHost: x\r\n\r\n",
+       "GET|/token|a=1|-|0"},
+      {"GET /token#frag?b=2 HTTP/1.1\r\nHost: x\r\n\r\n",
+       "GET|/token||-|0"},
+      {"GET http://x:1/token?service=s%20t HTTP/1.1\r\nHost: x\r\n"
+       "authorization: Bearer t\r\n\r\n",
+       "GET|/token|service=s%20t|Bearer t|0"},
+      {"GET http://x?q=1 HTTP/1.1\r\nHost: x\r\n\r\n", "GET|/|q=1|-|0"},
+      {"GET /token HTTP/1.1\r\nHost: x\r\nAuthorization:\r\n\r\n",
+       "GET|/token|||0"}, /* present and empty */
+      {"POST /token?x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+       "POST|/token|x|-|0"},
+  };
+  client_t *c = client_to(req_port);
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    sends(c, cases[i].req);
+    resp_t r = read_resp(c, 0);
+    if (r.status != 200 || strcmp(r.body, cases[i].echo) != 0)
+      fprintf(stderr, "request case %zu: %d '%s' (want '%s')\n", i, r.status,
+              r.body, cases[i].echo);
+    CHECK(r.status == 200 && strcmp(r.body, cases[i].echo) == 0);
+    CHECK(!has_header(&r, "connection: close"));
+  }
+  /* HEAD: the handler sees it; the body is not sent */
+  sends(c, "HEAD /token?a HTTP/1.1\r\nHost: x\r\n\r\n");
+  resp_t r = read_resp(c, 1);
+  CHECK(r.status == 200 &&
+        r.content_length == (long)strlen("HEAD|/token|a|-|0"));
+  /* other methods: the server's 405 names POST */
+  sends(c, "DELETE /token HTTP/1.1\r\nHost: x\r\n\r\n");
+  r = read_resp(c, 0);
+  CHECK(r.status == 405 && has_header(&r, "\r\nallow: get, head, post\r\n"));
+  sends(c, "GET /still HTTP/1.1\r\nHost: x\r\n\r\n");
+  r = read_resp(c, 0);
+  CHECK(r.status == 200 && strcmp(r.body, "GET|/still||-|0") == 0);
+  client_free(c);
+
+  /* a body reaches the handler (has_body), unread; then the close */
+  int closed, before = atomic_load(&req_handled);
+  r = req_one_shot("POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: 5"
+                   "\r\n\r\nhello", &closed);
+  CHECK(r.status == 200 && strcmp(r.body, "POST|/token||-|1") == 0);
+  CHECK(has_header(&r, "\r\nconnection: close\r\n"));
+  CHECK(closed);
+  r = req_one_shot("POST /post-404 HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                   "application/x-www-form-urlencoded\r\nContent-Length: 9"
+                   "\r\n\r\ngrant_typ", &closed);
+  CHECK(r.status == 404 && has_header(&r, "\r\nconnection: close\r\n"));
+  CHECK(closed);
+  r = req_one_shot("GET /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                   "\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                   "GET /never HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+  CHECK(r.status == 200 && strcmp(r.body, "GET|/t||-|1") == 0);
+  CHECK(closed); /* the chunks were not taken for a request */
+  CHECK(atomic_load(&req_handled) == before + 3);
+
+  /* two Authorization headers: 400, the handler is not called */
+  before = atomic_load(&req_handled);
+  r = req_one_shot("GET /token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic a"
+                   "\r\nauthorization: Basic b\r\n\r\n", &closed);
+  CHECK(r.status == 400 && closed);
+  r = req_one_shot("GET /token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic a"
+                   "\r\nAuthorization: Basic a\r\n\r\n", &closed);
+  CHECK(r.status == 400 && closed);
+  CHECK(atomic_load(&req_handled) == before);
+  /* the other servers ignore one Authorization, and refuse two */
+  r = one_shot("GET /echo/a?q HTTP/1.1\r\nHost: x\r\nAuthorization: x\r\n\r\n",
+               0, &closed);
+  CHECK(r.status == 200 && strcmp(r.body, "/echo/a") == 0 && !closed);
+  r = one_shot("GET /echo/a HTTP/1.1\r\nHost: x\r\nAuthorization: x\r\n"
+               "Authorization: y\r\n\r\n", 0, &closed);
+  CHECK(r.status == 400 && closed);
+}
+
+/* Every parameter of `query` as "name=value;" into out, and the last
+ * result of thaw_httpd_query_next() (0 at the end, or the error). */
+static int query_all(const char *query, char *out, size_t outlen) {
+  size_t pos = 0, len = 0;
+  char name[8], value[8];
+  int rc;
+  out[0] = '\0';
+  while ((rc = thaw_httpd_query_next(query, &pos, name, sizeof name, value,
+                                     sizeof value)) == 1)
+    len += (size_t)snprintf(out + len, outlen - len, "%s=%s;", name, value);
+  if (rc != 0) { /* an error leaves pos where it was: the same again */
+    size_t again = pos;
+    CHECK(thaw_httpd_query_next(query, &again, name, sizeof name, value,
+                                sizeof value) == rc && again == pos);
+  }
+  return rc;
+}
+
+static void test_query_next(void) {
+  static const struct {
+    const char *query, *want;
+    int rc;
+  } cases[] = {
+      {"", "", 0},
+      {"a=1", "a=1;", 0},
+      {"a=1&b=2", "a=1;b=2;", 0},
+      {"scope=a&scope=b&s=c", "scope=a;scope=b;s=c;", 0},
+      {"s=r%3Ax%2Cy", "s=r:x,y;", 0},
+      {"%41%62=%7e", "Ab=~;", 0},
+      {"q=a+b%20c", "q=a b c;", 0},
+      {"q=%2B", "q=+;", 0},
+      {"q=%C3%A9", "q=\xc3\xa9;", 0},
+      {"a=&b", "a=;b=;", 0},
+      {"a&b=2", "a=;b=2;", 0},
+      {"&&a=1&&", "a=1;", 0},
+      {"a=b=c", "a=b=c;", 0},
+      {"=v", "=v;", 0},
+      {"a=1234567", "a=1234567;", 0},      /* 7 bytes: fits a cap of 8 */
+      {"1234567=x", "1234567=x;", 0},
+      {"a=%zz", "", THAW_EINVAL},
+      {"x=1&a=%zz", "x=1;", THAW_EINVAL},
+      {"a=%4", "", THAW_EINVAL},
+      {"a=%4&b=1", "", THAW_EINVAL},       /* the escape stops at '&' */
+      {"%4=x", "", THAW_EINVAL},
+      {"a=%", "", THAW_EINVAL},
+      {"a=%g0", "", THAW_EINVAL},
+      {"a=%00", "", THAW_EINVAL},          /* would cut the string */
+      {"a=12345678", "", THAW_EINVAL},     /* 8 bytes: over the cap */
+      {"a=1&b=1234%41567", "a=1;", THAW_EINVAL},
+      {"12345678=x", "", THAW_EINVAL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char got[256];
+    int rc = query_all(cases[i].query, got, sizeof got);
+    if (rc != cases[i].rc || strcmp(got, cases[i].want) != 0)
+      fprintf(stderr, "query '%s': %d '%s' (want %d '%s')\n", cases[i].query,
+              rc, got, cases[i].rc, cases[i].want);
+    CHECK(rc == cases[i].rc);
+    CHECK(strcmp(got, cases[i].want) == 0);
+  }
+  /* a cap of 1 holds only the NUL; bad arguments */
+  char n[8], v[8];
+  size_t pos = 0;
+  CHECK(thaw_httpd_query_next("=", &pos, n, 1, v, 1) == 1);
+  CHECK(n[0] == '\0' && v[0] == '\0' && pos == 1);
+  CHECK(thaw_httpd_query_next("=", &pos, n, 1, v, 1) == 0);
+  pos = 0;
+  CHECK(thaw_httpd_query_next("a", &pos, n, 1, v, 1) == THAW_EINVAL);
+  CHECK(thaw_httpd_query_next(NULL, &pos, n, sizeof n, v, sizeof v) ==
+        THAW_EINVAL);
+  CHECK(thaw_httpd_query_next("a", NULL, n, sizeof n, v, sizeof v) ==
+        THAW_EINVAL);
+  CHECK(thaw_httpd_query_next("a", &pos, n, 0, v, sizeof v) == THAW_EINVAL);
+  pos = 5;
+  CHECK(thaw_httpd_query_next("a", &pos, n, sizeof n, v, sizeof v) ==
+        THAW_EINVAL);
+}
+
 static void test_malformed(void) {
   static const struct {
     const char *req;
@@ -770,6 +969,8 @@ int main(int argc, char **argv) {
   test_close_and_http10();
   test_methods_and_bodies();
   test_post_server();
+  test_request_server();
+  test_query_next();
   test_malformed();
   test_oversized();
   test_disconnect_mid_write();

@@ -57,8 +57,9 @@ typedef struct conn {
 struct thaw_httpd {
   uv_loop_t *loop;
   uv_tcp_t listener;
-  thaw_httpd_handler_cb handler;      /* one of the two */
-  thaw_httpd_method_cb method_handler; /* POST served */
+  thaw_httpd_handler_cb handler;        /* one of the three */
+  thaw_httpd_method_cb method_handler;   /* POST served */
+  thaw_httpd_request_cb request_handler; /* POST and bodies served */
   void *data;
   conn_t *conns;
   unsigned nconns; /* accepted and not yet freed, closing ones included */
@@ -272,8 +273,8 @@ static void send_reply(conn_t *c, thaw_httpd_reply_t *rep, int head,
                                      : "text/plain; charset=utf-8";
   char date[64];
   fmt_date(date, sizeof date);
-  const char *allowed = allow ? (c->srv->method_handler ? "GET, HEAD, POST"
-                                                        : "GET, HEAD")
+  const char *allowed = allow ? (c->srv->handler ? "GET, HEAD"
+                                                 : "GET, HEAD, POST")
                               : rep->allow;
   size_t cap = 256 + strlen(ct) + (allowed ? strlen(allowed) : 0);
   c->head = malloc(cap);
@@ -329,18 +330,29 @@ static void process(conn_t *c) {
     r.close = 1;
     used = c->len;
   }
-  if (r.post && c->srv->method_handler == NULL) { /* with or without a body */
+  thaw_httpd_t *s = c->srv;
+  if (r.status == 0 && r.post && s->handler != NULL) { /* body or not */
     r.status = 405;
     r.allow = 1;
+  } else if (r.status == 0 && r.body && s->request_handler == NULL) {
+    r.status = 413;
   }
   thaw_httpd_reply_t rep = {0};
   if (r.status != 0) {
     rep.status = r.status;
   } else {
-    if (c->srv->method_handler)
-      c->srv->method_handler(r.method, r.path, &rep, c->srv->data);
-    else
-      c->srv->handler(r.path, &rep, c->srv->data);
+    if (s->request_handler) {
+      thaw_httpd_request_t req = {.method = r.method,
+                                  .path = r.path,
+                                  .query = r.query,
+                                  .authorization = r.authorization,
+                                  .has_body = r.body};
+      s->request_handler(&req, &rep, s->data);
+    } else if (s->method_handler) {
+      s->method_handler(r.method, r.path, &rep, s->data);
+    } else {
+      s->handler(r.path, &rep, s->data);
+    }
     if (c->state == C_CLOSED) { /* the handler freed the server */
       free(rep.body);
       return;
@@ -440,14 +452,17 @@ static void on_listener_closed(uv_handle_t *h) {
   maybe_free_server(s);
 }
 
+/* Exactly one of the three handlers is set by the callers below. */
 static int start(uv_loop_t *loop, const char *address,
                  thaw_httpd_handler_cb handler,
-                 thaw_httpd_method_cb method_handler, void *data,
+                 thaw_httpd_method_cb method_handler,
+                 thaw_httpd_request_cb request_handler, void *data,
                  thaw_httpd_t **out, char *err, size_t errlen) {
   struct sockaddr_storage ss;
   int wildcard;
   *out = NULL;
-  if (loop == NULL || (handler == NULL && method_handler == NULL))
+  if (loop == NULL ||
+      (handler == NULL && method_handler == NULL && request_handler == NULL))
     return thaw_errf(err, errlen, THAW_EINVAL, "httpd: no loop or handler");
   int rc = parse_address(address, &ss, &wildcard, err, errlen);
   if (rc != 0)
@@ -481,6 +496,7 @@ static int start(uv_loop_t *loop, const char *address,
   s->loop = loop;
   s->handler = handler;
   s->method_handler = method_handler;
+  s->request_handler = request_handler;
   s->data = data;
   s->port = ntohs(bound.ss_family == AF_INET6
                       ? ((struct sockaddr_in6 *)&bound)->sin6_port
@@ -507,13 +523,19 @@ static int start(uv_loop_t *loop, const char *address,
 int thaw_httpd_start(uv_loop_t *loop, const char *address,
                      thaw_httpd_handler_cb handler, void *data,
                      thaw_httpd_t **out, char *err, size_t errlen) {
-  return start(loop, address, handler, NULL, data, out, err, errlen);
+  return start(loop, address, handler, NULL, NULL, data, out, err, errlen);
 }
 
 int thaw_httpd_start_post(uv_loop_t *loop, const char *address,
                           thaw_httpd_method_cb handler, void *data,
                           thaw_httpd_t **out, char *err, size_t errlen) {
-  return start(loop, address, NULL, handler, data, out, err, errlen);
+  return start(loop, address, NULL, handler, NULL, data, out, err, errlen);
+}
+
+int thaw_httpd_start_request(uv_loop_t *loop, const char *address,
+                             thaw_httpd_request_cb handler, void *data,
+                             thaw_httpd_t **out, char *err, size_t errlen) {
+  return start(loop, address, NULL, NULL, handler, data, out, err, errlen);
 }
 
 int thaw_httpd_port(const thaw_httpd_t *s) { return s ? s->port : 0; }

@@ -1,10 +1,13 @@
 /* httpd_parse.c - the pure part of httpd.c: one HTTP/1.1 request head
- * parsed in place (httpd_internal.h). */
+ * parsed in place (httpd_internal.h), and the query's parameters decoded
+ * (thaw_httpd_query_next() of httpd.h). */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "error.h"
+#include "httpd.h"
 #include "httpd_internal.h"
 
 static int is_tchar(unsigned char ch) {
@@ -113,10 +116,20 @@ size_t httpd_parse_request(char *buf, size_t len, req_t *r) {
     path = authority + strcspn(authority, "/?#");
   } else if (strcmp(target, "*") != 0 && target[0] != '/')
     goto bad;
-  path[strcspn(path, "?#")] = '\0';
+  /* The query runs from '?' to any '#' (a fragment is not sent by
+   * clients, but is cut rather than handed on). */
+  char *hash = strchr(path, '#');
+  if (hash != NULL)
+    *hash = '\0';
+  char *question = strchr(path, '?');
+  r->query = "";
+  if (question != NULL) {
+    *question = '\0';
+    r->query = question + 1;
+  }
   r->path = path[0] ? path : "/"; /* "http://host?q" */
 
-  int hosts = 0, te = 0, cl_seen = 0, conn_close = 0;
+  int hosts = 0, auths = 0, te = 0, cl_seen = 0, conn_close = 0;
   unsigned long long cl = 0;
   for (;;) {
     line = next_line(&p, stop);
@@ -136,6 +149,9 @@ size_t httpd_parse_request(char *buf, size_t len, req_t *r) {
     char *value = trim(colon + 1);
     if (strcasecmp(line, "host") == 0) {
       hosts++;
+    } else if (strcasecmp(line, "authorization") == 0) {
+      auths++; /* two would leave it open which one is checked */
+      r->authorization = value;
     } else if (strcasecmp(line, "content-length") == 0) {
       size_t n = strlen(value);
       if (n == 0 || n > 18 || strspn(value, "0123456789") != n)
@@ -151,19 +167,19 @@ size_t httpd_parse_request(char *buf, size_t len, req_t *r) {
       conn_close |= has_token(value, "close");
     }
   }
-  if ((!http10 && hosts != 1) || hosts > 1 || (te && cl_seen))
+  if ((!http10 && hosts != 1) || hosts > 1 || auths > 1 || (te && cl_seen))
     goto bad;
-  int body = te || cl > 0;
+  r->body = te || cl > 0;
   r->head = strcmp(method, "HEAD") == 0;
   r->post = strcmp(method, "POST") == 0;
   r->method = method;
-  r->close = http10 || conn_close || body;
+  /* An unread body would be taken for the next request: close after. */
+  r->close = http10 || conn_close || r->body;
   if (!r->head && !r->post && strcmp(method, "GET") != 0) {
     r->status = 405;
     r->allow = 1;
-  } else if (body) {
-    r->status = 413; /* httpd.c makes a POST 405 where POST is not served */
   }
+  /* Whether a POST or a body is served is httpd.c's choice (405, 413). */
   return end;
 
 bad:
@@ -173,3 +189,68 @@ bad:
   return end;
 }
 
+/* --- the query ------------------------------------------------------- */
+
+static int hex_value(char ch) {
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  if (ch >= 'a' && ch <= 'f')
+    return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F')
+    return ch - 'A' + 10;
+  return -1;
+}
+
+/* Decodes src[0..n) ('+' is a space, %XX a byte) into out[0..cap) with a
+ * NUL. THAW_EINVAL for a bad or NUL escape, or when it does not fit. */
+static int form_decode(const char *src, size_t n, char *out, size_t cap) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = src[i];
+    if (ch == '+') {
+      ch = ' ';
+    } else if (ch == '%') {
+      if (i + 2 >= n) /* "%4" at the end of the name or value */
+        return THAW_EINVAL;
+      int hi = hex_value(src[i + 1]), lo = hex_value(src[i + 2]);
+      if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+        return THAW_EINVAL;
+      ch = (char)(hi << 4 | lo);
+      i += 2;
+    }
+    if (o + 1 >= cap)
+      return THAW_EINVAL;
+    out[o++] = ch;
+  }
+  out[o] = '\0';
+  return 0;
+}
+
+int thaw_httpd_query_next(const char *query, size_t *pos, char *name,
+                          size_t name_cap, char *value, size_t value_cap) {
+  if (query == NULL || pos == NULL || name == NULL || value == NULL ||
+      name_cap == 0 || value_cap == 0)
+    return THAW_EINVAL;
+  size_t len = strlen(query), at = *pos;
+  if (at > len)
+    return THAW_EINVAL;
+  while (query[at] == '&')
+    at++;
+  if (query[at] == '\0') {
+    *pos = at;
+    return 0;
+  }
+  const char *param = query + at;
+  size_t n = strcspn(param, "&");
+  const char *eq = memchr(param, '=', n);
+  size_t name_len = eq ? (size_t)(eq - param) : n;
+  int rc = form_decode(param, name_len, name, name_cap);
+  if (rc == 0 && eq)
+    rc = form_decode(eq + 1, n - name_len - 1, value, value_cap);
+  else if (rc == 0)
+    value[0] = '\0';
+  if (rc != 0)
+    return rc;
+  *pos = at + n;
+  return 1;
+}
