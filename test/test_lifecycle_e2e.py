@@ -208,7 +208,9 @@ class ExpiryTest(unittest.TestCase):
         Ready and its manifest is never deleted."""
         name, image, info = self.ready("life/race:v1")
         ENV.wait_phase(name, "Expiring", timeout=EXPIRE + 10)
-        rewritten = "localhost:7439/" + cache_repo(image.rsplit(":", 1)[0]) + ":v1"
+        # content-addressed, as the webhook writes it: it counts for the tag
+        rewritten = ("localhost:7439/" + cache_repo(image.rsplit(":", 1)[0]) + ":v1@" +
+                     info["digest"])
         pod("race-1", rewritten)
         ENV.wait_phase(name, "Ready", timeout=5)
         time.sleep(GRACE + 1)
