@@ -16,6 +16,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "metrics.h"
+#include "pinhold.h"
 #include "reconcile.h"
 #include "registry.h"
 #include "release.h"
@@ -46,6 +47,7 @@ struct thaw_controller {
   thaw_release_t *release; /* gated pods (cold wait) */
   thaw_use_t *use;          /* usedBy, lastUsedAt */
   thaw_inventory_t *inv;    /* what the cache holds, by content */
+  thaw_pinhold_t *pinhold;  /* old digests that pods still name */
   thaw_lifecycle_t *life;   /* expiry and eviction */
   thaw_leader_t *leader;
   thaw_httpd_t *httpd;
@@ -107,6 +109,7 @@ static void on_ci_changed(const char *name, const thaw_cirec_t *rec,
   if (rec->norm[0] == '\0' ||
       thaw_warm_cache_repo(rec->norm, repo, sizeof repo) != 0)
     return;
+  thaw_pinhold_moving(c->pinhold, name, rec->norm, repo, rec->digest);
   if (thaw_inventory_set(c->inv, name, repo, rec->digest, rec->size_bytes) != 0)
     thaw_warn("inventory: object not recorded", "name", name);
 }
@@ -348,6 +351,9 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
                               .deleted = on_manifest_deleted, .data = c};
   if ((rc = thaw_inventory_new(c->loop, &io, &c->inv)) != 0)
     return thaw_errf(err, errlen, rc, "inventory: %s", thaw_strerror(rc));
+  if ((rc = thaw_pinhold_new(c->loop, c->inv, c->use,
+                             cfg->expire_grace_ms, &c->pinhold)) != 0)
+    return thaw_errf(err, errlen, rc, "holds: %s", thaw_strerror(rc));
   thaw_lifecycle_opts_t lo = {.cfg = cfg, .kube = c->kube, .rec = c->rec,
                               .use = c->use, .inv = c->inv,
                               .gc_running = gc_running, .gc_data = c,
@@ -451,6 +457,8 @@ void thaw_controller_free(thaw_controller_t *c) {
   thaw_sources_free(c->sources);
   thaw_repair_free(c->repair); /* after its observed sources */
   thaw_release_free(c->release); /* after its observed sources */
+  thaw_pinhold_free(c->pinhold); /* before the use it asks */
+  c->pinhold = NULL;
   thaw_use_free(c->use);        /* after its observed sources */
   thaw_lifecycle_free(c->life);
   thaw_gc_free(c->gc); /* before the reconciler it pauses and the http */

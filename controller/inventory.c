@@ -623,6 +623,15 @@ void thaw_inventory_remove(thaw_inventory_t *inv, const char *name) {
     obj_free(inv, o);
 }
 
+int thaw_inventory_digest(const thaw_inventory_t *inv, const char *name,
+                          char out[72]) {
+  const inv_obj_t *o = inv && name ? obj_find(inv, name) : NULL;
+  if (!o || o->gone || !o->top)
+    return 0;
+  inv_digest_str(o->top->node, out);
+  return 1;
+}
+
 int thaw_inventory_pending(const thaw_inventory_t *inv, const char *name) {
   const inv_obj_t *o = inv && name ? obj_find(inv, name) : NULL;
   return o && o->outstanding > 0;

@@ -118,6 +118,11 @@ int thaw_inventory_set(thaw_inventory_t *inv, const char *name,
  * no longer counts as an object. Unknown names do nothing. */
 void thaw_inventory_remove(thaw_inventory_t *inv, const char *name);
 
+/* 1 and the top digest ("sha256:<hex>") object `name` holds in out, or 0
+ * when it holds nothing or is unknown or removed. */
+int thaw_inventory_digest(const thaw_inventory_t *inv, const char *name,
+                          char out[72]);
+
 /* 1 while manifests orphaned by `name` (by its remove, or by an earlier
  * digest it held) are still in the cache: the lifecycle removes the object,
  * waits until this is 0, then deletes the CachedImage. An orphan that

@@ -37,12 +37,16 @@ typedef struct {
 /* A CachedImage as far as the release cares. */
 typedef struct {
   uint8_t phase, priv;
+  const char *digest; /* status.digest when valid, else ""; after norm */
   char norm[];
 } ci_t;
 
-/* The CachedImages of one normalised image, by what they say. */
+/* The CachedImages of one normalised image, by what they say. `ready`
+ * counts Ready objects with a valid status.digest (a rewrite pins it);
+ * `pin` is the last of them seen, the digest a release pins. */
 typedef struct {
   uint32_t any, active, ready, failed, priv;
+  const ci_t *pin;
 } count_t;
 
 struct thaw_release {
@@ -57,6 +61,7 @@ struct thaw_release {
   thaw_store_t *waits;   /* norm -> rv: tracked pods waiting for it */
   thaw_store_t *cis;     /* CachedImage name -> ci_t */
   thaw_store_t *imgs;    /* norm -> count_t */
+  const char *changing;  /* the CachedImage whose records are swapped */
   thaw_workqueue_t *q;   /* while active */
   thaw_metric_child_t *rewritten, *unchanged, *waited;
   unsigned calls; /* reads and patches in flight */
@@ -78,6 +83,31 @@ typedef struct {
 static thaw_denied_t denied_get, denied_patch;
 
 /* --- what the CachedImages say ------------------------------------------ */
+
+static int pinnable(const ci_t *ci) {
+  return ci->phase == THAW_CI_READY && ci->digest[0] != '\0';
+}
+
+static const char *digest_of(const char *norm, void *data) {
+  thaw_release_t *r = data;
+  const count_t *c = thaw_store_get(r->imgs, norm, NULL);
+  return c != NULL && c->pin != NULL ? c->pin->digest : NULL;
+}
+
+/* Another pinnable object of c's image than the one changing, or NULL. */
+static const ci_t *find_pin(const thaw_release_t *r, const char *norm) {
+  size_t pos = 0;
+  const char *key;
+  void *rec;
+  while (thaw_store_next(r->cis, &pos, &key, NULL, &rec)) {
+    const ci_t *o = rec;
+    if ((r->changing == NULL || strcmp(key, r->changing) != 0) &&
+        pinnable(o) &&
+        strcmp(o->norm, norm) == 0)
+      return o;
+  }
+  return NULL;
+}
 
 static unsigned lookup(const char *norm, void *data) {
   thaw_release_t *r = data;
@@ -102,9 +132,13 @@ static void count(thaw_release_t *r, const ci_t *ci, int d) {
   c->any += d;
   c->active += (ci->phase == THAW_CI_NONE || ci->phase == THAW_CI_PENDING ||
                 ci->phase == THAW_CI_WARMING) ? d : 0;
-  c->ready += ci->phase == THAW_CI_READY ? d : 0;
+  c->ready += pinnable(ci) ? d : 0;
   c->failed += ci->phase == THAW_CI_FAILED ? d : 0;
   c->priv += ci->priv ? d : 0;
+  if (d > 0 && pinnable(ci))
+    c->pin = ci; /* the newest digest wins (a refresh moved it) */
+  else if (d < 0 && c->pin == ci) /* rare: only with two objects */
+    c->pin = c->ready > 0 ? find_pin(r, ci->norm) : NULL;
   if (c->any == 0)
     thaw_store_remove(r->imgs, ci->norm, NULL, NULL);
 }
@@ -133,11 +167,16 @@ void thaw_release_cachedimage(thaw_release_t *r, const char *name,
   ci_t *old = thaw_store_get(r->cis, name, NULL), *ci = NULL;
   if (rec != NULL && rec->norm[0] != '\0') {
     uint8_t priv = (rec->flags & THAW_CI_PRIVATE) != 0;
+    const char *dg = rec->digest != NULL &&
+                             thaw_imgref_digest_valid(rec->digest,
+                                                      strlen(rec->digest))
+                         ? rec->digest
+                         : "";
     if (old != NULL && old->phase == rec->phase && old->priv == priv &&
-        strcmp(old->norm, rec->norm) == 0)
+        strcmp(old->norm, rec->norm) == 0 && strcmp(old->digest, dg) == 0)
       return; /* a status write that changes nothing here (progress) */
-    size_t n = strlen(rec->norm);
-    if ((ci = malloc(sizeof *ci + n + 1)) == NULL) {
+    size_t n = strlen(rec->norm), dn = strlen(dg);
+    if ((ci = malloc(sizeof *ci + n + 1 + dn + 1)) == NULL) {
       thaw_warn("release: CachedImage not recorded (out of memory)", "name",
                 name);
       return;
@@ -145,7 +184,10 @@ void thaw_release_cachedimage(thaw_release_t *r, const char *name,
     ci->phase = rec->phase;
     ci->priv = priv;
     memcpy(ci->norm, rec->norm, n + 1);
+    memcpy(ci->norm + n + 1, dg, dn + 1);
+    ci->digest = ci->norm + n + 1;
   }
+  r->changing = name; /* neither record of it may become a pin elsewhere */
   unsigned before = 0, after = 0, old_after = 0;
   if (ci != NULL)
     before = lookup(ci->norm, r);
@@ -170,6 +212,7 @@ void thaw_release_cachedimage(thaw_release_t *r, const char *name,
   }
   if (ci == NULL)
     thaw_store_remove(r->cis, name, NULL, NULL);
+  r->changing = NULL;
 }
 
 /* --- tracked pods ------------------------------------------------------- */
@@ -372,6 +415,7 @@ static void on_read(const thaw_kube_result_t *res, void *data) {
   int serves = thaw_sources_ns_serves(r->sources, ns);
   thaw_release_env_t env = {.cache_host = r->cache_host,
                             .ns_serves = serves, .lookup = lookup,
+                            .digest = digest_of,
                             .data = r, .now = time(NULL)};
   thaw_release_plan_t plan;
   int rc = thaw_release_plan(res->body, &env, &plan);

@@ -17,7 +17,9 @@
  * thaw.dev/cold-wait-seconds. Then it is read, and thaw_release_plan()
  * decides again on what was read: one JSON Patch that tests the uid,
  * rewrites the images that are Ready and may be served to the pod (as the
- * webhook's row 10 would, the originals into thaw.dev/original-images as
+ * webhook's row 10 would, pinned to the Ready object's status.digest; a
+ * Ready object without a valid one does not count as Ready), the originals
+ * into thaw.dev/original-images as
  * the webhook writes them), and tests and removes the gate. 409/422: read
  * again; 404: forgotten. A release counts in
  * thaw_pods_released_total{result} (rewritten: at least one image now
@@ -45,7 +47,7 @@
 enum {
   THAW_RELEASE_CI_ANY = 1,     /* at least one exists */
   THAW_RELEASE_CI_ACTIVE = 2,  /* one is Pending, Warming or has no phase */
-  THAW_RELEASE_CI_READY = 4,   /* one is Ready */
+  THAW_RELEASE_CI_READY = 4,   /* one is Ready, with a valid status.digest */
   THAW_RELEASE_CI_FAILED = 8,  /* one is Failed */
   THAW_RELEASE_CI_PRIVATE = 16 /* one has status.private */
 };
@@ -59,6 +61,10 @@ int thaw_release_image_done(unsigned ci);
 /* The THAW_RELEASE_CI_* of a normalised image. */
 typedef unsigned (*thaw_release_lookup_cb)(const char *normalized,
                                            void *data);
+/* The status.digest a rewrite of a Ready image pins (the last Ready
+ * object's seen), or NULL: an image without one is left as submitted. */
+typedef const char *(*thaw_release_digest_cb)(const char *normalized,
+                                              void *data);
 
 typedef struct {
   const char *cache_host; /* "localhost:7439" */
@@ -67,6 +73,7 @@ typedef struct {
    * are not private, PRIVATE rewrites private ones too. */
   int ns_serves;
   thaw_release_lookup_cb lookup;
+  thaw_release_digest_cb digest;
   void *data;
   time_t now; /* wall clock, seconds */
 } thaw_release_env_t;

@@ -64,8 +64,11 @@ static void decide(decide_t *d, const char *list, const char *prefix, int i,
       d->n == MAX_REWRITES)
     return;
   rewrite_t *w = &d->rw[d->n];
-  if (thaw_imgref_rewrite(&ref, env->cache_host, w->rw, sizeof w->rw) != 0)
-    return; /* the webhook's row 9: left */
+  const char *digest = env->digest ? env->digest(ref.str, env->data) : NULL;
+  if (digest == NULL ||
+      thaw_imgref_rewrite(&ref, env->cache_host, digest, w->rw,
+                          sizeof w->rw) != 0)
+    return; /* nothing to pin, or the webhook's row 9: left */
   w->list = list;
   w->prefix = prefix;
   w->index = i;

@@ -80,18 +80,23 @@ static const char *pull_reason(const cJSON *statuses, const char *name) {
 }
 
 /* The original of `image` (under cache_host) into out: the annotation's
- * value for `key` when it names the same image, as submitted; else the
- * inverse of the rewrite. Returns 0, or -1 when `image` cannot be undone. */
+ * value for `key` when it names the same image, as submitted (a pinned
+ * rewrite "<cache>/x:tag@d" names "x:tag" too); else the inverse of the
+ * rewrite ("x:tag@d": pinned, so the pod runs what it was admitted with).
+ * Returns 0, or -1 when `image` cannot be undone. */
 static int original_of(const cJSON *originals, const char *key,
                        const char *image, const char *cache_host, char *out,
                        size_t cap) {
-  thaw_imgref_t back, ann;
+  thaw_imgref_t back, tag, ann;
   if (thaw_imgref_unrewrite(image, strlen(image), cache_host, &back) != 0)
     return -1;
+  int pinned = thaw_imgref_tag_only(&back, &tag) == 0;
   const char *v = str(originals, key);
   if (v != NULL && !thaw_imgref_is_rewritten(v, cache_host) &&
       thaw_imgref_parse(v, strlen(v), &ann) == 0 &&
-      strcmp(ann.str, back.str) == 0 && strlen(v) < cap) {
+      (strcmp(ann.str, back.str) == 0 ||
+       (pinned && strcmp(ann.str, tag.str) == 0)) &&
+      strlen(v) < cap) {
     snprintf(out, cap, "%s", v);
     return 0;
   }

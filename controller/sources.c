@@ -112,13 +112,16 @@ static void log_bad(thaw_sources_t *s, const char *raw, const char *why) {
   thaw_debug("sources: unparsable image skipped", "image", raw, "error", why);
 }
 
+/* A rewritten "<cache>/x:tag@d" is recorded as "x:tag@d" (what the pod
+ * runs) unless a CachedImage of either original exists. */
 static void record_image(thaw_sources_t *s, const char *raw, const char *src) {
-  thaw_imgref_t ref;
-  if (thaw_sources__normalize(s, raw, &ref) != 0) {
+  thaw_imgref_t ref, alt;
+  if (thaw_sources__normalize(s, raw, &ref, &alt) != 0) {
     log_bad(s, raw, ref.err);
     return;
   }
-  if (s->rec == NULL || s->exists(ref.str, s->exists_data))
+  if (s->rec == NULL || s->exists(ref.str, s->exists_data) ||
+      (alt.len > 0 && s->exists(alt.str, s->exists_data)))
     return;
   size_t before = thaw_recorder_pending(s->rec);
   thaw_recorder_record(s->rec, ref.str);
@@ -482,8 +485,8 @@ void thaw_sources_each_prewarm_image(const thaw_sources_t *s,
 }
 
 int thaw_sources_normalize(const thaw_sources_t *s, const char *raw,
-                           thaw_imgref_t *out) {
-  return thaw_sources__normalize(s, raw, out);
+                           thaw_imgref_t *out, thaw_imgref_t *alt) {
+  return thaw_sources__normalize(s, raw, out, alt);
 }
 
 void thaw_sources_free(thaw_sources_t *s) {

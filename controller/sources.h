@@ -119,9 +119,13 @@ typedef void (*thaw_sources_image_cb)(const char *key, const char *raw,
 void thaw_sources_each_prewarm_image(const thaw_sources_t *s,
                                      thaw_sources_image_cb cb, void *data);
 /* `raw` as written in a spec, normalised; a rewritten image counts as its
- * original. 0 or THAW_EINVAL (out->err says why). */
+ * original. A rewritten "<cache>/x:tag@d" may come from "x:tag" (pinned by
+ * the rewrite) or from a submitted "x:tag@d": *out gets "x:tag@d" and, when
+ * `alt` is not NULL, *alt the tag-only "x:tag" (alt->len 0 otherwise, and
+ * for anything not rewritten). Returns 0 or THAW_EINVAL (out->err says
+ * why). */
 int thaw_sources_normalize(const thaw_sources_t *s, const char *raw,
-                           thaw_imgref_t *out);
+                           thaw_imgref_t *out, thaw_imgref_t *alt);
 /* Stops the informers and frees; run the loop afterwards. NULL is a no-op. */
 void thaw_sources_free(thaw_sources_t *s);
 

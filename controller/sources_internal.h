@@ -63,9 +63,13 @@ struct thaw_sources {
 };
 
 /* `raw` as written in a spec, normalised; a rewritten image counts as its
- * original. Returns 0 or THAW_EINVAL (out->err says why). */
+ * original. A rewritten "<cache>/x:tag@d" may come from "x:tag" (pinned by
+ * the rewrite) or from a submitted "x:tag@d": *out gets "x:tag@d" and, when
+ * `alt` is not NULL, *alt the tag-only "x:tag" (alt->len 0 otherwise, and
+ * for anything not rewritten). Returns 0 or THAW_EINVAL (out->err says
+ * why). */
 int thaw_sources__normalize(const thaw_sources_t *s, const char *raw,
-                            thaw_imgref_t *out);
+                            thaw_imgref_t *out, thaw_imgref_t *alt);
 
 /* A record is gone; the last one after thaw_sources_free() frees s (the
  * informers release their stores after their free returns). */

@@ -35,13 +35,18 @@ static int str_is(const cJSON *o, const char *name, const char *want) {
   return v != NULL && strcmp(v, want) == 0;
 }
 
-/* `raw` as written in a spec, normalised; a rewritten image counts as its
- * original. Returns 0 or THAW_EINVAL (out->err says why). */
+/* sources_internal.h */
 int thaw_sources__normalize(const thaw_sources_t *s, const char *raw,
-                            thaw_imgref_t *out) {
+                            thaw_imgref_t *out, thaw_imgref_t *alt) {
   size_t len = strlen(raw);
+  if (alt != NULL)
+    alt->len = 0, alt->str[0] = '\0';
   int rc = thaw_imgref_unrewrite(raw, len, s->cache_host, out);
-  return rc == THAW_ENOENT ? thaw_imgref_parse(raw, len, out) : rc;
+  if (rc == THAW_ENOENT)
+    return thaw_imgref_parse(raw, len, out);
+  if (rc == 0 && alt != NULL && thaw_imgref_tag_only(out, alt) != 0)
+    alt->len = 0, alt->str[0] = '\0';
+  return rc;
 }
 
 /* --- pull secrets ------------------------------------------------------- */
@@ -58,19 +63,24 @@ static size_t secret_names(const cJSON *spec, const char **names) {
   return n;
 }
 
-/* Learns names x the normalised images of raw[] for namespace ns. */
+/* Learns names x the normalised images of raw[] for namespace ns (both
+ * originals of a pinned rewrite). */
 static thaw_pullsecrets_use_t *learn(thaw_sources_t *s, const char *ns,
                                      const char *const *raw, size_t n,
                                      const char **names, size_t n_names) {
   if (ns == NULL || n == 0 || n_names == 0)
     return NULL;
-  char **imgs = calloc(n, sizeof(*imgs));
+  char **imgs = calloc(2 * n, sizeof(*imgs));
   size_t k = 0;
-  thaw_imgref_t ref;
-  for (size_t i = 0; imgs != NULL && i < n; i++)
-    if (thaw_sources__normalize(s, raw[i], &ref) == 0 &&
-        (imgs[k] = strdup(ref.str)) != NULL)
+  thaw_imgref_t ref, alt;
+  for (size_t i = 0; imgs != NULL && i < n; i++) {
+    if (thaw_sources__normalize(s, raw[i], &ref, &alt) != 0)
+      continue;
+    if ((imgs[k] = strdup(ref.str)) != NULL)
       k++;
+    if (alt.len > 0 && (imgs[k] = strdup(alt.str)) != NULL)
+      k++;
+  }
   thaw_pullsecrets_use_t *u =
       k > 0 ? thaw_pullsecrets_add(s->ps, ns, (const char *const *)imgs, k,
                                    names, n_names)

@@ -26,7 +26,9 @@ struct thaw_use {
    * changed since the last write, so the sample may differ) */
   thaw_store_t *uses;
   thaw_store_t *tpls;    /* normalised image -> rv = templates naming it */
-  thaw_store_t *norms;   /* raw image -> malloc'd normalised ("" invalid) */
+  /* raw image -> malloc'd normalised ("" invalid), NUL, the other
+   * original of a pinned rewrite ("" none), NUL (see norm_of) */
+  thaw_store_t *norms;
   /* normalised image -> rv = wall ms it was last seen in use (any pod
    * came or went), so a pod that came and went between two ticks still
    * moves lastUsedAt */
@@ -53,17 +55,24 @@ static void release(thaw_use_t *u) {
 /* --- counting ---------------------------------------------------------- */
 
 /* The normalised form of an image as written, memoised ("" when it does
- * not parse); NULL when out of memory. */
+ * not parse); NULL when out of memory. A rewritten "<cache>/x:tag@d"
+ * counts for both of its possible originals, "x:tag@d" and "x:tag"
+ * (counting more only keeps an image longer): the second follows the
+ * first's NUL (alt_of), "" when there is none. */
 static const char *norm_of(thaw_use_t *u, const char *raw) {
   const char *n = thaw_store_get(u->norms, raw, NULL);
   if (n != NULL)
     return n;
-  thaw_imgref_t ref;
-  char *copy = strdup(thaw_sources_normalize(u->o.sources, raw, &ref) == 0
-                          ? ref.str
-                          : "");
+  thaw_imgref_t ref, alt;
+  int ok = thaw_sources_normalize(u->o.sources, raw, &ref, &alt) == 0;
+  size_t rn = ok ? ref.len : 0, an = ok ? alt.len : 0;
+  char *copy = malloc(rn + 1 + an + 1);
   if (copy == NULL)
     return NULL;
+  memcpy(copy, ref.str, rn);
+  copy[rn] = '\0';
+  memcpy(copy + rn + 1, alt.str, an);
+  copy[rn + 1 + an] = '\0';
   if (thaw_store_count(u->norms) >= NORMS_MAX) {
     thaw_store_t *fresh = thaw_store_new(thaw_store_free_plain, NULL);
     if (fresh != NULL) {
@@ -78,8 +87,24 @@ static const char *norm_of(thaw_use_t *u, const char *raw) {
   return copy;
 }
 
-/* The distinct normalised images of a pod that counts; returns how many
- * (0 for a finished pod or NULL). */
+/* The other original of a norm_of() answer, "" when there is none. */
+static const char *alt_of(const char *norm) { return norm + strlen(norm) + 1; }
+
+/* Appends img to out[] (n of them) unless it is there or empty. */
+static size_t add_distinct(const char **out, size_t n, const char *img) {
+  if (*img == '\0')
+    return n;
+  size_t k = 0;
+  while (k < n && strcmp(out[k], img) != 0)
+    k++;
+  if (k == n)
+    out[n++] = img;
+  return n;
+}
+
+/* The distinct normalised images of a pod that counts (both originals of a
+ * pinned rewrite; out[] holds 2 * THAW_PODINFO_MAX_REFS); returns how
+ * many (0 for a finished pod or NULL). */
 static size_t pod_images(thaw_use_t *u, const thaw_podinfo_t *p,
                          const char **out) {
   size_t n = 0;
@@ -89,11 +114,8 @@ static size_t pod_images(thaw_use_t *u, const thaw_podinfo_t *p,
     const char *img = norm_of(u, p->refs[i]);
     if (img == NULL || *img == '\0')
       continue;
-    size_t k = 0;
-    while (k < n && strcmp(out[k], img) != 0)
-      k++;
-    if (k == n)
-      out[n++] = img;
+    n = add_distinct(out, n, img);
+    n = add_distinct(out, n, alt_of(img));
   }
   return n;
 }
@@ -131,7 +153,7 @@ static void on_pod(const char *key, const void *old_, const void *new_,
                    void *data) {
   (void)key;
   thaw_use_t *u = data;
-  const char *was[THAW_PODINFO_MAX_REFS], *is[THAW_PODINFO_MAX_REFS];
+  const char *was[2 * THAW_PODINFO_MAX_REFS], *is[2 * THAW_PODINFO_MAX_REFS];
   size_t nw = pod_images(u, old_, was), ni = pod_images(u, new_, is);
   /* Both lists: the pod set changed only where membership changed, but a
    * pod that merely changed phase inside "counts" needs nothing. */
@@ -162,9 +184,11 @@ static void count_template(const char *key, const char *raw, void *data) {
   const char *img = norm_of(u, raw);
   if (img == NULL || *img == '\0')
     return;
-  uint64_t n = 0;
-  thaw_store_get(u->tpls, img, &n);
-  thaw_store_put(u->tpls, img, n + 1, (void *)u, NULL);
+  for (const char *i = img; *i != '\0'; i = i == img ? alt_of(img) : "") {
+    uint64_t n = 0;
+    thaw_store_get(u->tpls, i, &n);
+    thaw_store_put(u->tpls, i, n + 1, (void *)u, NULL);
+  }
 }
 
 static void recount_templates(thaw_use_t *u) {
@@ -240,7 +264,7 @@ static void fill_samples(thaw_use_t *u, thaw_store_t *want) {
   size_t pos = 0;
   const char *key;
   void *rec;
-  const char *imgs[THAW_PODINFO_MAX_REFS];
+  const char *imgs[2 * THAW_PODINFO_MAX_REFS];
   while (thaw_store_next(pods, &pos, &key, NULL, &rec)) {
     size_t n = pod_images(u, rec, imgs);
     for (size_t i = 0; i < n; i++) {

@@ -292,7 +292,7 @@ int thaw_warm_cache_repo(const char *image, char *buf, size_t cap) {
   const char *host = "thaw.invalid";
   if (r.host_len == strlen(host) && !strncmp(r.str, host, r.host_len))
     host = "thaw2.invalid";
-  int rc = thaw_imgref_rewrite(&r, host, out, sizeof out);
+  int rc = thaw_imgref_rewrite(&r, host, NULL, out, sizeof out);
   if (rc)
     return rc;
   size_t skip = strlen(host) + 1, suffix = r.len - r.name_len;

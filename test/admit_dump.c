@@ -11,6 +11,10 @@
  *               "failed"},               (present: a warm to come, Pending
  *                                         or Warming; failed: all Failed or
  *                                         Expiring)
+ *    "digests": {"<normalised ref>": "sha256:..."|null},
+ *                                        (status.digest of a Ready image;
+ *                                         default: "sha256:" + the SHA-256
+ *                                         of the ref; null: none)
  *    "default_image": "absent",          (state of images not listed)
  *    "excluded_namespaces": ["<ns>"],    (--exclude-namespaces)
  *    "cold_wait_seconds": 30,            (--cold-wait; 0 or absent: off)
@@ -21,6 +25,7 @@
  * THAW_EPARSE, 1 otherwise. --bench N repeats the call N times and prints
  * ns per call on stderr. Inputs are capped at 64 MiB. */
 #include <cjson/cJSON.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +39,7 @@
 typedef struct {
   cJSON *namespaces;
   cJSON *images;
+  cJSON *digests;
   enum thaw_image_state dflt;
   const char *dflt_name;
   cJSON *recorded;
@@ -100,10 +106,38 @@ static int ns_flags(const char *ns, void *data) {
   return flags;
 }
 
-static enum thaw_image_state image_state(const char *ref, void *data) {
+/* The fake status.digest of a Ready image (see the header). */
+static void digest_of(const fake_t *f, const char *ref, char *out) {
+  cJSON *d = cJSON_GetObjectItemCaseSensitive(f->digests, ref);
+  out[0] = '\0';
+  if (cJSON_IsNull(d))
+    return;
+  if (cJSON_IsString(d)) {
+    snprintf(out, THAW_ADMIT_DIGEST_SIZE, "%s", d->valuestring);
+    return;
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(ref, strlen(ref), md, &n, EVP_sha256(), NULL) != 1 || n != 32)
+    return;
+  static const char hexd[] = "0123456789abcdef";
+  memcpy(out, "sha256:", 7);
+  for (unsigned i = 0; i < 32; i++) {
+    out[7 + 2 * i] = hexd[md[i] >> 4];
+    out[8 + 2 * i] = hexd[md[i] & 15];
+  }
+  out[71] = '\0';
+}
+
+static enum thaw_image_state image_state(const char *ref, char *digest,
+                                         void *data) {
   fake_t *f = data;
   cJSON *s = cJSON_GetObjectItemCaseSensitive(f->images, ref);
-  return cJSON_IsString(s) ? state_of(s->valuestring) : f->dflt;
+  enum thaw_image_state st = cJSON_IsString(s) ? state_of(s->valuestring)
+                                               : f->dflt;
+  if (st == THAW_IMAGE_READY || st == THAW_IMAGE_READY_PRIVATE)
+    digest_of(f, ref, digest);
+  return st;
 }
 
 static int image_pending(const char *ref, void *data) {
@@ -161,6 +195,7 @@ int main(int argc, char **argv) {
   fake_t fake = {
       .namespaces = cJSON_GetObjectItemCaseSensitive(envj, "namespaces"),
       .images = cJSON_GetObjectItemCaseSensitive(envj, "images"),
+      .digests = cJSON_GetObjectItemCaseSensitive(envj, "digests"),
       .dflt = state_of(str_or(envj, "default_image", "absent")),
       .dflt_name = str_or(envj, "default_image", "absent"),
       .recorded = cJSON_CreateArray(),

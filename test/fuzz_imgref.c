@@ -38,6 +38,9 @@ static void check_name(const char *s) {
           "name(%s) = %s", s, name);
 }
 
+#define PIN "sha256:" \
+  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 static void check_ref(const thaw_imgref_t *r, const char *cache) {
   char buf[THAW_IMGREF_STR_MAX + 1], rw[THAW_IMGREF_STR_MAX + 1];
   thaw_imgref_t r2;
@@ -52,7 +55,7 @@ static void check_ref(const thaw_imgref_t *r, const char *cache) {
         r2.err);
   CHECK(strcmp(r2.str, buf) == 0, "unstable: %s -> %s", buf, r2.str);
 
-  int rc = thaw_imgref_rewrite(r, cache, rw, sizeof(rw));
+  int rc = thaw_imgref_rewrite(r, cache, NULL, rw, sizeof(rw));
   if (rc == THAW_EINVAL) {
     /* Only a name pushed over 255 characters may refuse: the encoding adds
      * at most 6 characters to the host. */
@@ -65,7 +68,7 @@ static void check_ref(const thaw_imgref_t *r, const char *cache) {
   CHECK(thaw_imgref_parse(rw, strlen(rw), &r2) == 0, "rewritten %s: %s", rw,
         r2.err);
   CHECK(strcmp(r2.str, rw) == 0, "rewritten %s not normal: %s", rw, r2.str);
-  CHECK(thaw_imgref_rewrite(&r2, cache, buf, sizeof(buf)) == 0 &&
+  CHECK(thaw_imgref_rewrite(&r2, cache, NULL, buf, sizeof(buf)) == 0 &&
             strcmp(buf, rw) == 0,
         "rewrite not idempotent: %s -> %s", rw, buf);
   if (thaw_imgref_is_rewritten(r->str, cache))
@@ -75,6 +78,22 @@ static void check_ref(const thaw_imgref_t *r, const char *cache) {
   CHECK(thaw_imgref_format(&r2, buf, sizeof(buf)) == 0 &&
             strcmp(buf, r->str) == 0,
         "round trip %s -> %s -> %s", r->str, rw, buf);
+
+  /* Pinned: a tag gets "@" PIN, a digest stays; the tag-only form of the
+   * inverse is the original. */
+  char pinned[THAW_IMGREF_STR_MAX + 1];
+  CHECK(thaw_imgref_rewrite(r, cache, PIN, pinned, sizeof(pinned)) == 0,
+        "pinned rewrite(%s, %s)", r->str, cache);
+  if (r->digest_len) {
+    CHECK(strcmp(pinned, rw) == 0, "pin replaced a digest: %s", pinned);
+    return;
+  }
+  CHECK(strlen(pinned) == strlen(rw) + 1 + strlen(PIN) &&
+            strncmp(pinned, rw, strlen(rw)) == 0,
+        "pinned %s of %s", pinned, rw);
+  CHECK(thaw_imgref_unrewrite(pinned, strlen(pinned), cache, &r2) == 0 &&
+            thaw_imgref_tag_only(&r2, &r2) == 0 && strcmp(r2.str, r->str) == 0,
+        "tag_only(unrewrite(%s)) = %s", pinned, r2.str);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -18,6 +18,7 @@ THAW_EPARSE (exit 2) or a pass-through, never a crash.
 Prints one line per failure; exit 1 if any."""
 
 import base64
+import hashlib
 import copy
 import json
 import os
@@ -69,11 +70,26 @@ IMAGES = {
     "ghcr.io/grycap/oscar-theano-plants:latest": (
         "ghcr.io/grycap/oscar-theano-plants:latest",
         CACHE + "/ghcr.io/grycap/oscar-theano-plants:latest"),
+    "busybox@" + KD: ("docker.io/library/busybox@" + KD,
+                      CACHE + "/docker.io/library/busybox@" + KD),
     "rclone/rclone": ("docker.io/rclone/rclone:latest",
                       CACHE + "/docker.io/rclone/rclone:latest"),
     CACHE + "/docker.io/grycap/imagemagick:latest": (
         CACHE + "/docker.io/grycap/imagemagick:latest", None),
 }
+
+
+
+def cache_digest(norm):
+    """The status.digest admit_dump gives a Ready image (its default)."""
+    return "sha256:" + hashlib.sha256(norm.encode()).hexdigest()
+
+
+# Rewrites are content-addressed (docs/design.md "Image references"): a tag
+# without a digest gets "@<status.digest>" after it.
+IMAGES = {img: (norm, rw if rw is None or "@" in norm
+                else rw + "@" + cache_digest(norm))
+          for img, (norm, rw) in IMAGES.items()}
 
 # Cluster states. "private_ns" gives every namespace cache-private.
 VARIANTS = {
@@ -226,6 +242,12 @@ def model(req, env):
                 bump("pull_never")
                 continue
             state = (env.get("images") or {}).get(norm, env["default_image"])
+            digests = env.get("digests") or {}
+            if state in ("ready", "ready_private") and norm in digests:
+                if digests[norm] is None:
+                    state = "failed"  # Ready without a digest: row 6
+                elif "@" not in norm:
+                    rw = rw[:rw.rindex("@") + 1] + digests[norm]
             if state in ("ready", "ready_private"):
                 if state == "ready_private" and "cache_private" not in flags:
                     bump("private")
@@ -575,6 +597,27 @@ def own_cases(dump, fx):
     got, _ = run_case(dump, "dryrun-cold", dry, VARIANTS["cold"])
     check(got and got["recorded"] == [] and got["decisions"] == {"cold": 1},
           "dryrun: recorded")
+
+    # Content-addressed: each tag is pinned to its own image's digest; a
+    # Ready image without a digest is cold (row 6: nothing recorded); an
+    # image that names a digest keeps it, whatever the cache's.
+    rc_ = IMAGES["rclone/rclone"][0]
+    im_ = IMAGES["grycap/imagemagick"][0]
+    got, _ = run_case(dump, "pin-one", mount, dict(READY, digests={
+        rc_: None, im_: "sha256:" + "e" * 64}))
+    ops = got and got["response"]["patch"] or []
+    check(got and got["decisions"] == {"rewritten": 1, "cold": 1} and
+          got["recorded"] == [] and
+          [o["value"] for o in ops if o["op"] == "replace"] ==
+          [CACHE + "/docker.io/grycap/imagemagick:latest@sha256:" + "e" * 64],
+          f"pin-one: {got}")
+    d = copy.deepcopy(mount)
+    d["request"]["object"]["spec"]["containers"][0]["image"] = "busybox@" + KD
+    got, _ = run_case(dump, "pin-own", d, dict(READY, digests={
+        "docker.io/library/busybox@" + KD: "sha256:" + "e" * 64}))
+    ops = got and got["response"]["patch"] or []
+    check(got and CACHE + "/docker.io/library/busybox@" + KD in
+          [o["value"] for o in ops if o["op"] == "replace"], f"pin-own: {got}")
 
     # Opt-outs: pod label, namespace flag, system namespaces, mirror pod.
     outs = []

@@ -408,7 +408,7 @@ class Webhook(Daemon, unittest.TestCase):
             "phase": "Ready", "digest": digest, "upstreamDigest": digest, "sizeBytes": 1}},
             ctype="application/merge-patch+json")
         want = {"op": "replace", "path": "/spec/containers/0/image",
-                "value": containerd.rewritten(self.NORMALISED)}
+                "value": containerd.rewritten(self.NORMALISED) + "@" + digest}  # pinned
         deadline = time.time() + 15   # the informer sees it; the health gate's first probe
         while want not in self.review():
             self.assertLess(time.time(), deadline, "not rewritten; log:\n" + self.c.log())

@@ -20,6 +20,7 @@
              "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 #define A10 "aaaaaaaaaa"
 #define A50 A10 A10 A10 A10 A10
+#define PIN "sha256:" "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 #define NOT_REWRITABLE "!" /* valid, but the rewritten name would be > 255 */
 
 struct parse_case {
@@ -493,6 +494,41 @@ static int failures;
     printf("\n");                                                              \
   } while (0)
 
+/* The content-addressed rewrite of a case: a tag without a digest gets
+ * "@" PIN after it, a digest stays its own; unrewrite gives the pinned
+ * original back, and its tag-only form is the case's normalised form. */
+static void check_pinned(size_t idx, const struct parse_case *c,
+                         const thaw_imgref_t *r) {
+  char want[THAW_IMGREF_STR_MAX + 1], rw[THAW_IMGREF_STR_MAX + 1];
+  thaw_imgref_t back, tag;
+  int own = r->digest_len > 0;
+  snprintf(want, sizeof want, "%s%s", c->rw, own ? "" : "@" PIN);
+  if (thaw_imgref_rewrite(r, CACHE, PIN, rw, sizeof rw) != 0 ||
+      strcmp(rw, want) != 0) {
+    FAIL("[%zu] pinned rewrite(%s) = %s, want %s", idx, c->in, rw, want);
+    return;
+  }
+  if (thaw_imgref_rewrite(r, CACHE, PIN, rw, strlen(want)) != THAW_E2BIG)
+    FAIL("[%zu] pinned rewrite into a short buffer must be THAW_E2BIG", idx);
+  thaw_imgref_rewrite(r, CACHE, PIN, rw, sizeof rw);
+  if (thaw_imgref_unrewrite(rw, strlen(rw), CACHE, &back) != 0) {
+    FAIL("[%zu] unrewrite(%s): %s", idx, rw, back.err);
+    return;
+  }
+  int rc = thaw_imgref_tag_only(&back, &tag);
+  if (own) {
+    if (strcmp(back.str, c->norm) != 0)
+      FAIL("[%zu] unrewrite(%s) = %s, want %s", idx, rw, back.str, c->norm);
+    if (rc != (r->tag_len ? 0 : THAW_ENOENT))
+      FAIL("[%zu] tag_only(%s): rc %d", idx, back.str, rc);
+  } else if (rc != 0 || strcmp(tag.str, c->norm) != 0 ||
+             tag.len != strlen(c->norm) || tag.digest_len != 0 ||
+             strncmp(back.str + back.digest_off, PIN, strlen(PIN)) != 0) {
+    FAIL("[%zu] tag_only(unrewrite(%s)) = %s (rc %d), want %s", idx, rw,
+         tag.str, rc, c->norm);
+  }
+}
+
 static void check_parse(size_t idx, const struct parse_case *c) {
   thaw_imgref_t r, r2;
   char buf[THAW_IMGREF_STR_MAX + 1], rw[THAW_IMGREF_STR_MAX + 1];
@@ -525,7 +561,7 @@ static void check_parse(size_t idx, const struct parse_case *c) {
       strcmp(r2.str, c->norm) != 0)
     FAIL("[%zu] parse(normalised %s) = %s", idx, c->norm, r2.str);
 
-  rc = thaw_imgref_rewrite(&r, CACHE, rw, sizeof(rw));
+  rc = thaw_imgref_rewrite(&r, CACHE, NULL, rw, sizeof(rw));
   if (strcmp(c->rw, NOT_REWRITABLE) == 0) {
     if (rc != THAW_EINVAL)
       FAIL("[%zu] rewrite(%s): rc %d (%s), want THAW_EINVAL", idx, c->in, rc,
@@ -541,7 +577,7 @@ static void check_parse(size_t idx, const struct parse_case *c) {
     if (thaw_imgref_is_rewritten(rw, CACHE) != 1)
       FAIL("[%zu] is_rewritten(%s) != 1", idx, rw);
     /* ...rewriting it again changes nothing (idempotent)... */
-    if (thaw_imgref_rewrite(&r2, CACHE, buf, sizeof(buf)) != 0 ||
+    if (thaw_imgref_rewrite(&r2, CACHE, NULL, buf, sizeof(buf)) != 0 ||
         strcmp(buf, rw) != 0)
       FAIL("[%zu] rewrite(rewrite(%s)) = %s", idx, c->in, buf);
     /* ...and unrewrite gives back the normalised original (':' <-> "__"). */
@@ -550,10 +586,14 @@ static void check_parse(size_t idx, const struct parse_case *c) {
           strcmp(r2.str, c->norm) != 0)
         FAIL("[%zu] unrewrite(%s) = %s, want %s", idx, rw,
              r2.err ? r2.err : r2.str, c->norm);
-      if (thaw_imgref_rewrite(&r, CACHE, buf, strlen(rw)) != THAW_E2BIG)
+      if (thaw_imgref_rewrite(&r, CACHE, NULL, buf, strlen(rw)) != THAW_E2BIG)
         FAIL("[%zu] rewrite into a short buffer must be THAW_E2BIG", idx);
     }
   }
+
+  if (strcmp(c->rw, NOT_REWRITABLE) != 0 &&
+      !thaw_imgref_is_rewritten(c->in, CACHE))
+    check_pinned(idx, c, &r);
 
   if (thaw_cachedimage_name(c->norm, buf, sizeof(buf)) != 0 ||
       strcmp(buf, c->name) != 0)
@@ -607,15 +647,15 @@ static void check_cache_hosts(void) {
     FAIL("parse(my.reg:5000/a/b:1)");
     return;
   }
-  if (thaw_imgref_rewrite(&r, "registry.thaw.svc:5000", buf, sizeof(buf)) !=
+  if (thaw_imgref_rewrite(&r, "registry.thaw.svc:5000", NULL, buf, sizeof(buf)) !=
           0 ||
       strcmp(buf, "registry.thaw.svc:5000/my.reg__5000/a/b:1") != 0)
     FAIL("rewrite under registry.thaw.svc:5000 = %s", buf);
-  if (thaw_imgref_rewrite(&r, "[::1]:7439", buf, sizeof(buf)) != 0 ||
+  if (thaw_imgref_rewrite(&r, "[::1]:7439", NULL, buf, sizeof(buf)) != 0 ||
       strcmp(buf, "[::1]:7439/my.reg__5000/a/b:1") != 0)
     FAIL("rewrite under [::1]:7439 = %s", buf);
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    if (thaw_imgref_rewrite(&r, bad[i], buf, sizeof(buf)) != THAW_EINVAL)
+    if (thaw_imgref_rewrite(&r, bad[i], NULL, buf, sizeof(buf)) != THAW_EINVAL)
       FAIL("rewrite under cache host \"%s\" must be THAW_EINVAL", bad[i]);
 
   static const struct {
@@ -661,6 +701,65 @@ static void check_fields(void) {
     FAIL("fields of %s are wrong", r.str);
 }
 
+/* The digest argument of rewrite, tag_only, digest_valid. */
+static void check_pins(void) {
+  thaw_imgref_t r, t;
+  char buf[THAW_IMGREF_STR_MAX + 1];
+  static const char *const bad[] = {
+      "", "sha256:", "sha256:" H64 "0", "SHA256:" H64, "md5:" H64,
+      "sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+      "sha256:" H64 "@", H64};
+  if (thaw_imgref_parse("nginx:1", 7, &r) != 0) {
+    FAIL("parse(nginx:1)");
+    return;
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    if (thaw_imgref_rewrite(&r, CACHE, bad[i], buf, sizeof buf) !=
+            THAW_EINVAL ||
+        buf[0] != '\0')
+      FAIL("rewrite pinned to \"%s\" must be THAW_EINVAL", bad[i]);
+    if (thaw_imgref_digest_valid(bad[i], strlen(bad[i])))
+      FAIL("digest_valid(%s) must be 0", bad[i]);
+  }
+  if (!thaw_imgref_digest_valid(PIN, strlen(PIN)) ||
+      thaw_imgref_digest_valid(PIN, strlen(PIN) - 1) ||
+      thaw_imgref_digest_valid(NULL, 0))
+    FAIL("digest_valid of the pin");
+  /* sha512 pins fit: the longest name, tag and digest still parse. */
+  const char *d512 = "sha512:" H64 H64;
+  if (thaw_imgref_rewrite(&r, CACHE, d512, buf, sizeof buf) != 0 ||
+      strcmp(buf, CACHE "/docker.io/library/nginx:1@sha512:" H64 H64) != 0)
+    FAIL("rewrite pinned to sha512 = %s", buf);
+  /* Under the cache host: unchanged, the pin ignored (idempotent). */
+  const char *under = CACHE "/docker.io/library/nginx:1";
+  if (thaw_imgref_parse(under, strlen(under), &t) != 0 ||
+      thaw_imgref_rewrite(&t, CACHE, PIN, buf, sizeof buf) != 0 ||
+      strcmp(buf, CACHE "/docker.io/library/nginx:1") != 0)
+    FAIL("pinned rewrite under the cache host = %s", buf);
+  /* tag_only: in place, and refused without a tag or without a digest. */
+  if (thaw_imgref_parse("a.io/x:1@" PIN, 9 + strlen(PIN), &t) != 0 ||
+      thaw_imgref_tag_only(&t, &t) != 0 || strcmp(t.str, "a.io/x:1") != 0 ||
+      t.len != 8 || t.tag_len != 1)
+    FAIL("tag_only in place = %s", t.str);
+  if (thaw_imgref_tag_only(&r, &t) != THAW_ENOENT ||
+      strcmp(t.str, r.str) != 0)
+    FAIL("tag_only without a digest must be THAW_ENOENT");
+  if (thaw_imgref_parse("a.io/x@" PIN, 7 + strlen(PIN), &r) != 0 ||
+      thaw_imgref_tag_only(&r, &t) != THAW_ENOENT || strcmp(t.str, r.str) != 0)
+    FAIL("tag_only without a tag must be THAW_ENOENT");
+  /* A long name with the longest tag and a sha512 pin: within the limit. */
+  char in[THAW_IMGREF_INPUT_MAX + 1];
+  int n = snprintf(in, sizeof in, "a.io/%0*d:%0128d", 255 - 5 - 20, 0, 0);
+  for (int i = 5; i < 255 - 20; i++)
+    in[i] = 'a';
+  if (thaw_imgref_parse(in, (size_t)n, &r) != 0)
+    FAIL("parse(long) %s", r.err);
+  else if (thaw_imgref_rewrite(&r, CACHE, d512, buf, sizeof buf) != 0 ||
+           strlen(buf) > THAW_IMGREF_STR_MAX ||
+           thaw_imgref_parse(buf, strlen(buf), &t) != 0)
+    FAIL("pinned rewrite of the longest reference: %s", buf);
+}
+
 int main(void) {
   size_t n = sizeof(parse_cases) / sizeof(parse_cases[0]);
   for (size_t i = 0; i < n; i++)
@@ -670,6 +769,7 @@ int main(void) {
     check_unrewrite(i, &unrewrite_cases[i]);
   check_names();
   check_cache_hosts();
+  check_pins();
   check_fields();
   printf("imgref: %zu parse cases, %zu unrewrite cases, %zu name cases, "
          "%d failures\n",

@@ -70,14 +70,23 @@ static void on_res(const thaw_kube_result_t *r, void *data) {
 
 static int res_done(void *arg) { return ((res_t *)arg)->done; }
 
+#define DG_A "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define DG_B "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 /* Merge-patches status (the CRD has the status subresource, so a create or
- * update of the main resource cannot set it). priv < 0 leaves it out. */
-static void set_status(const char *name, const char *phase, int priv) {
+ * update of the main resource cannot set it). priv < 0 leaves it out;
+ * digest NULL removes status.digest, "" leaves it as it is. */
+static void set_status_digest(const char *name, const char *phase, int priv,
+                              const char *digest) {
   cJSON *p = cJSON_CreateObject();
   cJSON *st = cJSON_AddObjectToObject(p, "status");
   cJSON_AddStringToObject(st, "phase", phase);
   if (priv >= 0)
     cJSON_AddBoolToObject(st, "private", priv);
+  if (digest == NULL)
+    cJSON_AddNullToObject(st, "digest");
+  else if (*digest)
+    cJSON_AddStringToObject(st, "digest", digest);
   res_t s = {0};
   thaw_kube_opts_t o = {.name = name, .subresource = "status"};
   CHECK(thaw_kube_merge_patch(h.kube, &thaw_kube_cachedimages, &o, p, on_res,
@@ -85,6 +94,12 @@ static void set_status(const char *name, const char *phase, int priv) {
   CHECK(run_until(&h, res_done, &s, 30000));
   CHECK(s.err == 0);
   cJSON_Delete(p);
+}
+
+/* A Ready status carries DG_A, as the controller's would. */
+static void set_status(const char *name, const char *phase, int priv) {
+  set_status_digest(name, phase, priv,
+                    strcmp(phase, "Ready") == 0 ? DG_A : "");
 }
 
 static void patch_ns_labels(const char *ns, const char *json_labels) {
@@ -104,7 +119,7 @@ typedef struct {
 
 static int state_is(void *arg) {
   want_t *w = arg;
-  return (int)thaw_index_image_state(w->key, ix) == w->want;
+  return (int)thaw_index_image_state(w->key, NULL, ix) == w->want;
 }
 
 static int flags_are(void *arg) {
@@ -117,7 +132,7 @@ static int flags_are(void *arg) {
     want_t w_ = {(img), (st)};                                                 \
     if (!run_until(&h, state_is, &w_, 20000)) {                                \
       fprintf(stderr, "state of %s is %d, want %d\n", (img),                   \
-              (int)thaw_index_image_state((img), ix), (int)(st));              \
+              (int)thaw_index_image_state((img), NULL, ix), (int)(st));              \
       failures++;                                                         \
     }                                                                          \
   } while (0)
@@ -164,7 +179,13 @@ static int compare_with_server(int verbose) {
       const cJSON *st = cJSON_GetObjectItem(jt, "status");
       const char *phase =
           cJSON_GetStringValue(cJSON_GetObjectItem(st, "phase"));
-      if (phase && strcmp(phase, "Ready") == 0) {
+      const char *dg = cJSON_GetStringValue(cJSON_GetObjectItem(st, "digest"));
+      thaw_imgref_t pin;
+      char pinned[600];
+      snprintf(pinned, sizeof pinned, "x@%s", dg ? dg : "");
+      if (phase && strcmp(phase, "Ready") == 0 && dg &&
+          strncmp(dg, "sha256:", 7) == 0 &&
+          thaw_imgref_parse(pinned, strlen(pinned), &pin) == 0) {
         int s = cJSON_IsTrue(cJSON_GetObjectItem(st, "private"))
                     ? THAW_IMAGE_READY_PRIVATE
                     : THAW_IMAGE_READY;
@@ -172,7 +193,7 @@ static int compare_with_server(int verbose) {
           want = s;
       }
     }
-    int got = (int)thaw_index_image_state(ref.str, ix);
+    int got = (int)thaw_index_image_state(ref.str, NULL, ix);
     if (got != want) {
       if (verbose)
         fprintf(stderr, "  %s: index %d, server %d\n", ref.str, got, want);
@@ -210,7 +231,7 @@ static void test_initial_sync(void) {
   set_status("secret", "Ready", 1);
 
   CHECK(!thaw_index_synced(ix));
-  CHECK(thaw_index_image_state("docker.io/library/redis:7", ix) ==
+  CHECK(thaw_index_image_state("docker.io/library/redis:7", NULL, ix) ==
         THAW_IMAGE_ABSENT);
   CHECK(thaw_index_start(ix) == 0);
   CHECK(thaw_index_start(ix) == THAW_EINVAL);
@@ -225,16 +246,16 @@ static void test_initial_sync(void) {
   CHECK(thaw_index_namespace_flags("no-such-ns", ix) == 0);
   CHECK(thaw_index_namespace_flags(NULL, ix) == 0);
 
-  CHECK(thaw_index_image_state("docker.io/library/nginx:latest", ix) ==
+  CHECK(thaw_index_image_state("docker.io/library/nginx:latest", NULL, ix) ==
         THAW_IMAGE_PRESENT);
-  CHECK(thaw_index_image_state("nginx", ix) == THAW_IMAGE_ABSENT);
-  CHECK(thaw_index_image_state("docker.io/library/redis:7", ix) ==
+  CHECK(thaw_index_image_state("nginx", NULL, ix) == THAW_IMAGE_ABSENT);
+  CHECK(thaw_index_image_state("docker.io/library/redis:7", NULL, ix) ==
         THAW_IMAGE_READY);
-  CHECK(thaw_index_image_state("quay.io/org/secret:1", ix) ==
+  CHECK(thaw_index_image_state("quay.io/org/secret:1", NULL, ix) ==
         THAW_IMAGE_READY_PRIVATE);
-  CHECK(thaw_index_image_state("docker.io/library/redis:8", ix) ==
+  CHECK(thaw_index_image_state("docker.io/library/redis:8", NULL, ix) ==
         THAW_IMAGE_ABSENT);
-  CHECK(thaw_index_image_state("", ix) == THAW_IMAGE_ABSENT);
+  CHECK(thaw_index_image_state("", NULL, ix) == THAW_IMAGE_ABSENT);
   CHECK(thaw_index_images(ix) == 3);
   CHECK(seen == 3); /* the observer saw each image enter */
 }
@@ -269,7 +290,7 @@ static void test_same_image_twice(void) {
   WAIT_STATE(img, THAW_IMAGE_READY); /* the best state wins */
   set_status("svc-a", "Pending", -1);
   run_until(&h, NULL, NULL, 300);
-  CHECK(thaw_index_image_state(img, ix) == THAW_IMAGE_READY);
+  CHECK(thaw_index_image_state(img, NULL, ix) == THAW_IMAGE_READY);
   CHECK(sync_delete(&h, &thaw_kube_cachedimages, NULL, "svc-b") == 0);
   WAIT_STATE(img, THAW_IMAGE_PRESENT); /* svc-a still names it */
   set_status("svc-a", "Ready", -1);
@@ -284,13 +305,79 @@ static void test_same_image_twice(void) {
   CHECK(sync_merge_patch(&h, &thaw_kube_cachedimages, NULL, "moving", p) == 0);
   cJSON_Delete(p);
   WAIT_STATE("docker.io/acme/two:2", THAW_IMAGE_PRESENT);
-  CHECK(thaw_index_image_state("docker.io/acme/one:1", ix) ==
+  CHECK(thaw_index_image_state("docker.io/acme/one:1", NULL, ix) ==
         THAW_IMAGE_ABSENT);
   /* ... and to something unparsable: out of the index */
   p = cJSON_Parse("{\"spec\":{\"image\":\"Bad/Name\"}}");
   CHECK(sync_merge_patch(&h, &thaw_kube_cachedimages, NULL, "moving", p) == 0);
   cJSON_Delete(p);
   WAIT_STATE("docker.io/acme/two:2", THAW_IMAGE_ABSENT);
+}
+
+static int digest_is(void *arg) {
+  want_t *w = arg;
+  char d[THAW_ADMIT_DIGEST_SIZE];
+  thaw_index_image_state(w->key, d, ix);
+  return strcmp(d, w->want ? DG_B : DG_A) == 0;
+}
+
+/* The digest a rewrite pins: only a Ready object with a valid
+ * status.digest makes the image Ready, the newest digest wins, and two
+ * objects of one image with different digests keep the right one. */
+static void test_digests(void) {
+  const char *img = "docker.io/acme/pinned:1";
+  char d[THAW_ADMIT_DIGEST_SIZE] = "junk";
+  make_ci("pin-a", img);
+  WAIT_STATE(img, THAW_IMAGE_PRESENT);
+  CHECK(thaw_index_image_state(img, d, ix) == THAW_IMAGE_PRESENT &&
+        d[0] == '\0');
+  set_status_digest("pin-a", "Ready", -1, NULL); /* Ready, no digest */
+  run_until(&h, NULL, NULL, 300);
+  CHECK(thaw_index_image_state(img, d, ix) == THAW_IMAGE_PRESENT);
+  /* what the CRD's pattern lets through but the index refuses: too short
+   * for sha256, and algorithms thaw's warm never writes */
+  static const char *const bad[] = {
+      "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+      "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+      "sha512:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+      "md5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    set_status_digest("pin-a", "Ready", -1, bad[i]);
+    run_until(&h, NULL, NULL, 200);
+    CHECK(thaw_index_image_state(img, d, ix) == THAW_IMAGE_PRESENT);
+  }
+  set_status_digest("pin-a", "Ready", -1, DG_A);
+  WAIT_STATE(img, THAW_IMAGE_READY);
+  CHECK(thaw_index_image_state(img, d, ix) == THAW_IMAGE_READY &&
+        strcmp(d, DG_A) == 0);
+  /* a refresh moves it */
+  set_status_digest("pin-a", "Ready", -1, DG_B);
+  want_t wb = {img, 1}, wa = {img, 0};
+  CHECK(run_until(&h, digest_is, &wb, 20000));
+  /* a second object of the same image, Ready with the older digest: the
+   * newest delivery wins; when it goes, the other's is served */
+  make_ci("pin-b", img);
+  set_status_digest("pin-b", "Ready", 1, DG_A);
+  WAIT_STATE(img, THAW_IMAGE_READY_PRIVATE);
+  CHECK(run_until(&h, digest_is, &wa, 20000));
+  CHECK(sync_delete(&h, &thaw_kube_cachedimages, NULL, "pin-a") == 0);
+  WAIT_STATE(img, THAW_IMAGE_READY_PRIVATE);
+  CHECK(run_until(&h, digest_is, &wa, 20000));
+  /* the same digest on both: the one left keeps it */
+  make_ci("pin-a", img);
+  set_status_digest("pin-a", "Ready", 0, DG_A);
+  run_until(&h, NULL, NULL, 300);
+  CHECK(sync_delete(&h, &thaw_kube_cachedimages, NULL, "pin-b") == 0);
+  WAIT_STATE(img, THAW_IMAGE_READY);
+  CHECK(run_until(&h, digest_is, &wa, 20000));
+  /* Expiring: no longer Ready, no digest */
+  set_status_digest("pin-a", "Expiring", -1, "");
+  WAIT_STATE(img, THAW_IMAGE_PRESENT);
+  CHECK(thaw_index_image_state(img, d, ix) == THAW_IMAGE_PRESENT &&
+        d[0] == '\0');
+  CHECK(sync_delete(&h, &thaw_kube_cachedimages, NULL, "pin-a") == 0);
+  WAIT_STATE(img, THAW_IMAGE_ABSENT);
 }
 
 static void test_namespace_labels(void) {
@@ -336,7 +423,7 @@ static void test_drops_and_compaction(void) {
     fprintf(stderr, "index differs from the server:\n");
     CHECK(compare_with_server(1) == 0);
   }
-  CHECK(thaw_index_image_state("docker.io/library/redis:7", ix) ==
+  CHECK(thaw_index_image_state("docker.io/library/redis:7", NULL, ix) ==
         THAW_IMAGE_PRESENT);
 }
 
@@ -384,6 +471,7 @@ int main(void) {
   test_initial_sync();
   test_phases();
   test_same_image_twice();
+  test_digests();
   test_namespace_labels();
   test_drops_and_compaction();
   test_many();

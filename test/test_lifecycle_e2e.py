@@ -208,7 +208,9 @@ class ExpiryTest(unittest.TestCase):
         Ready and its manifest is never deleted."""
         name, image, info = self.ready("life/race:v1")
         ENV.wait_phase(name, "Expiring", timeout=EXPIRE + 10)
-        rewritten = "localhost:7439/" + cache_repo(image.rsplit(":", 1)[0]) + ":v1"
+        # content-addressed, as the webhook writes it: it counts for the tag
+        rewritten = ("localhost:7439/" + cache_repo(image.rsplit(":", 1)[0]) + ":v1@" +
+                     info["digest"])
         pod("race-1", rewritten)
         ENV.wait_phase(name, "Ready", timeout=5)
         time.sleep(GRACE + 1)
@@ -239,17 +241,31 @@ class ExpiryTest(unittest.TestCase):
         delete_pod("twotags-1")
 
     def test_06_refresh_deletes_the_old_digest(self):
+        """A refresh keeps the old digest while a pod names it pinned (its
+        next pull on another node must work), then for --expire-grace,
+        then deletes it."""
         path = "life/refresh:v1"
         name, image, info = self.ready(path)
+        repo = image.rsplit(":", 1)[0]
         pod("refresh-1", image)  # in use: only the refresh acts
+        pinned = "localhost:7439/" + cache_repo(repo) + ":v1@" + info["digest"]
+        pod("refresh-pinned", pinned)  # admitted before the refresh
+        ENV.wait_ci(name, lambda c: len(c["status"].get("usedBy", {}).get("pods", [])) == 2,
+                    timeout=30, what="both pods counted")
         new = ENV.push(build("life-refresh-2", 3, 4096, 1024), ENV.uphost, path)
         ENV.wait_ci(name, lambda c: c["status"].get("digest") == new["digest"], timeout=30,
                     what="the new digest")
-        repo = image.rsplit(":", 1)[0]
-        deadline = time.time() + 15
+        time.sleep(GRACE + 3)  # past the grace: only the pinned pod holds it
+        self.assertEqual(manifest_status(repo, info["digest"]), 200,
+                         "old digest deleted while a pod names it")
+        delete_pod("refresh-pinned")
+        t_gone = time.time()
+        deadline = t_gone + GRACE + 15
         while manifest_status(repo, info["digest"]) != 404:
             self.assertLess(time.time(), deadline, "old digest still in the cache")
             time.sleep(0.2)
+        # kept for the grace after the last pod (the informer's lag aside)
+        self.assertGreaterEqual(time.time() - t_gone, GRACE - 0.5)
         self.assertEqual(manifest_status(repo, new["digest"]), 200)
         assert_pulls_exact(self, [name])
         delete_pod("refresh-1")

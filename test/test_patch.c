@@ -7,6 +7,7 @@
  *
  *   test_patch FIXTURES_ADMISSION_DIR   (test/fixtures/admission) */
 #include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,9 +110,13 @@ static void test_limit(void) {
   thaw_jbuf_free(&b);
 }
 
-static enum thaw_image_state all_ready(const char *ref, void *data) {
+static enum thaw_image_state all_ready(const char *ref, char *digest,
+                                       void *data) {
   (void)ref;
   (void)data;
+  snprintf(digest, THAW_ADMIT_DIGEST_SIZE, "%s",
+           "sha256:0123456789abcdef0123456789abcdef0123456789abcdef01234567"
+           "89abcdef");
   return THAW_IMAGE_READY;
 }
 
@@ -152,8 +157,10 @@ static void test_review(void) {
   CHECK(strcmp(thaw_decision_name(THAW_DECISION_COUNT), "unknown") == 0);
 }
 
-static enum thaw_image_state all_cold(const char *ref, void *data) {
+static enum thaw_image_state all_cold(const char *ref, char *digest,
+                                      void *data) {
   (void)ref;
+  (void)digest;
   (void)data;
   return THAW_IMAGE_ABSENT;
 }

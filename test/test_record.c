@@ -18,7 +18,7 @@ static thaw_index_t *ix;
 
 /* The webhook's `exists`: the index has a CachedImage for the reference. */
 static int indexed(const char *normalized, void *data) {
-  return thaw_index_image_state(normalized, data) != THAW_IMAGE_ABSENT;
+  return thaw_index_image_state(normalized, NULL, data) != THAW_IMAGE_ABSENT;
 }
 
 /* POSTs of CachedImages, as the client saw them (the informers only list
@@ -151,7 +151,7 @@ static void test_dedup(void) {
   }
   /* once the index has them: no request at all, nothing reported */
   for (int i = 0; i < 20; i++) {
-    while (thaw_index_image_state(ref[i], ix) == THAW_IMAGE_ABSENT)
+    while (thaw_index_image_state(ref[i], NULL, ix) == THAW_IMAGE_ABSENT)
       run_until(&h, NULL, NULL, 10);
   }
   before = creates;
@@ -185,10 +185,10 @@ static void test_rerecord_after_delete(void) {
   thaw_recorder_record(r, ref);
   wait_finished(&res, 1, 30000);
   CHECK(res.created == 1);
-  while (thaw_index_image_state(ref, ix) == THAW_IMAGE_ABSENT)
+  while (thaw_index_image_state(ref, NULL, ix) == THAW_IMAGE_ABSENT)
     run_until(&h, NULL, NULL, 10);
   delete_ci(ref);
-  while (thaw_index_image_state(ref, ix) != THAW_IMAGE_ABSENT)
+  while (thaw_index_image_state(ref, NULL, ix) != THAW_IMAGE_ABSENT)
     run_until(&h, NULL, NULL, 10);
   thaw_recorder_record(r, ref);
   wait_finished(&res, 2, 30000);
@@ -199,10 +199,10 @@ static void test_rerecord_after_delete(void) {
   thaw_recorder_record(r, ref);
   wait_finished(&res, 3, 30000);
   CHECK(res.created == 3);
-  while (thaw_index_image_state(ref, ix) == THAW_IMAGE_ABSENT)
+  while (thaw_index_image_state(ref, NULL, ix) == THAW_IMAGE_ABSENT)
     run_until(&h, NULL, NULL, 10);
   delete_ci(ref);
-  while (thaw_index_image_state(ref, ix) != THAW_IMAGE_ABSENT)
+  while (thaw_index_image_state(ref, NULL, ix) != THAW_IMAGE_ABSENT)
     run_until(&h, NULL, NULL, 10);
   thaw_recorder_record(r, ref);
   CHECK(thaw_recorder_pending(r) == 0);

@@ -24,6 +24,10 @@
 #define F "docker.io/library/failed:1"
 #define X "docker.io/library/expiring:1"
 #define N "docker.io/library/none:1" /* no CachedImage */
+#define U "docker.io/library/unpinned:1" /* Ready, no digest to pin */
+#define DA "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define DB "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define DP "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 enum { ANY = THAW_RELEASE_CI_ANY };
 static const struct {
   const char *norm;
@@ -35,7 +39,16 @@ static const struct {
     {W, ANY | THAW_RELEASE_CI_ACTIVE},
     {F, ANY | THAW_RELEASE_CI_FAILED},
     {X, ANY},
+    {U, ANY | THAW_RELEASE_CI_READY},
 };
+
+static const char *digest(const char *norm, void *data) {
+  (void)data;
+  return strcmp(norm, A) == 0   ? DA
+         : strcmp(norm, B) == 0 ? DB
+         : strcmp(norm, P) == 0 ? DP
+                                : NULL;
+}
 
 static unsigned lookup(const char *norm, void *data) {
   (void)data;
@@ -45,9 +58,9 @@ static unsigned lookup(const char *norm, void *data) {
   return 0;
 }
 
-#define RW_A CACHE "/docker.io/library/alpine:3"
-#define RW_B CACHE "/docker.io/library/busybox:1"
-#define RW_P CACHE "/reg.example/team/private:1"
+#define RW_A CACHE "/docker.io/library/alpine:3@" DA
+#define RW_B CACHE "/docker.io/library/busybox:1@" DB
+#define RW_P CACHE "/reg.example/team/private:1@" DP
 
 /* A pod: metadata members after name/namespace/uid/creation, the spec. */
 #define POD(meta, spec)                                                        \
@@ -122,6 +135,13 @@ static const struct {
     {"no CachedImage yet: still waited for (it is being recorded)",
      POD(WAIT30, GATES ",'containers':[" CTR("a", "none:1") "]"),
      THAW_SOURCES_NS_PUBLIC, 0, 0, 0, NULL},
+    {"Ready without a digest to pin: done, left as submitted",
+     POD(WAIT30, GATES ",'containers':[" CTR("a", "unpinned:1") "," CTR(
+                     "b", "alpine:3") "]"),
+     THAW_SOURCES_NS_PUBLIC, 1, 0, 1,
+     "[" UIDT "," IMG("containers", 1, "alpine:3", RW_A)
+     ",{'op':'add','path':'" ANNP "','value':'{\\'container/b\\':"
+     "\\'alpine:3\\'}'}," UNGATE(0) "]"},
     {"only Expiring: done, unchanged",
      POD(WAIT30, GATES ",'containers':[" CTR("a", "expiring:1") "]"),
      THAW_SOURCES_NS_PUBLIC, 1, 0, 0, "[" UIDT "," UNGATE(0) "]"},
@@ -212,6 +232,7 @@ static void test_table(void) {
     thaw_release_env_t env = {.cache_host = CACHE,
                               .ns_serves = cases[i].serves,
                               .lookup = lookup,
+                              .digest = digest,
                               .now = NOW};
     thaw_release_plan_t plan;
     int rc = thaw_release_plan(pod, &env, &plan);

@@ -48,9 +48,11 @@ RELEASE_S = 60   # bound for a warm and a release on a loaded machine
 
 
 def rewritten(orig):
-    """docs/design.md's rewritten form of a host:port/path reference."""
+    """docs/design.md's rewritten form of a host:port/path:tag reference,
+    pinned to its CachedImage's status.digest."""
     host, path = orig.split("/", 1)
-    return "%s/%s/%s" % (CACHE_HOST, host.replace(":", "__"), path)
+    return "%s/%s/%s@%s" % (CACHE_HOST, host.replace(":", "__"), path,
+                            ENV.ci(orig)["status"]["digest"])
 
 
 

@@ -28,6 +28,8 @@
 #define REPLACE(path, v) "{'op':'replace','path':'" path "','value':'" v "'}"
 
 #define RW "localhost:7439/docker.io/grycap/imagemagick:latest"
+#define DG "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define RWD RW "@" DG /* content-addressed */
 
 static const struct {
   const char *what, *pod;
@@ -43,6 +45,41 @@ static const struct {
      "[" TEST("/metadata/uid", "u-1") "," TEST("/spec/containers/0/image", RW)
      "," REPLACE("/spec/containers/0/image", "grycap/imagemagick") "]",
      "container app: " RW " -> grycap/imagemagick (ImagePullBackOff)"},
+    {"pinned rewrite: the annotation's tag-only original, as submitted",
+     POD(UID ANNOT(ORIG("container/app", "grycap/imagemagick")),
+         "'containers':[" CTR("app", RWD) "]",
+         "'containerStatuses':[" WAIT("app", "ErrImagePull") "]"),
+     1,
+     "[" TEST("/metadata/uid", "u-1") "," TEST("/spec/containers/0/image", RWD)
+     "," REPLACE("/spec/containers/0/image", "grycap/imagemagick") "]",
+     NULL},
+    {"pinned rewrite of a submitted tag@digest: that original",
+     POD(UID ANNOT(ORIG("container/app", "grycap/imagemagick:latest@" DG)),
+         "'containers':[" CTR("app", RWD) "]",
+         "'containerStatuses':[" WAIT("app", "ErrImagePull") "]"),
+     1,
+     "[" TEST("/metadata/uid", "u-1") "," TEST("/spec/containers/0/image", RWD)
+     "," REPLACE("/spec/containers/0/image",
+                 "grycap/imagemagick:latest@" DG) "]",
+     NULL},
+    {"pinned rewrite, no key: the pinned inverse (runs what was admitted)",
+     POD(UID ANNOT(ORIG("container/other", "busybox")),
+         "'containers':[" CTR("app", RWD) "]",
+         "'containerStatuses':[" WAIT("app", "ErrImagePull") "]"),
+     1,
+     "[" TEST("/metadata/uid", "u-1") "," TEST("/spec/containers/0/image", RWD)
+     "," REPLACE("/spec/containers/0/image",
+                 "docker.io/grycap/imagemagick:latest@" DG) "]",
+     NULL},
+    {"pinned rewrite, an annotation naming another tag: the pinned inverse",
+     POD(UID ANNOT(ORIG("container/app", "grycap/imagemagick:2")),
+         "'containers':[" CTR("app", RWD) "]",
+         "'containerStatuses':[" WAIT("app", "ErrImagePull") "]"),
+     1,
+     "[" TEST("/metadata/uid", "u-1") "," TEST("/spec/containers/0/image", RWD)
+     "," REPLACE("/spec/containers/0/image",
+                 "docker.io/grycap/imagemagick:latest@" DG) "]",
+     NULL},
     {"no annotation: thaw did not rewrite it, never touched",
      POD(UID, "'containers':[" CTR("app", RW) "]",
          "'containerStatuses':[" WAIT("app", "ImagePullBackOff") "]"),

@@ -48,10 +48,14 @@ ANN = "thaw.dev/original-images"
 REPAIR_S = 30            # bound for a repair once due, on a loaded machine
 
 
+PIN = "sha256:" + "ab" * 32
+
+
 def rewritten(orig):
-    """docs/design.md's rewritten form of a host:port/path reference."""
+    """docs/design.md's rewritten form of a host:port/path:tag reference,
+    pinned (content-addressed) as the webhook writes it."""
     host, path = orig.split("/", 1)
-    return "%s/%s/%s" % (CACHE_HOST, host.replace(":", "__"), path)
+    return "%s/%s/%s@%s" % (CACHE_HOST, host.replace(":", "__"), path, PIN)
 
 
 def log_time(ts):

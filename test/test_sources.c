@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PIN                                                                    \
+  "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 #include "check.h"
 #include "error.h"
 #include "imgref.h"
@@ -321,6 +324,15 @@ static void seed(void) {
           "\"localhost:7439/docker.io/library/redis:7\"},"
           "{\"name\":\"m\",\"image\":"
           "\"localhost:7439/my.reg__5000/team/app:2\"}]");
+  /* a pinned rewrite <cache>/x:tag@d: nothing when a CachedImage of x:tag
+   * (or x:tag@d) exists, else x:tag@d, what the pod runs */
+  new_pod("src-plain", "pinned",
+          "\"annotations\":{\"thaw.dev/original-images\":"
+          "\"{\\\"container/a\\\":\\\"preexisting:1\\\"}\"}",
+          "\"containers\":[{\"name\":\"a\",\"image\":"
+          "\"localhost:7439/docker.io/library/preexisting:1@" PIN "\"},"
+          "{\"name\":\"b\",\"image\":"
+          "\"localhost:7439/docker.io/library/pinned:1@" PIN "\"}]");
   /* an existing CachedImage is not created again */
   new_pod("src-plain", "pre", "",
           "\"containers\":[{\"name\":\"a\",\"image\":"
@@ -400,6 +412,7 @@ static const char *const expected[] = {
     "docker.io/library/private:1",         "ghcr.io/org/svc:1",
     "docker.io/library/alpine:3",          "docker.io/library/listed:1",
     "docker.io/grycap/imagemagick:latest", "docker.io/grycap/plants:1",
+    "docker.io/library/pinned:1@" PIN,
 };
 #define N_EXPECTED ((int)(sizeof(expected) / sizeof(expected[0])))
 
@@ -417,6 +430,8 @@ static const char *const never[] = {
     "docker.io/library/tpl-excluded:1",
     "docker.io/library/oscarish:1",
     "localhost:7439/docker.io/library/redis:7",
+    "docker.io/library/preexisting:1@" PIN,
+    "docker.io/library/pinned:1",
 };
 
 static void check_never(void) {
@@ -502,7 +517,7 @@ int main(void) {
   CHECK(total_cis() == N_EXPECTED + 1);
   CHECK(creates == N_EXPECTED);
   CHECK(exists_calls > 0);
-  CHECK(created_metric(m, "pod") == 5);
+  CHECK(created_metric(m, "pod") == 6);
   CHECK(created_metric(m, "podtemplate") == 5);
   /* the pre-existing object is untouched */
   int n = 0;
@@ -529,7 +544,7 @@ int main(void) {
   run_until(&h, NULL, NULL, 300);
   check_never();
   CHECK(creates == N_EXPECTED + 4);
-  CHECK(created_metric(m, "pod") == 8);
+  CHECK(created_metric(m, "pod") == 9);
   CHECK(created_metric(m, "podtemplate") == 6);
 
   /* a create that fails for good (400; a 403 is retried, since RBAC may
@@ -545,7 +560,7 @@ int main(void) {
   run_until(&h, NULL, NULL, 300);
   CHECK(creates == N_EXPECTED + 5);
   CHECK(!has_ci("docker.io/library/forbidden:1", NULL));
-  CHECK(created_metric(m, "pod") == 8);
+  CHECK(created_metric(m, "pod") == 9);
 
   /* inactive again: new images wait for the next activation */
   thaw_sources_set_active(src, 0);

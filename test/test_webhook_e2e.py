@@ -83,6 +83,14 @@ def job_pod(image, ns=NS, labels=None, init_image=None):
     return pod
 
 
+def pinned(normalised):
+    """The rewritten form of a Ready image that make_ready() wrote: pinned to
+    its status.digest (docs/design.md "Image references")."""
+    host, path = normalised.split("/", 1)
+    return "%s/%s/%s@sha256:%s" % (CACHE_HOST, host.replace(":", "__"), path,
+                                   hashlib.sha256(normalised.encode()).hexdigest())
+
+
 def image_of(pod, kind="containers", idx=0):
     return pod["spec"][kind][idx]["image"]
 
@@ -244,9 +252,10 @@ class WebhookE2E(unittest.TestCase):
         got, secs = self.poll_create(job_pod(img, init_image=self.RCLONE[0]), True, SEEN_S)
         stored = self.api.ok("GET", "/api/v1/namespaces/%s/pods/%s"
                              % (NS, got["metadata"]["name"]))
-        self.assertEqual(image_of(stored), CACHE_HOST + "/docker.io/grycap/imagemagick:latest")
+        # content-addressed: pinned to each CachedImage's status.digest
+        self.assertEqual(image_of(stored), pinned("docker.io/grycap/imagemagick:latest"))
         self.assertEqual(image_of(stored, "initContainers"),
-                         CACHE_HOST + "/docker.io/rclone/rclone:latest")
+                         pinned("docker.io/rclone/rclone:latest"))
         self.assertIn(ANNOTATION, annotations(stored))
         self.assertEqual(json.loads(annotations(stored)[ANNOTATION]),
                          {"container/oscar-container": img,
@@ -269,6 +278,17 @@ class WebhookE2E(unittest.TestCase):
         self.make_ready("docker.io/grycap/after-warming:1")
         self.poll_create(job_pod("grycap/after-warming:1"), True, SEEN_S, dry_run=True)
         self.assertEqual(image_of(self.create(job_pod("grycap/warming:1"))), "grycap/warming:1")
+        # a Ready object without a status.digest has nothing to pin: cold
+        nod = "docker.io/grycap/no-digest:1"
+        self.api.ok("POST", CI_PATH, {"apiVersion": "thaw.dev/v1alpha1", "kind": "CachedImage",
+                                      "metadata": {"name": ci_name(nod)},
+                                      "spec": {"image": nod}})
+        self.api.ok("PATCH", CI_PATH + "/" + ci_name(nod) + "/status",
+                    {"status": {"phase": "Ready"}}, ctype="application/merge-patch+json")
+        self.make_ready("docker.io/grycap/after-no-digest:1")
+        self.poll_create(job_pod("grycap/after-no-digest:1"), True, SEEN_S, dry_run=True)
+        self.assertEqual(image_of(self.create(job_pod("grycap/no-digest:1"))),
+                         "grycap/no-digest:1")
         # and a Ready image that turns Failed is no longer rewritten
         self.api.ok("PATCH", CI_PATH + "/" + ci_name("docker.io/grycap/after-warming:1")
                     + "/status", {"status": {"phase": "Failed", "message": "e2e"}},
@@ -337,7 +357,7 @@ class WebhookE2E(unittest.TestCase):
         self.assertEqual(st, 404, "a dry-run pod was stored")
         # a Ready image is still rewritten in the dry-run answer
         got = self.create(job_pod(self.COLD[0]), dry_run=True)
-        self.assertEqual(image_of(got), CACHE_HOST + "/docker.io/grycap/imagemagick:latest")
+        self.assertEqual(image_of(got), pinned("docker.io/grycap/imagemagick:latest"))
         self.barrier("dryrun")
         self.assertIsNone(self.get_ci("docker.io/" + img), "dry run recorded a CachedImage")
         pods_after = {p["metadata"]["name"] for p in
@@ -408,7 +428,7 @@ class WebhookE2E(unittest.TestCase):
         stored = self.api.ok("GET", "/api/v1/namespaces/%s/pods/%s" % (NS, name))
         for p in (out, stored):
             self.assertEqual(image_of(p, "ephemeralContainers"),
-                             CACHE_HOST + "/docker.io/library/busybox:1.36")
+                             pinned("docker.io/library/busybox:1.36"))
             self.assertEqual(image_of(p), image_of(pod))
             self.assertEqual(annotations(p).get(ANNOTATION), ann)
         # a cold ephemeral image stays as it is, and is recorded; kubectl
@@ -422,7 +442,7 @@ class WebhookE2E(unittest.TestCase):
             ctype="application/strategic-merge-patch+json")
         stored = self.api.ok("GET", "/api/v1/namespaces/%s/pods/%s" % (NS, name))
         ecs = {c["name"]: c["image"] for c in stored["spec"]["ephemeralContainers"]}
-        self.assertEqual(ecs, {"debugger": CACHE_HOST + "/docker.io/library/busybox:1.36",
+        self.assertEqual(ecs, {"debugger": pinned("docker.io/library/busybox:1.36"),
                                "debugger2": cold})
         self.wait_ci("docker.io/library/" + cold)
 

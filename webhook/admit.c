@@ -181,9 +181,13 @@ static void decide(admit_review_t *r, enum admit_list l, size_t index,
     count(r, THAW_DECISION_PULL_NEVER);
     return;
   }
+  char digest[THAW_ADMIT_DIGEST_SIZE] = "";
   enum thaw_image_state state =
-      env->image_state ? env->image_state(ref.str, env->data)
+      env->image_state ? env->image_state(ref.str, digest, env->data)
                        : THAW_IMAGE_ABSENT;
+  if ((state == THAW_IMAGE_READY || state == THAW_IMAGE_READY_PRIVATE) &&
+      digest[0] == '\0')
+    state = THAW_IMAGE_PRESENT; /* Ready without a digest: nothing to pin */
   switch (state) {
   case THAW_IMAGE_READY_PRIVATE:
     if (!(r->ns_flags & THAW_NS_CACHE_PRIVATE)) {
@@ -212,7 +216,8 @@ static void decide(admit_review_t *r, enum admit_list l, size_t index,
     return;
   }
   char rw[THAW_IMGREF_STR_MAX + 1];
-  if (thaw_imgref_rewrite(&ref, env->cache_host, rw, sizeof(rw)) != 0) {
+  if (thaw_imgref_rewrite(&ref, env->cache_host, digest, rw, sizeof(rw)) !=
+      0) {
     count(r, THAW_DECISION_INVALID);
     thaw_admit_warn_image(r, image, name,
                           "rewritten form is not a valid reference");

@@ -24,6 +24,9 @@ enum thaw_image_state {
   THAW_IMAGE_READY_PRIVATE /* Ready, status.private: needs cache-private */
 };
 
+/* Room for a status.digest: "sha256:" + 64 hex + NUL. */
+#define THAW_ADMIT_DIGEST_SIZE 72
+
 /* The decision for one container image; the label value of
  * thaw_webhook_images_total{decision}. */
 enum thaw_decision {
@@ -48,7 +51,11 @@ typedef struct {
   const char *const *excluded_namespaces; /* NULL-ended; may be NULL */
   int registry_up;              /* the health gate, sampled by the caller */
   int (*namespace_flags)(const char *ns, void *data);
-  enum thaw_image_state (*image_state)(const char *normalized, void *data);
+  /* For the READY states, also writes the image's status.digest
+   * ("sha256:<64 hex>", NUL-ended) into `digest` (THAW_ADMIT_DIGEST_SIZE
+   * bytes); a READY answer that leaves it "" is decided cold (row 6). */
+  enum thaw_image_state (*image_state)(const char *normalized, char *digest,
+                                       void *data);
   /* Called once per distinct normalised reference to record (decision
    * COLD), never on dryRun. May be NULL. */
   void (*record)(const char *normalized, void *data);

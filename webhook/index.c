@@ -1,6 +1,7 @@
 /* index.c - the webhook's in-memory view of CachedImages and Namespaces
  * (index.h): two informers, and a table (common/kube/store) from normalised image
- * to the count of CachedImages that name it, by phase. */
+ * to the count of CachedImages that name it, by phase, and the status.digest
+ * its rewrite pins (32 bytes an image). */
 #include "index.h"
 
 #include <stdint.h>
@@ -27,15 +28,57 @@ typedef struct {
   uint32_t ready;         /* ... of which Ready */
   uint32_t ready_private; /* ... of which Ready with status.private */
   uint32_t pending;       /* ... Pending, Warming or no phase (cold wait) */
+  /* The digest a rewrite pins: the last delivered Ready object's, and how
+   * many delivered Ready objects carry it. 0 with `ready` > 0 (two objects
+   * of one image with different digests, the newer one gone): none until
+   * one of them is delivered again, so the image is cold meanwhile. */
+  uint32_t same;
+  uint8_t digest[32];
   char s[];
 } img_t;
 
-/* The informer's record of one CachedImage. */
+/* The informer's record of one CachedImage. Ready means status.phase Ready
+ * with a valid status.digest (sha256, the only kind thaw's warm writes): one
+ * without it cannot be pinned, so it does not make the image Ready. */
 enum { CI_READY = 1, CI_PRIVATE = 2, CI_PENDING = 4 };
 typedef struct {
   img_t *img;
   uint8_t flags;
+  uint8_t digest[32]; /* while CI_READY */
 } ci_rec_t;
+
+#define SHA256_PREFIX "sha256:"
+
+static int unhex(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                              : -1;
+}
+
+/* "sha256:" + 64 lower-case hex into 32 bytes; 0, or -1 when malformed. */
+static int digest_parse(const char *d, uint8_t out[32]) {
+  size_t pn = sizeof(SHA256_PREFIX) - 1;
+  if (d == NULL || strncmp(d, SHA256_PREFIX, pn) != 0 ||
+      strlen(d) != pn + 64)
+    return -1;
+  for (size_t i = 0; i < 32; i++) {
+    int hi = unhex(d[pn + 2 * i]), lo = unhex(d[pn + 2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return -1;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return 0;
+}
+
+static void digest_format(const uint8_t d[32], char *out) {
+  static const char hexd[] = "0123456789abcdef";
+  size_t pn = sizeof(SHA256_PREFIX) - 1;
+  memcpy(out, SHA256_PREFIX, pn);
+  for (size_t i = 0; i < 32; i++) {
+    out[pn + 2 * i] = hexd[d[i] >> 4];
+    out[pn + 2 * i + 1] = hexd[d[i] & 15];
+  }
+  out[pn + 64] = '\0';
+}
 
 struct thaw_index {
   uv_loop_t *loop;
@@ -107,8 +150,9 @@ static void *ci_project(const cJSON *obj, size_t *size, void *data) {
   }
   const cJSON *status = field(obj, "status");
   const char *phase = cJSON_GetStringValue(field(status, "phase"));
-  uint8_t flags = 0;
-  if (phase != NULL && strcmp(phase, "Ready") == 0)
+  uint8_t flags = 0, digest[32] = {0};
+  if (phase != NULL && strcmp(phase, "Ready") == 0 &&
+      digest_parse(cJSON_GetStringValue(field(status, "digest")), digest) == 0)
     flags |= CI_READY;
   /* no phase counts as Pending (docs/design.md, "Phases") */
   if (phase == NULL || strcmp(phase, "Pending") == 0 ||
@@ -125,6 +169,7 @@ static void *ci_project(const cJSON *obj, size_t *size, void *data) {
     return NULL;
   }
   rec->flags = flags;
+  memcpy(rec->digest, digest, sizeof digest);
   ix->records++;
   *size = sizeof(*rec);
   return rec;
@@ -145,7 +190,8 @@ static void ci_free(void *p, void *data) {
 static int ci_equal(const void *a, const void *b, void *data) {
   (void)data;
   const ci_rec_t *x = a, *y = b;
-  return x->img == y->img && x->flags == y->flags;
+  return x->img == y->img && x->flags == y->flags &&
+         memcmp(x->digest, y->digest, sizeof x->digest) == 0;
 }
 
 /* Adds (d = 1) or removes (d = -1) one delivered CachedImage. */
@@ -159,6 +205,15 @@ static void apply(thaw_index_t *ix, const ci_rec_t *rec, int d) {
     e->ready += (uint32_t)d;
     if (rec->flags & CI_PRIVATE)
       e->ready_private += (uint32_t)d;
+    int same = memcmp(e->digest, rec->digest, sizeof e->digest) == 0;
+    if (d > 0 && (same && e->same > 0)) {
+      e->same++;
+    } else if (d > 0) { /* the newest digest wins (a refresh moved it) */
+      memcpy(e->digest, rec->digest, sizeof e->digest);
+      e->same = 1;
+    } else if (same && e->same > 0) {
+      e->same--;
+    }
   }
   if (d > 0 && e->total == 1 && ix->observer != NULL)
     ix->observer(e->s, ix->observer_data);
@@ -293,18 +348,22 @@ int thaw_index_namespace_flags(const char *ns, void *data) {
 }
 
 enum thaw_image_state thaw_index_image_state(const char *normalized,
-                                             void *data) {
+                                             char *digest, void *data) {
   const thaw_index_t *ix = data;
+  if (digest != NULL)
+    digest[0] = '\0';
   if (normalized == NULL || ix == NULL)
     return THAW_IMAGE_ABSENT;
   const img_t *e = thaw_store_get(ix->images, normalized, NULL);
   if (e == NULL || e->total == 0)
     return THAW_IMAGE_ABSENT;
+  if (e->ready == 0 || e->same == 0)
+    return THAW_IMAGE_PRESENT; /* nothing Ready, or no digest to pin */
+  if (digest != NULL)
+    digest_format(e->digest, digest);
   /* Any Ready copy makes it Ready; if one of them says private, the stricter
    * answer wins, so a private image is never served without cache-private. */
-  if (e->ready_private > 0)
-    return THAW_IMAGE_READY_PRIVATE;
-  return e->ready > 0 ? THAW_IMAGE_READY : THAW_IMAGE_PRESENT;
+  return e->ready_private > 0 ? THAW_IMAGE_READY_PRIVATE : THAW_IMAGE_READY;
 }
 
 int thaw_index_image_pending(const char *normalized, void *data) {

@@ -35,9 +35,14 @@ int thaw_index_synced(const thaw_index_t *ix);
 int thaw_index_denied(const thaw_index_t *ix);
 
 /* The admit callbacks; `ix` is the thaw_index_t *. A spec.image that is not
- * normalised is normalised when indexed; an unparsable one is left out. */
+ * normalised is normalised when indexed; an unparsable one is left out.
+ * image_state: a CachedImage counts as Ready only with a valid
+ * status.digest ("sha256:<64 hex>"); for the READY answers the digest of the
+ * last delivered Ready object is written into `digest`
+ * (THAW_ADMIT_DIGEST_SIZE bytes; NULL: not wanted), else "". */
 int thaw_index_namespace_flags(const char *ns, void *ix);
-enum thaw_image_state thaw_index_image_state(const char *normalized, void *ix);
+enum thaw_image_state thaw_index_image_state(const char *normalized,
+                                             char *digest, void *ix);
 
 /* 1 when a CachedImage of `normalized` is Pending, Warming or has no phase
  * (a warm is to come: cold wait may gate on it); the admit env's

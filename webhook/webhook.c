@@ -54,9 +54,10 @@ static int ns_flags(const char *ns, void *data) {
   return thaw_index_namespace_flags(ns, wh->index);
 }
 
-static enum thaw_image_state image_state(const char *normalized, void *data) {
+static enum thaw_image_state image_state(const char *normalized, char *digest,
+                                         void *data) {
   thaw_webhook_t *wh = data;
-  return thaw_index_image_state(normalized, wh->index);
+  return thaw_index_image_state(normalized, digest, wh->index);
 }
 
 static int image_pending(const char *normalized, void *data) {
@@ -67,7 +68,8 @@ static int image_pending(const char *normalized, void *data) {
 /* The recorder's `exists`: the index has a CachedImage for it. */
 static int indexed(const char *normalized, void *data) {
   thaw_webhook_t *wh = data;
-  return thaw_index_image_state(normalized, wh->index) != THAW_IMAGE_ABSENT;
+  return thaw_index_image_state(normalized, NULL, wh->index) !=
+         THAW_IMAGE_ABSENT;
 }
 
 static void record(const char *normalized, void *data) {

@@ -388,8 +388,24 @@ static size_t encode_host(const char *h, size_t n, char *dst) {
   return p;
 }
 
+int thaw_imgref_digest_valid(const char *d, size_t n) {
+  return d != NULL && n <= THAW_IMGREF_DIGEST_MAX && check_digest(d, n) == NULL;
+}
+
+int thaw_imgref_tag_only(const thaw_imgref_t *r, thaw_imgref_t *out) {
+  if (out != r)
+    memcpy(out, r, sizeof *out);
+  if (r->tag_len == 0 || r->digest_len == 0)
+    return THAW_ENOENT;
+  /* "@digest" is last: cut it off */
+  out->len = (uint16_t)(r->digest_off - 1);
+  out->str[out->len] = '\0';
+  out->digest_off = out->digest_len = 0;
+  return 0;
+}
+
 int thaw_imgref_rewrite(const thaw_imgref_t *r, const char *cache_host,
-                        char *buf, size_t cap) {
+                        const char *digest, char *buf, size_t cap) {
   if (cap > 0)
     buf[0] = '\0';
   if (!cache_host)
@@ -400,8 +416,16 @@ int thaw_imgref_rewrite(const thaw_imgref_t *r, const char *cache_host,
       mem_eq(cache_host, cn, "index.docker.io") ||
       mem_eq(cache_host, cn, "registry-1.docker.io"))
     return THAW_EINVAL;
+  size_t dn = 0;
+  if (digest != NULL) {
+    dn = strnlen(digest, THAW_IMGREF_DIGEST_MAX + 1);
+    if (!thaw_imgref_digest_valid(digest, dn))
+      return THAW_EINVAL;
+  }
   if (host_is_cache(r, cache_host))
     return put(buf, cap, r->str, r->len);
+  if (r->digest_len > 0)
+    dn = 0; /* its own digest stays */
 
   char enc[THAW_IMGREF_NAME_MAX + 8];
   size_t en = encode_host(r->str, r->host_len, enc);
@@ -410,7 +434,10 @@ int thaw_imgref_rewrite(const thaw_imgref_t *r, const char *cache_host,
   if (name_len > THAW_IMGREF_NAME_MAX)
     return THAW_EINVAL; /* would not parse: distribution's name limit */
   size_t rest = (size_t)r->len - r->name_len; /* [:tag][@digest] */
-  size_t total = name_len + rest;
+  size_t pin = dn > 0 ? 1 + dn : 0;            /* "@" digest */
+  size_t total = name_len + rest + pin;
+  if (total > THAW_IMGREF_STR_MAX)
+    return THAW_EINVAL; /* cannot happen: name, tag, digest each bounded */
   if (total + 1 > cap)
     return THAW_E2BIG;
   size_t p = 0;
@@ -422,6 +449,11 @@ int thaw_imgref_rewrite(const thaw_imgref_t *r, const char *cache_host,
   buf[p++] = '/';
   memcpy(buf + p, r->str + r->host_len + 1, path_len + rest);
   p += path_len + rest;
+  if (pin > 0) {
+    buf[p++] = '@';
+    memcpy(buf + p, digest, dn);
+    p += dn;
+  }
   buf[p] = '\0';
   return 0;
 }

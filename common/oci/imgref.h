@@ -87,13 +87,31 @@ int thaw_imgref_parse(const char *s, size_t len, thaw_imgref_t *out);
 int thaw_imgref_format(const thaw_imgref_t *r, char *buf, size_t cap);
 
 /* Writes the rewritten form of r under `cache_host` (e.g. "localhost:7439";
- * a valid lower-case registry host) into buf, NUL-terminated. If r is already
- * under cache_host, its normalised form is written unchanged (idempotent).
- * The result always parses. Returns 0; THAW_EINVAL if cache_host is not a
- * valid lower-case host, or the rewritten name would exceed 255 characters;
- * THAW_E2BIG if the result does not fit in `cap` bytes (buf then holds ""). */
+ * a valid lower-case registry host) into buf, NUL-terminated. `digest` (the
+ * CachedImage's status.digest, e.g. "sha256:<64 hex>") pins the result: a
+ * reference with a tag and no digest gets "@<digest>" after its tag, so a
+ * tag moved inside the cache cannot change what the rewritten reference
+ * names; a reference with a digest keeps its own and ignores `digest`.
+ * NULL keeps the unpinned form. If r is already under cache_host, its
+ * normalised form is written unchanged (idempotent). The result always
+ * parses. Returns 0; THAW_EINVAL if cache_host is not a valid lower-case
+ * host, `digest` is not a valid digest (sha256, sha384 or sha512, lower-case
+ * hex of the exact length), or the rewritten name would exceed 255
+ * characters; THAW_E2BIG if the result does not fit in `cap` bytes (buf then
+ * holds ""). */
 int thaw_imgref_rewrite(const thaw_imgref_t *r, const char *cache_host,
-                        char *buf, size_t cap);
+                        const char *digest, char *buf, size_t cap);
+
+/* The tag-only form of a reference with both a tag and a digest
+ * ("x:1@sha256:..." -> "x:1"), stored in *out (which may be r). A rewritten
+ * "<cache>/x:1@<d>" may come from "x:1" (pinned by the rewrite) or from a
+ * submitted "x:1@<d>"; this names the first. Returns 0, or THAW_ENOENT when
+ * r lacks a tag or a digest (*out is then a copy of r). */
+int thaw_imgref_tag_only(const thaw_imgref_t *r, thaw_imgref_t *out);
+
+/* 1 when `n` bytes of `d` are a digest the grammar accepts (sha256, sha384
+ * or sha512, lower-case hex of the exact length), else 0. */
+int thaw_imgref_digest_valid(const char *d, size_t n);
 
 /* Converts a rewritten reference back to the normalised original it was
  * made from, stored in *out. Returns 0; THAW_ENOENT if `s` is not under
