@@ -77,6 +77,16 @@ void thaw_config_usage(FILE *f) {
 "                               (default false)\n"
 "  --leader-elect[=BOOL]        hold the Lease thaw-controller before\n"
 "                               reconciling (default true)\n"
+"  --token-key-file PATH        PEM private key (RSA >= 2048 bits or EC\n"
+"                               P-256) that signs the cache registry's\n"
+"                               tokens; with --token-cert-file (default:\n"
+"                               none, the cache registry has no auth)\n"
+"  --token-cert-file PATH       PEM certificate of that key: the cache\n"
+"                               registry's auth.token.rootcertbundle\n"
+"  --token-bind-address HOST:PORT\n"
+"                               plain HTTP for the token endpoint GET\n"
+"                               /token, with --token-key-file (default\n"
+"                               :7442)\n"
 "  --upstream-ca-file PATH      extra PEM trust anchors for upstream\n"
 "                               registries (default: system store only)\n"
 "  --log-level LEVEL            debug, info, warn or error (default info,\n"
@@ -305,7 +315,7 @@ enum {
   O_METRICS, O_CONCURRENCY, O_BLOB_CONCURRENCY, O_PLATFORMS, O_REFRESH,
   O_EXPIRE, O_MAX_BYTES, O_PREWARM, O_EXCLUDE, O_ALLOW_PRIVATE, O_LEADER_ELECT,
   O_CA_FILE, O_LOG_LEVEL, O_VERSION, O_EXPIRE_GRACE, O_REPAIR_AFTER, O_GC_URL,
-  O_GC_INTERVAL
+  O_GC_INTERVAL, O_TOKEN_KEY, O_TOKEN_CERT, O_TOKEN_BIND
 };
 
 static const struct option opts[] = {
@@ -330,6 +340,9 @@ static const struct option opts[] = {
     {"allow-private", optional_argument, NULL, O_ALLOW_PRIVATE},
     {"leader-elect", optional_argument, NULL, O_LEADER_ELECT},
     {"upstream-ca-file", required_argument, NULL, O_CA_FILE},
+    {"token-key-file", required_argument, NULL, O_TOKEN_KEY},
+    {"token-cert-file", required_argument, NULL, O_TOKEN_CERT},
+    {"token-bind-address", required_argument, NULL, O_TOKEN_BIND},
     {"log-level", required_argument, NULL, O_LOG_LEVEL},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, O_VERSION},
@@ -426,6 +439,21 @@ static int apply(thaw_config_t *c, int opt, const char *v, const char *arg,
                  opt == O_ALLOW_PRIVATE ? "allow-private" : "leader-elect", arg);
     *(opt == O_ALLOW_PRIVATE ? &c->allow_private : &c->leader_elect) = b;
     return 0;
+  case O_TOKEN_KEY:
+  case O_TOKEN_CERT: {
+    const char *flag = opt == O_TOKEN_KEY ? "--token-key-file"
+                                          : "--token-cert-file";
+    if (*v == '\0' || access(v, R_OK) != 0)
+      return bad("%s %s: %s", flag, v, *v ? strerror(errno) : "empty path");
+    *(opt == O_TOKEN_KEY ? &c->token_key_file : &c->token_cert_file) = v;
+    return 0;
+  }
+  case O_TOKEN_BIND:
+    if (!valid_bind_address(v))
+      return bad("--token-bind-address %s: want HOST:PORT, :PORT or "
+                 "[IPV6]:PORT with an IP address or localhost", v);
+    c->token_bind_address = v;
+    return 0;
   case O_CA_FILE:
     if (*v == '\0' || access(v, R_OK) != 0)
       return bad("--upstream-ca-file %s: %s", v,
@@ -471,6 +499,8 @@ static int parse(thaw_config_t *c, int argc, char **argv) {
     return bad("unexpected argument %s (see --help)", argv[optind]);
   if (c->registry_url == NULL)
     return bad("--registry-url is required (see --help)");
+  if ((c->token_key_file == NULL) != (c->token_cert_file == NULL))
+    return bad("--token-key-file and --token-cert-file go together");
 
   char sa_ns[THAW_NAMESPACE_MAX + 1];
   if (ns == NULL) {
@@ -492,6 +522,7 @@ int thaw_config_parse(thaw_config_t *c, int argc, char **argv) {
   memset(c, 0, sizeof *c);
   c->cache_host = "localhost:7439";
   c->metrics_bind_address = ":8081";
+  c->token_bind_address = ":7442";
   c->concurrency = 4;
   c->blob_concurrency = 6;
   c->refresh_interval_ms = 3600ull * 1000;

@@ -37,6 +37,9 @@ typedef struct {
   int allow_private;            /* default 0 */
   int leader_elect;             /* default 1 */
   const char *ca_file;          /* --upstream-ca-file: extra trust anchors */
+  const char *token_key_file;   /* signs the cache's tokens; NULL: no auth */
+  const char *token_cert_file;  /* its certificate (x5c, rootcertbundle) */
+  const char *token_bind_address; /* the token endpoint; ":7442" */
   const char *log_level;        /* NULL: info or $THAW_LOG_LEVEL */
   char *owned[8];               /* copies the lists point into */
 } thaw_config_t;

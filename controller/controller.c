@@ -22,6 +22,7 @@
 #include "release.h"
 #include "repair.h"
 #include "sources.h"
+#include "token.h"
 #include "use.h"
 #include "warm.h"
 
@@ -51,6 +52,8 @@ struct thaw_controller {
   thaw_lifecycle_t *life;   /* expiry and eviction */
   thaw_leader_t *leader;
   thaw_httpd_t *httpd;
+  thaw_token_t *token;        /* NULL: the cache registry has no auth */
+  thaw_httpd_t *token_httpd;  /* GET /token */
   const char *insecure[THAW_CONFIG_LIST_MAX + 2];
   uv_timer_t activate;
   int leading, sources_active, stopping;
@@ -170,7 +173,9 @@ static int make_warmer(thaw_controller_t *c) {
   thaw_registry_opts_t ro = {.insecure = c->insecure,
                              .ca_file = cfg->ca_file,
                              .observe = on_registry_request,
-                             .observe_data = c};
+                             .observe_data = c,
+                             .mint = c->token ? thaw_token_mint_self : NULL,
+                             .mint_data = c->token};
   thaw_warmer_opts_t wo = {.cache_registry = cfg->registry_host,
                            .platforms = cfg->platforms,
                            .blob_concurrency = cfg->blob_concurrency};
@@ -287,6 +292,12 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
            "Registry requests by host and HTTP status (0: none).", 2,
            reg_labels)) == NULL)
     return thaw_errf(err, errlen, THAW_ENOMEM, "out of memory");
+
+  if (cfg->token_key_file != NULL &&
+      ((rc = thaw_token_new(cfg->token_key_file, cfg->token_cert_file,
+                            c->metrics, &c->token, err, errlen)) != 0 ||
+       (rc = thaw_token_set_cache_host(c->token, cfg->registry_host)) != 0))
+    return rc;
 
   thaw_kube_config_t kc;
   if ((rc = thaw_kube_config_load(&kc, cfg->kubeconfig, err, errlen)) != 0)
@@ -406,10 +417,21 @@ int thaw_controller_new(uv_loop_t *loop, const thaw_config_t *cfg,
   return 0;
 }
 
+static void on_token_http(const thaw_httpd_request_t *req,
+                          thaw_httpd_reply_t *reply, void *data) {
+  thaw_controller_t *c = data;
+  thaw_token_serve(c->token, req, reply);
+}
+
 int thaw_controller_start(thaw_controller_t *c, char *err, size_t errlen) {
   int rc = thaw_httpd_start(c->loop, c->cfg->metrics_bind_address, on_http,
                             c, &c->httpd, err, errlen);
   if (rc != 0)
+    return rc;
+  if (c->token != NULL &&
+      (rc = thaw_httpd_start_request(c->loop, c->cfg->token_bind_address,
+                                     on_token_http, c, &c->token_httpd, err,
+                                     errlen)) != 0)
     return rc;
   if ((rc = thaw_reconciler_start(c->rec)) != 0 ||
       (rc = thaw_sources_start(c->sources)) != 0)
@@ -453,6 +475,7 @@ void thaw_controller_free(thaw_controller_t *c) {
   if (c == NULL)
     return;
   thaw_httpd_free(c->httpd);
+  thaw_httpd_free(c->token_httpd);
   thaw_leader_free(c->leader);
   thaw_sources_free(c->sources);
   thaw_repair_free(c->repair); /* after its observed sources */
@@ -467,6 +490,7 @@ void thaw_controller_free(thaw_controller_t *c) {
   free_warmer(c);
   thaw_http_free(c->http);
   thaw_kube_free(c->kube);
+  thaw_token_free(c->token); /* after the registry client that mints */
   thaw_metrics_free(c->metrics);
   uv_timer_stop(&c->activate);
   uv_close((uv_handle_t *)&c->activate, on_timer_closed);

@@ -108,12 +108,29 @@ static int call_data(thaw_http_req_t *req, const char *buf, size_t len,
 static void call_done(thaw_http_req_t *req, const thaw_http_result_t *res,
                       void *data);
 
+/* A token the owner signs itself (registry.h, thaw_registry_mint_cb),
+ * cached like a fetched one; NULL when it makes none for this host. */
+static const char *mint(regcall_t *c, const char *user) {
+  thaw_registry_t *r = c->op->r;
+  char tok[THAW_REGAUTH_TOKEN_MAX];
+  long ttl = 0;
+  if (r->mint(c->host, c->scope, tok, sizeof tok, &ttl, r->mint_data) != 0)
+    return NULL;
+  int rc = thaw_regauth_cache_put(r->tokens, c->host, c->scope, user, tok,
+                                  ttl);
+  OPENSSL_cleanse(tok, sizeof tok);
+  return rc ? NULL : thaw_regauth_cache_get(r->tokens, c->host, c->scope,
+                                            user);
+}
+
 int regcall_go(regcall_t *c) {
   thaw_registry_t *r = c->op->r;
   const char *user = c->creds ? c->creds->user : "";
   if (!c->authz) {
     const char *tok = thaw_regauth_cache_get(r->tokens, c->host, c->scope,
                                              user);
+    if (!tok && r->mint)
+      tok = mint(c, user);
     if (tok) {
       size_t n = strlen(tok) + 32;
       if (!(c->authz = malloc(n)))

@@ -82,6 +82,8 @@ struct thaw_registry {
   long timeout_ms, low_speed_secs;
   thaw_registry_observe_cb observe;
   void *observe_data;
+  thaw_registry_mint_cb mint;
+  void *mint_data;
   regop_t *ops;
   int closing;
 };

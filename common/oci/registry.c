@@ -51,6 +51,8 @@ int thaw_registry_new(thaw_http_t *http, const thaw_registry_opts_t *o,
   r->low_speed_secs = o->low_speed_secs ? o->low_speed_secs : 60;
   r->observe = o->observe;
   r->observe_data = o->observe_data;
+  r->mint = o->mint;
+  r->mint_data = o->mint_data;
   size_t n = 0;
   while (o->insecure && o->insecure[n])
     n++;

@@ -36,6 +36,17 @@ typedef struct thaw_registry thaw_registry_t;
 typedef void (*thaw_registry_observe_cb)(const char *host, long status,
                                          void *data);
 
+/* Makes a Bearer token for `scope` (space-separated "type:name:actions",
+ * as requested from a token server) at registry `host` without asking a
+ * token server: thaw-controller signs its own tokens for the cache
+ * registry. Returns 0 with the token in tok (NUL-ended) and its lifetime
+ * in *expires_in seconds, or non-zero when it makes none for this host
+ * (the usual 401 challenge flow runs then). Asked before a request whose
+ * token is not cached, so requests to that host never see a 401. */
+typedef int (*thaw_registry_mint_cb)(const char *host, const char *scope,
+                                     char *tok, size_t cap, long *expires_in,
+                                     void *data);
+
 typedef struct {
   /* Hosts ("host" or "host:port") spoken to over plain http; others https. */
   const char *const *insecure; /* NULL-ended; may be NULL */
@@ -46,6 +57,8 @@ typedef struct {
   void *clock_data;
   thaw_registry_observe_cb observe; /* optional */
   void *observe_data;
+  thaw_registry_mint_cb mint; /* optional: tokens made here (below) */
+  void *mint_data;
 } thaw_registry_opts_t;
 
 /* Where an operation goes. `host` is a registry host as in an image
