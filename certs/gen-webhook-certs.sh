@@ -28,9 +28,11 @@ output directory:
   ca.key ca.crt          the CA (ca.key stays here; it is not installed)
   ca-previous.crt        the CA this one replaced, trusted until it expires
   tls.key tls.crt        the serving key and certificate
+  token.key token.crt    the cache registry's token signing key (EC P-256)
+                         and its self-signed certificate (--ca-days)
   cabundle-patch.yaml    sets the webhook configuration's caBundle
-  kustomization.yaml     the base (manifests/, or --base) + Secret
-                         thaw-webhook-tls + that patch
+  kustomization.yaml     the base (manifests/, or --base) + Secrets
+                         thaw-webhook-tls and thaw-token-key + that patch
 
 Install with:  kubectl apply -k OUT
 
@@ -115,6 +117,10 @@ CN = unused
 basicConstraints = critical, CA:TRUE, pathlen:0
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
+[token_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+subjectKeyIdentifier = hash
 [leaf_ext]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -176,9 +182,25 @@ else
   issued="no (still valid)"
 fi
 
+# The cache registry's token signing key and its self-signed certificate
+# (the registry's rootcertbundle): kept while valid for --days; --force
+# replaces it. A new one needs thaw-registry and thaw-controller restarted.
+if [ $force = 1 ] || [ ! -s "$out/token.key" ] || [ ! -s "$out/token.crt" ] ||
+   ! same_key "$out/token.crt" "$out/token.key" || ! valid_for "$out/token.crt" "$days"; then
+  newkey "$work/token.key"
+  openssl req -x509 -new -config "$work/openssl.cnf" -extensions token_ext \
+    -key "$work/token.key" -sha256 -days "$ca_days" -set_serial "$(serial)" \
+    -subj "/CN=thaw-token" -out "$work/token.crt" 2>/dev/null
+  mv -f "$work/token.key" "$out/token.key"
+  mv -f "$work/token.crt" "$out/token.crt"
+  token_issued=yes
+else
+  token_issued="no (still valid)"
+fi
+
 # Certificates are public; 0644 so that kubectl in another account reads them.
-chmod 600 "$out/ca.key" "$out/tls.key"
-chmod 644 "$out/ca.crt" "$out/tls.crt"
+chmod 600 "$out/ca.key" "$out/tls.key" "$out/token.key"
+chmod 644 "$out/ca.crt" "$out/tls.crt" "$out/token.crt"
 
 # The bundle: the CA, and the one it replaced while that is still valid.
 if [ -s "$out/ca-previous.crt" ] && ! valid_for "$out/ca-previous.crt" 0; then
@@ -220,6 +242,13 @@ YAML
   echo "    options:"
   echo "      # A fixed name: the Deployment mounts it, and the webhook reloads"
   echo "      # the files when a re-run of the script updates it."
+  echo "      disableNameSuffixHash: true"
+  echo "  - name: thaw-token-key"
+  echo "    namespace: $namespace"
+  echo "    type: kubernetes.io/tls"
+  echo "    files: [tls.crt=token.crt, tls.key=token.key]"
+  echo "    options:"
+  echo "      # A fixed name: the registry and the controller mount it."
   echo "      disableNameSuffixHash: true"
   echo "patches:"
   echo "  - path: cabundle-patch.yaml"
@@ -278,4 +307,5 @@ echo "gen-webhook-certs: $out"
 echo "  CA:          ca.crt ($(openssl x509 -in "$out/ca.crt" -noout -enddate | sed 's/notAfter=/until /'))"
 echo "  certificate: tls.crt, issued now: $issued ($(openssl x509 -in "$out/tls.crt" -noout -enddate | sed 's/notAfter=/until /'))"
 echo "  names:       $(sans_of "$out/tls.crt")"
+echo "  token key:   token.crt, issued now: $token_issued ($(openssl x509 -in "$out/token.crt" -noout -enddate | sed 's/notAfter=/until /'))"
 echo "  install:     kubectl apply -k $out"

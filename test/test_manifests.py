@@ -44,6 +44,8 @@ GEN = os.path.join(REPO, "certs", "gen-webhook-certs.sh")
 sys.path[:0] = [os.path.join(HERE, "kubeemu")]
 
 import admission  # noqa: E402  (the emulator's webhook matching)
+sys.path.insert(0, HERE)
+import token_server  # noqa: E402  (the cache's realm in ProxyChain)
 
 NS = "thaw-system"
 # The node-local endpoint's own namespace (hostNetwork: Pod Security
@@ -695,7 +697,6 @@ class Registry(unittest.TestCase, Hardened):
         cfg = self.cfg
         self.assertIs(cfg["storage"]["delete"]["enabled"], True)  # the controller expires
         self.assertEqual(cfg["http"]["addr"], ":5000")
-        self.assertNotIn("auth", cfg)
         self.assertNotIn("proxy", cfg)  # the cache accepts pushes
         self.assertIs(cfg["health"]["storagedriver"]["enabled"], True)
         mount = self.mounts(self.pod, self.ctr)
@@ -717,11 +718,48 @@ class Registry(unittest.TestCase, Hardened):
                              "http://%s.$(POD_NAMESPACE).svc:%d" % (self.svc["metadata"]["name"],
                                                                   svc["http"]["port"]), dep)
 
+    def test_token_auth(self):
+        """Only thaw-controller's tokens open the cache: the registry checks
+        them against the certificate of the key the controller signs with,
+        the realm is the controller's token Service in the Pod's namespace,
+        and issuer and service are the controller's constants."""
+        tok = self.cfg["auth"]["token"]
+        self.assertEqual((tok["issuer"], tok["service"]), ("thaw-controller", "thaw-registry"))
+        mounts = self.mounts(self.pod, self.ctr)
+        cert_dir, cert_file = tok["rootcertbundle"].rsplit("/", 1)
+        secret = mounts[cert_dir]["secret"]
+        self.assertEqual(secret["secretName"], "thaw-token-key")
+        self.assertEqual(secret["items"], [{"key": "tls.crt", "path": cert_file}])  # no key
+        env = {e["name"]: e for e in self.ctr["env"]}
+        svc = find(self.objs, "Service", "thaw-token")
+        port = svc["spec"]["ports"][0]["port"]
+        self.assertEqual(env["REGISTRY_AUTH_TOKEN_REALM"]["value"],
+                         "http://thaw-token.$(POD_NAMESPACE).svc:%d/token" % port)
+        self.assertEqual(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
+                         "metadata.namespace")
+        ctl = find(self.objs, "Deployment", "thaw-controller")["spec"]["template"]["spec"]
+        cctr = ctl["containers"][0]
+        args = dict(a[2:].split("=", 1) for a in cctr["args"])
+        cmounts = self.mounts(ctl, cctr)
+        key_dir = args["token-key-file"].rsplit("/", 1)[0]
+        self.assertEqual(cmounts[key_dir]["secret"]["secretName"], "thaw-token-key")
+        self.assertEqual(args["token-cert-file"], key_dir + "/tls.crt")
+        self.assertEqual(args["token-bind-address"], ":%d" % port)
+        ports = {p["name"]: p["containerPort"] for p in cctr["ports"]}
+        self.assertIn(svc["spec"]["ports"][0]["targetPort"], ("token", port))
+        self.assertEqual(ports["token"], port)
+        labels = find(self.objs, "Deployment", "thaw-controller")["spec"]["template"][
+            "metadata"]["labels"]
+        self.assertTrue(svc["spec"]["selector"].items() <= labels.items())
+
     def test_probes(self):
+        """/v2/ wants a token (401): the probes ask the debug port's storage
+        health instead."""
+        debug = int(self.cfg["http"]["debug"]["addr"].rsplit(":", 1)[1])
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             get = self.ctr[probe]["httpGet"]
-            self.assertEqual(get["path"], "/v2/", probe)
-            self.assertIn(get["port"], ("http", 5000), probe)
+            self.assertEqual(get["path"], "/debug/health", probe)
+            self.assertIn(get["port"], ("metrics", debug), probe)
             self.assertNotIn("scheme", get)
 
     def test_security_and_resources(self):
@@ -1143,7 +1181,7 @@ class Controller(unittest.TestCase, Hardened):
 
     def test_probes_and_metrics(self):
         ports = {p["name"]: p["containerPort"] for p in self.ctr["ports"]}
-        self.assertEqual(ports, {"metrics": 8081})
+        self.assertEqual(ports, {"metrics": 8081, "token": 7442})
         for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"),
                             ("startupProbe", "/healthz")):
             get = self.ctr[probe]["httpGet"]
@@ -1218,7 +1256,10 @@ class ProxyChain(unittest.TestCase):
     """The node-local config in front of the cache config, both run by real
     docker-registry processes on loopback: what the controller pushes to the
     cache under docker.io/library/x is what containerd gets from
-    localhost:7439/docker.io/library/x."""
+    localhost:7439/docker.io/library/x. The cache's auth.token realm is
+    test/token_server.py with thaw-controller's policy for this repository
+    (anonymous pull; push and delete for the controller's account), so the
+    node-local endpoint runs the anonymous token flow."""
 
     REPO = "docker.io/library/x"
 
@@ -1229,9 +1270,15 @@ class ProxyChain(unittest.TestCase):
         self.procs = []
         objs = resolve(MANIFESTS)
         cache, proxy = config_of(objs, "thaw-registry"), config_of(objs, "thaw-node-local")
+        auth = cache["auth"]["token"]
+        self.tokens = token_server.TokenServer(
+            issuer=auth["issuer"], service=auth["service"], users={"controller": "pw"},
+            acl=[{"account": "*", "repo": "*", "actions": ["pull"]},
+                 {"account": "controller", "repo": "*", "actions": ["pull", "push", "delete"]}])
+        self.addCleanup(self.tokens.close)
         # The manifests' configs, with only addresses and paths replaced.
         self.cache_url = self.start("cache", cache, {
-            "remove": ("debug",), "root": "cache"})
+            "remove": ("debug",), "root": "cache", "token": self.tokens})
         self.proxy_url = self.start("proxy", proxy, {
             "remoteurl": self.cache_url, "root": "proxy"})
 
@@ -1256,6 +1303,11 @@ class ProxyChain(unittest.TestCase):
         cfg["storage"]["filesystem"]["rootdirectory"] = root
         if "remoteurl" in change:
             cfg["proxy"]["remoteurl"] = change["remoteurl"]
+        if "token" in change:
+            cfg["auth"]["token"].update(realm=change["token"].realm,
+                                        rootcertbundle=change["token"].cert)
+            os.chmod(change["token"].dir, 0o755)  # readable by the pods' user
+            os.chmod(change["token"].cert, 0o644)
         path = os.path.join(self.tmp.name, name + ".yml")
         with open(path, "w") as f:
             yaml.safe_dump(cfg, f)
@@ -1280,7 +1332,7 @@ class ProxyChain(unittest.TestCase):
             if p.poll() is not None:
                 break
             try:
-                if http("GET", url + "/v2/")[0] == 200:
+                if http("GET", url + "/v2/")[0] in (200, 401):  # 401: wants a token
                     return url
             except OSError:
                 pass
@@ -1299,13 +1351,25 @@ class ProxyChain(unittest.TestCase):
         assert len(uids) == 1 and 0 not in uids, uids
         return uids.pop()
 
+    def controller_auth(self):
+        """The Authorization header of the controller's account's token."""
+        basic = base64.b64encode(b"controller:pw").decode()
+        status, _, body = http("GET", "%s?service=%s&scope=repository:%s:pull,push,delete" % (
+            self.tokens.realm, self.tokens.service, self.REPO),
+            headers={"Authorization": "Basic " + basic})
+        self.assertEqual(status, 200, body)
+        return {"Authorization": "Bearer " + json.loads(body)["token"]}
+
     def push_blob(self, base, data):
         digest = sha256(data)
-        status, hdrs, body = http("POST", "%s/v2/%s/blobs/uploads/" % (base, self.REPO))
+        auth = self.controller_auth()
+        status, hdrs, body = http("POST", "%s/v2/%s/blobs/uploads/" % (base, self.REPO),
+                                  headers=auth)
         self.assertEqual(status, 202, body)
         loc = urllib.parse.urljoin(base + "/", hdrs["Location"])
         loc += ("&" if "?" in loc else "?") + "digest=" + urllib.parse.quote(digest)
-        status, _, body = http("PUT", loc, data, {"Content-Type": "application/octet-stream"})
+        status, _, body = http("PUT", loc, data, dict(auth, **{
+            "Content-Type": "application/octet-stream"}))
         self.assertEqual(status, 201, body)
         return digest
 
@@ -1324,6 +1388,10 @@ class ProxyChain(unittest.TestCase):
         return config, layer
 
     def test_pushed_to_cache_pulled_through_node_local(self):
+        # Without a token nobody pushes into the cache.
+        status, hdrs, _ = http("POST", "%s/v2/%s/blobs/uploads/" % (self.cache_url, self.REPO))
+        self.assertEqual(status, 401)
+        self.assertIn('realm="%s"' % self.tokens.realm, hdrs["WWW-Authenticate"])
         config, layer = self.image()
         cd = self.push_blob(self.cache_url, config)
         ld = self.push_blob(self.cache_url, layer)
@@ -1334,7 +1402,8 @@ class ProxyChain(unittest.TestCase):
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                         "digest": ld, "size": len(layer)}]}).encode()
         status, hdrs, body = http("PUT", "%s/v2/%s/manifests/1.0" % (self.cache_url, self.REPO),
-                                  manifest, {"Content-Type": OCI_MANIFEST})
+                                  manifest, dict(self.controller_auth(),
+                                                 **{"Content-Type": OCI_MANIFEST}))
         self.assertEqual(status, 201, body)
         md = sha256(manifest)
         self.assertEqual(hdrs["Docker-Content-Digest"], md)
@@ -1359,15 +1428,19 @@ class ProxyChain(unittest.TestCase):
         # The node-local endpoint is read-only: proxy mode refuses pushes.
         status = http("POST", "%s/v2/%s/blobs/uploads/" % (self.proxy_url, self.REPO))[0]
         self.assertGreaterEqual(status, 400)
-        # The cache lets the controller delete an expired manifest.
-        status, _, body = http("DELETE", "%s/v2/%s/manifests/%s" % (self.cache_url, self.REPO, md))
+        # The cache lets the controller delete an expired manifest; nobody
+        # else.
+        url = "%s/v2/%s/manifests/%s" % (self.cache_url, self.REPO, md)
+        self.assertEqual(http("DELETE", url)[0], 401)
+        status, _, body = http("DELETE", url, headers=self.controller_auth())
         self.assertEqual(status, 202, body)
         if os.geteuid() == 0:  # written by the pods' user, not root
             owners = {os.stat(os.path.join(d, f)).st_uid
                       for d, _, fs in os.walk(os.path.join(self.tmp.name, "cache")) for f in fs}
             self.assertEqual(owners, {self.pod_user()})
         self.assertEqual(http("GET", "%s/v2/%s/manifests/%s" % (
-            self.cache_url, self.REPO, md), headers=accept)[0], 404)
+            self.cache_url, self.REPO, md), headers=dict(accept, **self.controller_auth()))[0],
+            404)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ OSCAR = os.path.join(MANIFESTS, "overlays", "oscar")
 S3 = os.path.join(MANIFESTS, "overlays", "s3")
 # Secrets an install refers to but never contains: made by the script (or
 # cert-manager) and by hand (the S3 keys).
-EXTERNAL_SECRETS = {"thaw-webhook-tls", "thaw-registry-s3"}
+EXTERNAL_SECRETS = {"thaw-webhook-tls", "thaw-token-key", "thaw-registry-s3"}
 REGISTRY_URL = "http://thaw-registry.$(POD_NAMESPACE).svc:5000"
 
 
@@ -346,7 +346,9 @@ class Invariants(unittest.TestCase):
                 cfg = config_of(objs, "thaw-registry")
                 self.assertNotIn("cache", cfg["storage"])
                 self.assertIs(cfg["storage"]["delete"]["enabled"], True)
-                self.assertNotIn("auth", cfg)
+                # every install locks the cache the same way (token auth)
+                self.assertEqual(cfg["auth"], config_of(renders.installs()[0][1],
+                                                        "thaw-registry")["auth"])
 
 
 class Oscar(unittest.TestCase):
@@ -484,6 +486,10 @@ class S3Overlay(unittest.TestCase):
         port = free_port()
         cfg["http"]["addr"] = "127.0.0.1:%d" % port
         cfg["http"].pop("debug", None)
+        # Only storage matters here; the token auth that would answer the
+        # probe 401 before any S3 request is run by test_manifests ProxyChain
+        # and the integrity e2e.
+        self.assertIn("token", cfg.pop("auth"))
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("REGISTRY_", "AWS_"))}  # AWS_CA_BUNDLE breaks the driver
         env.update(cm["data"])
@@ -542,8 +548,9 @@ class TLS(unittest.TestCase):
                     objs = kubectl_kustomize(out)
                     want = {key(o): o for o in kubectl_kustomize(base)}
                     got = {key(o): o for o in objs}
-                    # The install plus the Secret, with the caBundle set.
-                    self.assertEqual(set(got) - set(want), {("Secret", NS, "thaw-webhook-tls")})
+                    # The install plus the Secrets, with the caBundle set.
+                    self.assertEqual(set(got) - set(want), {("Secret", NS, "thaw-webhook-tls"),
+                                                            ("Secret", NS, "thaw-token-key")})
                     self.assertEqual(set(want) - set(got), set())
                     mwc = ("MutatingWebhookConfiguration", None, "thaw-webhook")
                     self.assertTrue(got[mwc]["webhooks"][0]["clientConfig"]["caBundle"])
