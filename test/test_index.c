@@ -336,12 +336,14 @@ static void test_digests(void) {
   CHECK(thaw_index_image_state(img, d, ix) == THAW_IMAGE_PRESENT);
   /* what the CRD's pattern lets through but the index refuses: too short
    * for sha256, and algorithms thaw's warm never writes */
+  /* sha512: 128 hex digits */
+  static const char sha512[] =
+      "sha512:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
   static const char *const bad[] = {
       "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
       "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-      "sha512:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-      "md5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+      sha512, "md5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     set_status_digest("pin-a", "Ready", -1, bad[i]);
     run_until(&h, NULL, NULL, 200);

@@ -412,7 +412,7 @@ static const char *const expected[] = {
     "docker.io/library/private:1",         "ghcr.io/org/svc:1",
     "docker.io/library/alpine:3",          "docker.io/library/listed:1",
     "docker.io/grycap/imagemagick:latest", "docker.io/grycap/plants:1",
-    "docker.io/library/pinned:1@" PIN,
+    ("docker.io/library/pinned:1@" PIN), /* one string */
 };
 #define N_EXPECTED ((int)(sizeof(expected) / sizeof(expected[0])))
 
@@ -430,7 +430,7 @@ static const char *const never[] = {
     "docker.io/library/tpl-excluded:1",
     "docker.io/library/oscarish:1",
     "localhost:7439/docker.io/library/redis:7",
-    "docker.io/library/preexisting:1@" PIN,
+    ("docker.io/library/preexisting:1@" PIN), /* one string */
     "docker.io/library/pinned:1",
 };
 
