@@ -19,6 +19,7 @@ that containerd's snapshotter unpacked equal the files of the image's
 layers as built (read from the OCI layout, whiteouts applied) and the
 contents images.py wrote; for the multi-arch image both platforms."""
 
+import copy
 import hashlib
 import os
 import shutil
@@ -63,14 +64,26 @@ def manifest_config(path, name):
 
 class ConfigRegistry(registry.ChildServer):
     """docker-registry run with a config from manifests/, only its address,
-    storage path and proxy remote replaced (and the debug listener dropped)."""
+    storage path and proxy remote replaced (and the debug listener dropped).
 
-    def __init__(self, cfg, name, remoteurl=None, timeout=20):
+    token: None drops the config's auth section (anyone may push, as these
+    tests' skopeo stand-in does); {"realm": URL, "rootcertbundle": PATH}
+    keeps auth.token with those two keys replaced (thaw-controller's token
+    endpoint and its certificate), so /v2/ answers 401 without a token."""
+
+    def __init__(self, cfg, name, remoteurl=None, timeout=20, token=None):
         self.dir = tempfile.mkdtemp(prefix="thaw-%s." % name)
         try:
             self.port = registry.free_port()
             self.url = "http://127.0.0.1:%d" % self.port
-            cfg = dict(cfg)
+            cfg = copy.deepcopy(cfg)
+            if token is None:
+                cfg.pop("auth", None)
+            elif "token" not in (cfg.get("auth") or {}):
+                raise ValueError("token given but the %s config has no auth.token" % name)
+            else:
+                cfg["auth"]["token"].update(realm=token["realm"],
+                                            rootcertbundle=token["rootcertbundle"])
             cfg["http"] = dict(cfg["http"], addr="127.0.0.1:%d" % self.port)
             cfg["http"].pop("debug", None)
             cfg["storage"] = dict(cfg["storage"])
@@ -87,7 +100,7 @@ class ConfigRegistry(registry.ChildServer):
                                              stderr=subprocess.STDOUT, env=env,
                                              preexec_fn=registry.die_with_parent)
             deadline = time.time() + timeout
-            while registry.http_status(self.url + "/v2/", 0.5) != 200:
+            while registry.http_status(self.url + "/v2/", 0.5) not in (200, 401):  # 401: auth
                 if self.proc.poll() is not None or time.time() > deadline:
                     raise RuntimeError("%s registry did not come up (rc %s): %s"
                                        % (name, self.proc.poll(), self.log_tail()))
