@@ -63,6 +63,7 @@ import image_run  # noqa: E402
 import images  # noqa: E402
 import registry  # noqa: E402
 import stack  # noqa: E402
+import token_server  # noqa: E402
 import webhook_stub  # noqa: E402
 from image_archive import Archive  # noqa: E402
 from test_ctr_pull import ConfigRegistry  # noqa: E402
@@ -461,7 +462,18 @@ class Controller(Daemon, unittest.TestCase):
         os.chmod(bundle, 0o644)
         cls.upstream = TlsRegistry(certs)
         cls.addClassCleanup(cls.upstream.close)
-        cls.cache = registry.Registry()
+        # The cache takes only the controller's tokens (Secret thaw-token-key,
+        # mounted as the Deployment says: fsGroup 65532, mode 0440).
+        token = private_dir("token")
+        key, cert = token_server.make_key(private_dir("token-src", mode=0o700))
+        for src, dst in ((cert, "tls.crt"), (key, "tls.key")):
+            shutil.copy(src, os.path.join(token, dst))
+            os.chown(os.path.join(token, dst), 0, NONROOT)
+            os.chmod(os.path.join(token, dst), 0o440)
+        tport = registry.free_port()
+        cls.cache = registry.Registry(token={
+            "realm": "http://127.0.0.1:%d/token" % tport, "service": "thaw-registry",
+            "issuer": "thaw-controller", "rootcertbundle": cert})
         cls.addClassCleanup(cls.cache.close)
         cls.imgs = images.Images(private_dir("layouts"))
         cls.ref = "%s/test/single:v1" % cls.upstream.host
@@ -469,9 +481,11 @@ class Controller(Daemon, unittest.TestCase):
         mport = registry.free_port()
         # The upstream is HTTPS with the test's CA, mounted where the
         # image's CA bundle is: the controller trusts it through that path.
-        cls.start({}, {"--registry-url": cls.cache.url,
-                       "--metrics-bind-address": "127.0.0.1:%d" % mport,
-                       "--gc-url": "http://127.0.0.1:%d" % registry.free_port()},
+        cls.start({"token": token},
+                  {"--registry-url": cls.cache.url,
+                   "--metrics-bind-address": "127.0.0.1:%d" % mport,
+                   "--token-bind-address": "127.0.0.1:%d" % tport,
+                   "--gc-url": "http://127.0.0.1:%d" % registry.free_port()},
                   env=in_cluster_env(), extra_mounts=[(bundle, CA_BUNDLE, True)],
                   metrics_url="http://127.0.0.1:%d" % mport)
 
@@ -488,6 +502,7 @@ class Controller(Daemon, unittest.TestCase):
             status = ENV["api"].ok("GET", stack.CI_PATH + "/" + name).get("status") or {}
         self.assertEqual(status["digest"], self.pushed["digest"])
         repo, suffix = containerd.cache_repo(self.ref)
+        # skopeo reads anonymously: a pull token from the image's endpoint
         r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
                             "docker://%s/%s%s" % (self.cache.url.split("//")[1], repo, suffix)],
                            capture_output=True, timeout=60)
