@@ -215,6 +215,8 @@ def stop_clean(proc):
     at exit fails it) and its log must hold no sanitizer report. Returns
     the log."""
     rc = proc.stop()
+    if isinstance(rc, tuple):  # Webhook.stop: (status, seconds)
+        rc = rc[0]
     with open(proc.log_path, errors="replace") as f:
         log = f.read()
     bad = [s for s in SANITIZER if s in log]
