@@ -79,6 +79,12 @@ static void on_registry_request(const char *host, long status, void *data) {
   thaw_metric_inc(c->upstream_requests, v);
 }
 
+/* The token endpoint: may namespace `ns` read private/ now? */
+static int ns_private(const char *ns, void *data) {
+  thaw_controller_t *c = data;
+  return thaw_sources_ns_serves(c->sources, ns) == THAW_SOURCES_NS_PRIVATE;
+}
+
 static int exists(const char *normalized, void *data) {
   thaw_controller_t *c = data;
   return thaw_reconciler_exists(c->rec, normalized);
@@ -334,6 +340,8 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
                             .metrics = c->metrics};
   if ((rc = thaw_sources_new(c->loop, c->kube, &so, &c->sources)) != 0)
     return thaw_errf(err, errlen, rc, "sources: %s", thaw_strerror(rc));
+  if (c->token)
+    thaw_token_set_private_check(c->token, ns_private, c);
   thaw_repair_opts_t rpo = {.cache_host = cfg->cache_host,
                             .after_ms = cfg->repair_after_ms,
                             .metrics = c->metrics};

@@ -8,6 +8,8 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <strings.h>
 
 #include "error.h"
 #include "log.h"
@@ -21,7 +23,11 @@ struct thaw_token {
   thaw_regtoken_signer_t *signer;
   thaw_metric_t *requests; /* thaw_token_requests_total{code} */
   char cache_host[256];
+  thaw_token_private_cb private_ok;
+  void *private_data;
 };
+
+#define BASIC_MAX 256 /* decoded "namespace:password" */
 
 typedef struct {
   char type[THAW_REGTOKEN_TYPE_MAX], name[THAW_REGTOKEN_NAME_MAX];
@@ -62,18 +68,91 @@ int thaw_token_set_cache_host(thaw_token_t *t, const char *host) {
   return n < 0 || (size_t)n >= sizeof t->cache_host ? THAW_E2BIG : 0;
 }
 
-unsigned thaw_token_grant(thaw_token_identity_t who, const char *type,
-                          const char *name, unsigned requested) {
+unsigned thaw_token_grant(thaw_token_identity_t who, int private_ok,
+                          const char *type, const char *name,
+                          unsigned requested) {
   int repo = strcmp(type, "repository") == 0;
   if (who == THAW_TOKEN_CONTROLLER)
     return repo ? THAW_REGTOKEN_PULL | THAW_REGTOKEN_PUSH |
                       THAW_REGTOKEN_DELETE
                 : strcmp(type, "registry") == 0 ? THAW_REGTOKEN_ALL : 0;
-  /* anonymous: the public path only, and only to read */
-  if (!repo || strncmp(name, THAW_TOKEN_PRIVATE_PREFIX,
-                       strlen(THAW_TOKEN_PRIVATE_PREFIX)) == 0)
+  /* everyone else only reads; private/ only a namespace that may have it */
+  if (!repo)
+    return 0;
+  if (strncmp(name, THAW_TOKEN_PRIVATE_PREFIX,
+              strlen(THAW_TOKEN_PRIVATE_PREFIX)) == 0 &&
+      !(who == THAW_TOKEN_NAMESPACE && private_ok))
     return 0;
   return requested & THAW_REGTOKEN_PULL;
+}
+
+void thaw_token_set_private_check(thaw_token_t *t, thaw_token_private_cb cb,
+                                  void *data) {
+  t->private_ok = cb;
+  t->private_data = data;
+}
+
+/* A DNS label (RFC 1123), as namespace names are. */
+static int ns_valid(const char *ns) {
+  size_t n = strlen(ns);
+  if (n == 0 || n > THAW_TOKEN_NAMESPACE_MAX || ns[0] == '-' ||
+      ns[n - 1] == '-')
+    return 0;
+  return strspn(ns, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+int thaw_token_pull_password(const thaw_token_t *t, const char *ns,
+                             char out[THAW_TOKEN_PASSWORD_LEN + 1]) {
+  static const char b64[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  char msg[32 + THAW_TOKEN_NAMESPACE_MAX];
+  uint8_t mac[33] = {0}; /* a zero byte past the end: 11 whole groups */
+  if (!ns_valid(ns))
+    return THAW_EINVAL;
+  int n = snprintf(msg, sizeof msg, "thaw-pull v1 %s", ns);
+  if (thaw_regtoken_signer_mac(t->signer, msg, (size_t)n, mac) != 0)
+    return THAW_ENOMEM;
+  size_t o = 0;
+  for (size_t i = 0; i < 33; i += 3) {
+    uint32_t v = (uint32_t)mac[i] << 16 | (uint32_t)mac[i + 1] << 8 | mac[i + 2];
+    for (int k = 3; k >= 0 && o < THAW_TOKEN_PASSWORD_LEN; k--)
+      out[o++] = b64[(v >> (6 * k)) & 63];
+  }
+  out[o] = '\0';
+  OPENSSL_cleanse(mac, sizeof mac);
+  return 0;
+}
+
+/* Basic credentials -> the namespace they are thaw-pull's of, or 0. */
+static int basic_namespace(const thaw_token_t *t, const char *authz,
+                           char ns[THAW_TOKEN_NAMESPACE_MAX + 1]) {
+  if (strncasecmp(authz, "Basic ", 6) != 0)
+    return 0;
+  const char *b = authz + 6;
+  size_t bl = strlen(b);
+  unsigned char dec[BASIC_MAX + 4];
+  char want[THAW_TOKEN_PASSWORD_LEN + 1];
+  if (bl == 0 || bl % 4 != 0 || bl / 4 * 3 > BASIC_MAX)
+    return 0;
+  int n = EVP_DecodeBlock(dec, (const unsigned char *)b, (int)bl);
+  if (n <= 0)
+    return 0;
+  n -= (b[bl - 1] == '=') + (bl > 1 && b[bl - 2] == '=');
+  dec[n] = '\0';
+  char *colon = memchr(dec, ':', (size_t)n);
+  int ok = 0;
+  if (colon != NULL && memchr(dec, '\0', (size_t)n) == NULL) {
+    *colon = '\0';
+    const char *user = (const char *)dec, *pass = colon + 1;
+    ok = strlen(pass) == THAW_TOKEN_PASSWORD_LEN &&
+         thaw_token_pull_password(t, user, want) == 0 &&
+         CRYPTO_memcmp(pass, want, THAW_TOKEN_PASSWORD_LEN) == 0;
+    if (ok) /* a valid namespace name: at most 63 bytes */
+      memcpy(ns, user, strlen(user) + 1);
+  }
+  OPENSSL_cleanse(dec, sizeof dec);
+  OPENSSL_cleanse(want, sizeof want);
+  return ok;
 }
 
 /* Signs a token granting `who` what it may have of scopes[0..n); entries
@@ -82,9 +161,11 @@ static int sign(thaw_token_t *t, thaw_token_identity_t who, const char *sub,
                 const scope_t *scopes, size_t n, char *tok, size_t cap) {
   thaw_regtoken_access_t access[SCOPES_MAX];
   size_t k = 0;
+  int private_ok = who == THAW_TOKEN_NAMESPACE && t->private_ok &&
+                   t->private_ok(sub, t->private_data) == 1;
   for (size_t i = 0; i < n && k < SCOPES_MAX; i++) {
-    unsigned a = thaw_token_grant(who, scopes[i].type, scopes[i].name,
-                                  scopes[i].actions);
+    unsigned a = thaw_token_grant(who, private_ok, scopes[i].type,
+                                  scopes[i].name, scopes[i].actions);
     if (a != 0)
       access[k++] = (thaw_regtoken_access_t){scopes[i].type, scopes[i].name,
                                              a};
@@ -166,7 +247,9 @@ static int handle(thaw_token_t *t, const thaw_httpd_request_t *req,
     reply->allow = "GET, HEAD";
     return text(reply, 405, "use GET\n");
   }
-  if (req->authorization != NULL) /* no accounts yet: never anonymous */
+  /* credentials that are not a namespace's never fall back to anonymous */
+  char ns[THAW_TOKEN_NAMESPACE_MAX + 1] = "";
+  if (req->authorization != NULL && !basic_namespace(t, req->authorization, ns))
     return text(reply, 401, "unknown credentials\n");
   scope_t s[SCOPES_MAX];
   size_t n = 0, pos = 0;
@@ -202,7 +285,8 @@ static int handle(thaw_token_t *t, const thaw_httpd_request_t *req,
   char *tok = malloc(THAW_REGAUTH_TOKEN_MAX);
   if (tok == NULL)
     return text(reply, 500, "out of memory\n");
-  rc = sign(t, THAW_TOKEN_ANONYMOUS, "", s, n, tok, THAW_REGAUTH_TOKEN_MAX);
+  rc = sign(t, ns[0] ? THAW_TOKEN_NAMESPACE : THAW_TOKEN_ANONYMOUS, ns, s, n,
+            tok, THAW_REGAUTH_TOKEN_MAX);
   if (rc == 0)
     rc = reply_token(reply, tok);
   OPENSSL_cleanse(tok, THAW_REGAUTH_TOKEN_MAX);

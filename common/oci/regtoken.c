@@ -11,6 +11,7 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -29,6 +30,7 @@ struct thaw_regtoken_signer {
   size_t sig_max; /* bytes of a raw JWS signature */
   char *header;   /* base64url of the JSON header, NUL-ended */
   size_t header_len;
+  uint8_t mac_key[32]; /* SHA-256 of the private key's DER (derive_mac_key) */
 };
 
 /* Length of the unpadded base64url of n bytes. */
@@ -237,6 +239,37 @@ static int make_header(thaw_regtoken_signer_t *s, cJSON *x5c) {
   return s->header ? 0 : THAW_ENOMEM;
 }
 
+/* A MAC key only the key's holders share: SHA-256 over a label and the
+ * private key's DER, so every controller replica derives the same one and
+ * a new signing key replaces it too. */
+static int derive_mac_key(thaw_regtoken_signer_t *s) {
+  unsigned char *der = NULL;
+  int n = i2d_PrivateKey(s->key, &der);
+  if (n <= 0)
+    return THAW_ENOMEM;
+  static const char label[] = "thaw-regtoken mac key v1";
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  unsigned int len = 0;
+  int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+           EVP_DigestUpdate(md, label, sizeof label) == 1 &&
+           EVP_DigestUpdate(md, der, (size_t)n) == 1 &&
+           EVP_DigestFinal_ex(md, s->mac_key, &len) == 1 && len == 32;
+  EVP_MD_CTX_free(md);
+  OPENSSL_clear_free(der, (size_t)n);
+  return ok ? 0 : THAW_ENOMEM;
+}
+
+int thaw_regtoken_signer_mac(const thaw_regtoken_signer_t *s, const void *msg,
+                             size_t len, uint8_t out[32]) {
+  unsigned int n = 0;
+  if (!s || (!msg && len))
+    return THAW_EINVAL;
+  if (!HMAC(EVP_sha256(), s->mac_key, sizeof s->mac_key, msg, len, out, &n) ||
+      n != 32)
+    return THAW_ENOMEM;
+  return 0;
+}
+
 int thaw_regtoken_signer_load(const char *key_file, const char *cert_file,
                               thaw_regtoken_signer_t **out, char *err,
                               size_t errlen) {
@@ -256,6 +289,10 @@ int thaw_regtoken_signer_load(const char *key_file, const char *cert_file,
       (rc = load_certs(cert_file, s->key, x5c, err, errlen)) != 0)
     goto fail;
   s->sig_max = s->es256 ? 2 * ES256_HALF : (size_t)EVP_PKEY_get_size(s->key);
+  if ((rc = derive_mac_key(s)) != 0) {
+    thaw_errf(err, errlen, rc, "key: cannot derive a MAC key");
+    goto fail;
+  }
   rc = make_header(s, x5c);
   x5c = NULL;
   if (rc) {
@@ -274,6 +311,7 @@ void thaw_regtoken_signer_free(thaw_regtoken_signer_t *s) {
   if (!s)
     return;
   EVP_PKEY_free(s->key); /* OpenSSL wipes the private key's numbers */
+  OPENSSL_cleanse(s->mac_key, sizeof s->mac_key);
   free(s->header);
   free(s);
 }

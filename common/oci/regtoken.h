@@ -45,6 +45,13 @@ int thaw_regtoken_signer_load(const char *key_file, const char *cert_file,
 /* Frees the signer and wipes its key; NULL does nothing. */
 void thaw_regtoken_signer_free(thaw_regtoken_signer_t *s);
 
+/* HMAC-SHA256 of msg under a key derived from the signing key (SHA-256 of
+ * a label and the private key's DER): a secret that every holder of the
+ * key computes alike, e.g. per-namespace pull passwords that need no
+ * storage. Returns 0, THAW_EINVAL or THAW_ENOMEM. */
+int thaw_regtoken_signer_mac(const thaw_regtoken_signer_t *s, const void *msg,
+                             size_t len, uint8_t out[32]);
+
 /* "RS256" or "ES256": the JWS alg the signer uses. Never NULL. */
 const char *thaw_regtoken_signer_alg(const thaw_regtoken_signer_t *s);
 
