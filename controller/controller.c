@@ -16,6 +16,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "metrics.h"
+#include "nspull.h"
 #include "pinhold.h"
 #include "reconcile.h"
 #include "registry.h"
@@ -30,7 +31,10 @@
 #define THAW_VERSION "dev"
 #endif
 
-#define ACTIVATE_POLL_MS 200 /* until the CachedImage informer has synced */
+#define ACTIVATE_POLL_MS 200
+/* Where pods of cache-private namespaces pull private images: the node's
+ * loopback forward to the cache registry (thaw-node-forward). */
+#define THAW_PRIVATE_HOST "localhost:7440" /* until the CachedImage informer has synced */
 
 struct thaw_controller {
   uv_loop_t *loop;
@@ -54,6 +58,7 @@ struct thaw_controller {
   thaw_httpd_t *httpd;
   thaw_token_t *token;        /* NULL: the cache registry has no auth */
   thaw_httpd_t *token_httpd;  /* GET /token */
+  thaw_nspull_t *nspull;      /* thaw-pull Secrets (token + private) */
   const char *insecure[THAW_CONFIG_LIST_MAX + 2];
   uv_timer_t activate;
   int leading, sources_active, stopping;
@@ -230,6 +235,8 @@ static void start_leading(thaw_controller_t *c) {
   thaw_gc_set_active(c->gc, 1, on_gc_ready, c);
   thaw_repair_set_active(c->repair, 1);
   thaw_release_set_active(c->release, 1);
+  if (c->nspull)
+    thaw_nspull_set_active(c->nspull, 1);
   uv_timer_start(&c->activate, on_activate_tick, 0, ACTIVATE_POLL_MS);
 }
 
@@ -238,6 +245,8 @@ static void stop_leading(thaw_controller_t *c) {
   uv_timer_stop(&c->activate);
   thaw_repair_set_active(c->repair, 0);
   thaw_release_set_active(c->release, 0);
+  if (c->nspull)
+    thaw_nspull_set_active(c->nspull, 0);
   thaw_lifecycle_set_active(c->life, 0);
   thaw_use_set_active(c->use, 0);
   thaw_inventory_set_registry(c->inv, NULL, NULL); /* before the client goes */
@@ -342,6 +351,12 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
     return thaw_errf(err, errlen, rc, "sources: %s", thaw_strerror(rc));
   if (c->token)
     thaw_token_set_private_check(c->token, ns_private, c);
+  thaw_nspull_opts_t npo = {.kube = c->kube, .sources = c->sources,
+                            .token = c->token, .host = THAW_PRIVATE_HOST};
+  if (c->token && cfg->allow_private &&
+      (rc = thaw_nspull_new(c->loop, &npo, &c->nspull)) != 0)
+    return thaw_errf(err, errlen, rc, "thaw-pull secrets: %s",
+                     thaw_strerror(rc));
   thaw_repair_opts_t rpo = {.cache_host = cfg->cache_host,
                             .after_ms = cfg->repair_after_ms,
                             .metrics = c->metrics};
@@ -485,6 +500,7 @@ void thaw_controller_free(thaw_controller_t *c) {
   thaw_httpd_free(c->httpd);
   thaw_httpd_free(c->token_httpd);
   thaw_leader_free(c->leader);
+  thaw_nspull_free(c->nspull); /* before the sources it observes */
   thaw_sources_free(c->sources);
   thaw_repair_free(c->repair); /* after its observed sources */
   thaw_release_free(c->release); /* after its observed sources */

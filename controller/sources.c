@@ -449,6 +449,15 @@ int thaw_sources_ns_serves(const thaw_sources_t *s, const char *ns) {
                                : THAW_SOURCES_NS_PUBLIC;
 }
 
+void thaw_sources_each_namespace(const thaw_sources_t *s,
+                                 thaw_sources_ns_cb cb, void *data) {
+  const thaw_store_t *st = thaw_informer_store(s->ns_inf);
+  size_t pos = 0;
+  const char *key;
+  while (st && thaw_store_next(st, &pos, &key, NULL, NULL))
+    cb(key, thaw_sources_ns_serves(s, key), data);
+}
+
 void thaw_sources_pull_secrets(const thaw_sources_t *s, const char *normalized,
                                thaw_sources_secret_cb cb, void *data) {
   secret_filter_t f = {s, cb, data};

@@ -83,6 +83,11 @@ enum {
   THAW_SOURCES_NS_PRIVATE = 1,
 };
 int thaw_sources_ns_serves(const thaw_sources_t *s, const char *ns);
+/* Calls cb with each known namespace and what it is served
+ * (thaw_sources_ns_serves). cb must not change the sources. */
+typedef void (*thaw_sources_ns_cb)(const char *ns, int serves, void *data);
+void thaw_sources_each_namespace(const thaw_sources_t *s,
+                                 thaw_sources_ns_cb cb, void *data);
 /* Calls cb for each known {namespace, name} pull secret of pods and
  * PodTemplates that use `normalized` and whose namespace is labelled
  * thaw.dev/cache-private=true, each pair once. */
