@@ -288,7 +288,8 @@ YAML
   fi
   if [ "$namespace" != thaw-system ]; then
     echo "# The node-local endpoints (namespace thaw-node) fetch from the cache"
-    echo "# registry's Service, now in $namespace."
+    echo "# registry's Service and forward to it and to thaw-token (the realm),"
+    echo "# both now in $namespace."
     echo "replacements:"
     echo "  - source: {kind: Service, name: thaw-registry, fieldPath: metadata.namespace}"
     echo "    targets:"
@@ -296,6 +297,13 @@ YAML
     echo "        fieldPaths:"
     echo "          - spec.template.spec.containers.[name=registry].env.[name=REGISTRY_PROXY_REMOTEURL].value"
     echo "          - spec.template.spec.initContainers.[name=wait-for-cache].env.[name=REGISTRY_PROXY_REMOTEURL].value"
+    echo "          - spec.template.spec.containers.[name=forward].env.[name=THAW_CACHE_SERVICE].value"
+    echo "        options: {delimiter: ., index: 1}"
+    echo "  - source: {kind: Service, name: thaw-token, fieldPath: metadata.namespace}"
+    echo "    targets:"
+    echo "      - select: {kind: DaemonSet, name: thaw-node-local}"
+    echo "        fieldPaths:"
+    echo "          - spec.template.spec.containers.[name=forward].env.[name=THAW_TOKEN_SERVICE].value"
     echo "        options: {delimiter: ., index: 1}"
   fi
 } >"$work/kustomization.yaml"

@@ -7,10 +7,13 @@
 # Each image holds the daemon (debug info stripped), exactly the shared
 # libraries `ldd` names (symlinks on the way recreated, the dynamic loader
 # included), /etc/passwd and /etc/group with user nonroot (65532), a
-# nsswitch.conf and the CA bundle libcurl and Go read. thaw-registry-gc also
-# holds the distribution registry (Debian's docker-registry) as
-# /usr/bin/registry, which the manifests' --registry-binary=registry finds
-# on PATH. No shell, no package manager.
+# nsswitch.conf and the CA bundle libcurl and Go read. thaw-controller also
+# holds thaw-node-forward (stripped too) as /usr/bin/thaw-node-forward, the
+# node-local DaemonSet's `forward` container (its command), so that no
+# fourth image is needed; its Entrypoint stays thaw-controller.
+# thaw-registry-gc also holds the distribution registry (Debian's
+# docker-registry, unchanged) as /usr/bin/registry, which the manifests'
+# --registry-binary=registry finds on PATH. No shell, no package manager.
 #
 # Reproducible: the layer's file times and the image's dates are
 # SOURCE_DATE_EPOCH (default: the commit time of HEAD, 0 outside git), and
@@ -95,11 +98,14 @@ libs() {
   done | sort -u
 }
 
-# image NAME DESCRIPTION PORTS BINARY [EXTRA_HOST_PATH:IMAGE_PATH...]
+# image NAME DESCRIPTION PORTS BINARY [EXTRA...]
+# EXTRA is HOST_PATH:IMAGE_PATH (a program copied unchanged, e.g. Debian's)
+# or HOST_PATH:IMAGE_PATH:strip (one of ours: debug info stripped, as the
+# daemon is). Their libraries come along too.
 image() {
   local name=$1 desc=$2 ports=$3 bin=$4; shift 4
   local archive=$out/$name-$version.oci.tar ref=thaw/$name:$version
-  local extra=("$@") e hostp
+  local extra=("$@") e dst
   local hosts=("$bin")
   for e in "${extra[@]}"; do hosts+=("${e%%:*}"); done
   local lib_list
@@ -126,7 +132,12 @@ image() {
   strip --strip-debug -o "$mnt/usr/bin/$name" "$bin"
   chmod 0755 "$mnt/usr/bin/$name"
   for e in "${extra[@]}"; do
-    install -m 0755 "${e%%:*}" "$mnt${e#*:}"
+    dst=${e#*:}
+    case $dst in
+      *:strip) strip --strip-debug -o "$mnt${dst%:strip}" "${e%%:*}"
+               chmod 0755 "$mnt${dst%:strip}" ;;
+      *) install -m 0755 "${e%%:*}" "$mnt$dst" ;;
+    esac
   done
   for l in $lib_list; do add "$mnt" "$l"; done
   install -m 0644 /etc/ssl/certs/ca-certificates.crt "$mnt/etc/ssl/certs/"
@@ -165,7 +176,8 @@ image() {
 
 image thaw-webhook "thaw's mutating admission webhook: points pods at cached images" \
   "9443 8080" "$build/webhook/thaw-webhook"
-image thaw-controller "thaw's controller: warms, refreshes and expires the image cache" \
-  "8081" "$build/controller/thaw-controller"
+image thaw-controller "thaw's controller (warms, refreshes and expires the image cache) and thaw-node-forward" \
+  "8081" "$build/controller/thaw-controller" \
+  "$build/controller/thaw-node-forward:/usr/bin/thaw-node-forward:strip"
 image thaw-registry-gc "thaw's registry garbage-collection agent, with the distribution registry" \
   "7440" "$build/controller/thaw-registry-gc" "$registry_bin:/usr/bin/registry"

@@ -31,6 +31,13 @@ equal upstream's, and the manifest in the cache. thaw-registry-gc, with the
 registry's ConfigMap and a storage directory written by a registry beside
 it, runs `registry garbage-collect` from its image on POST /gc: the
 deleted image's blobs are gone, the kept image still served.
+thaw-node-forward, from the controller image, runs as the node-local
+DaemonSet's `forward` container (its command, env and securityContext;
+the listen ports made free ones, the targets loopback stand-ins on free
+ports, by a name the image resolves): a private pull with credentials
+runs the whole token flow through it, a registry whose realm is the
+token forward (as the manifests' realm is) and a token server standing in
+for thaw-token; `--version` and `--help` run from the image.
 Containers, containerd and registries are stopped by PID on every path.
 """
 
@@ -39,8 +46,10 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -48,6 +57,7 @@ import tempfile
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import unittest77  # noqa: E402  (exit 77 when anything was skipped)
@@ -67,12 +77,16 @@ import token_server  # noqa: E402
 import webhook_stub  # noqa: E402
 from image_archive import Archive  # noqa: E402
 from test_ctr_pull import ConfigRegistry  # noqa: E402
+from test_manifests import forwards, node_forward, realm_of  # noqa: E402
 
 SCRIPT = BUILD = VERSION = LICENSES = None     # argv
 NAMES = ("thaw-webhook", "thaw-controller", "thaw-registry-gc")
 BINARIES = {"thaw-webhook": "webhook/thaw-webhook",
             "thaw-controller": "controller/thaw-controller",
             "thaw-registry-gc": "controller/thaw-registry-gc"}
+# Programs an image holds beside its daemon (stripped as it is): image
+# path -> build dir path.
+TOOLS_IN = {"thaw-controller": {"usr/bin/thaw-node-forward": "controller/thaw-node-forward"}}
 # Where the manifests run each image: (Deployment, container).
 PODS = {"thaw-webhook": ("thaw-webhook", "webhook"),
         "thaw-controller": ("thaw-controller", "controller"),
@@ -221,6 +235,9 @@ class Contents(unittest.TestCase):
             with self.subTest(image=n):
                 _, c = image_run.container(ENV["objs"], *PODS[n])
                 self.assertEqual(c["image"], ENV["archives"][n].ref)
+        # The node-local DaemonSet's forward runs the controller's image.
+        self.assertEqual(node_forward(ENV["objs"])[1]["image"],
+                         ENV["archives"]["thaw-controller"].ref)
         # Every install's thaw containers run one of these references.
         refs = {a.ref for a in ENV["archives"].values()}
         overlays = os.path.join(image_run.MANIFESTS, "overlays")
@@ -244,6 +261,9 @@ class Contents(unittest.TestCase):
         hosts = [os.path.join(BUILD, BINARIES[n])]
         files = {"usr/bin/" + n: None, "etc/passwd": None, "etc/group": None,
                  "etc/nsswitch.conf": None, CA_BUNDLE.lstrip("/"): CA_BUNDLE}
+        for path, built in TOOLS_IN.get(n, {}).items():
+            hosts.append(os.path.join(BUILD, built))
+            files[path] = None   # stripped: not the build's bytes
         if n == "thaw-registry-gc":
             hosts.append(REGISTRY_BIN)
             files["usr/bin/registry"] = REGISTRY_BIN
@@ -278,10 +298,13 @@ class Contents(unittest.TestCase):
                 self.assertIsNone(a.resolve("usr/bin/sh"))
                 self.assertIn(b"nonroot:x:%d:%d:" % (NONROOT, NONROOT), a.read("etc/passwd"))
                 self.assertIn(b"nonroot:x:%d:" % NONROOT, a.read("etc/group"))
-                # The daemon is the build's binary without debug info.
-                self.assertEqual(a.entries["usr/bin/" + n].mode & 0o777, 0o755)
-                self.assertLess(a.files()["usr/bin/" + n],
-                                os.path.getsize(os.path.join(BUILD, BINARIES[n])) + 1)
+                # The daemon (and any tool beside it) is the build's binary
+                # without debug info.
+                progs = dict(TOOLS_IN.get(n, {}), **{"usr/bin/" + n: BINARIES[n]})
+                for path, built in progs.items():
+                    self.assertEqual(a.entries[path].mode & 0o777, 0o755, path)
+                    self.assertLess(a.files()[path],
+                                    os.path.getsize(os.path.join(BUILD, built)) + 1, path)
 
     def test_reproducible_times(self):
         """Every file time is the image's creation time (SOURCE_DATE_EPOCH),
@@ -318,8 +341,35 @@ class Version(unittest.TestCase):
                 self.assertEqual(rc, 0, err)
                 self.assertIn(VERSION, out)
 
+    def test_tools(self):
+        """Each tool an image holds runs from it: --version and --help."""
+        for n, tools in TOOLS_IN.items():
+            for path in tools:
+                for flag in ("--version", "--help"):
+                    with self.subTest(image=n, tool=path, flag=flag):
+                        rc, out, err = image_run.run_once(
+                            ENV["cd"], ENV["archives"][n].ref,
+                            os.path.basename(path) + flag[1:], ["/" + path, flag])
+                        self.assertEqual(rc, 0, err)
+                        self.assertIn(VERSION if flag == "--version" else "usage:", out)
 
-class Daemon:
+
+class Confined:
+    """A mixin for a TestCase whose class has started its container as
+    cls.c."""
+
+    def test_confined(self):
+        """The process runs as the image's USER with nothing to escalate."""
+        st = self.c.status()
+        self.assertEqual(st["Uid"].split(), [str(NONROOT)] * 4)
+        self.assertEqual(st["Gid"].split(), [str(NONROOT)] * 4)
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            self.assertEqual(int(st[cap], 16), 0, cap)
+        self.assertEqual(st["NoNewPrivs"], "1")
+        self.assertEqual(st["Seccomp"], "2")
+
+
+class Daemon(Confined):
     """Tests of a daemon's container (a mixin: each daemon's TestCase starts
     its container once, by start(), in setUpClass)."""
 
@@ -337,16 +387,6 @@ class Daemon:
         cls.c.start()
         cls.metrics_url = metrics_url
         wait_status(metrics_url + ready_path, 200, READY_S, cls.c, cls.name)
-
-    def test_confined(self):
-        """The process runs as the image's USER with nothing to escalate."""
-        st = self.c.status()
-        self.assertEqual(st["Uid"].split(), [str(NONROOT)] * 4)
-        self.assertEqual(st["Gid"].split(), [str(NONROOT)] * 4)
-        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
-            self.assertEqual(int(st[cap], 16), 0, cap)
-        self.assertEqual(st["NoNewPrivs"], "1")
-        self.assertEqual(st["Seccomp"], "2")
 
     def test_build_info(self):
         st, body = http("GET", self.metrics_url + "/metrics")
@@ -577,6 +617,129 @@ class RegistryGC(Daemon, unittest.TestCase):
         st, _ = http("GET", "%s/v2/keep/single/manifests/v1" % self.reg.url,
                      headers={"Accept": images.OCI_MANIFEST})
         self.assertEqual(st, 200)
+
+
+def loopback_name():
+    """A name the host's /etc/hosts gives 127.0.0.1 and no other address
+    ("localhost" where it can), else the address itself."""
+    addrs = {}
+    with open("/etc/hosts") as f:
+        for line in f:
+            fields = line.split("#", 1)[0].split()
+            for n in fields[1:]:
+                addrs.setdefault(n, set()).add(fields[0])
+    names = sorted(n for n, a in addrs.items() if a == {"127.0.0.1"})
+    return "localhost" if "localhost" in names else (names or ["127.0.0.1"])[0]
+
+
+class NodeForward(Confined, unittest.TestCase):
+    """thaw-node-forward from thaw-controller's image, as the node-local
+    DaemonSet's `forward` container runs it (image_run: its command, env
+    and securityContext, the host's network). Only its listen ports are
+    made free ones, and its targets' $(VAR)s name loopback stand-ins on
+    free ports, by a name the image resolves itself (nss files; `ctr run
+    --net-host` mounts the host's /etc/hosts, as the kubelet mounts the
+    pod's): a docker-registry with token auth for the cache, whose realm
+    is the token forward as the manifests' realm is, and
+    test/token_server.py for thaw-token. A private pull (credentials, as a
+    pod's pull secret gives containerd) then runs the whole token flow
+    through the two forwards."""
+
+    USER, PASSWORD = "tenant", "pull-secret-pw"
+
+    @classmethod
+    def setUpClass(cls):
+        a = ENV["archives"]["thaw-controller"]
+        pod, c = node_forward(ENV["objs"])
+        routes = forwards(c)   # {listen: "NAME:PORT"}, the manifest's
+        realm = urllib.parse.urlsplit(realm_of(ENV["objs"]))
+        cls.tokens = token_server.TokenServer(
+            users={cls.USER: cls.PASSWORD}, issuer="thaw-controller", service="thaw-registry",
+            acl=[{"account": "+", "repo": "private/*", "actions": ["pull", "push"]}])
+        cls.addClassCleanup(cls.tokens.close)
+        cls.listen = {listen: "127.0.0.1:%d" % registry.free_port() for listen in routes}
+        cls.token_listen = cls.listen[realm.netloc]
+        cls.cache_listen = cls.listen["127.0.0.1:7440"]
+        cls.cache = registry.Registry(token={
+            "realm": realm._replace(netloc=cls.token_listen).geturl(),
+            "service": "thaw-registry", "issuer": "thaw-controller",
+            "rootcertbundle": cls.tokens.cert})
+        cls.addClassCleanup(cls.cache.close)
+        port_of = {realm.netloc: cls.tokens.port, "127.0.0.1:7440": cls.cache.port}
+        # The args with free listen ports; each $(VAR) target names a
+        # stand-in.
+        name = loopback_name()
+        args, env = [], {}
+        for arg in c["args"]:
+            if arg.startswith("--forward="):
+                listen, target = arg[len("--forward="):].split("=", 1)
+                var = re.fullmatch(r"\$\((\w+)\)", target).group(1)
+                env[var] = "%s:%d" % (name, port_of[listen])
+                arg = "--forward=%s=%s" % (cls.listen[listen], target)
+            args.append(arg)
+        cls.c = image_run.Container(ENV["cd"], a.ref, a.config, (pod, dict(c, args=args)),
+                                    "node-forward", env=env)
+        # `command` replaces the image's Entrypoint, as the kubelet does
+        # (image_run.Container runs Entrypoint + args).
+        cls.c.argv = list(c["command"]) + cls.c.args
+        cls.addClassCleanup(cls.c.close)
+        cls.c.start()
+        deadline = time.time() + READY_S
+        while not all(cls.accepts(listen) for listen in cls.listen.values()):
+            if not cls.c.running() or time.time() > deadline:
+                raise AssertionError("not listening on %s; log:\n%s"
+                                     % (sorted(cls.listen.values()), cls.c.log()))
+            time.sleep(0.1)
+
+    @staticmethod
+    def accepts(hostport):
+        host, port = hostport.rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def test_runs_its_command_from_the_image(self):
+        with open("/proc/%d/cmdline" % self.c.pid, "rb") as f:
+            argv = f.read().rstrip(b"\0").split(b"\0")
+        self.assertEqual(argv[0], b"/usr/bin/thaw-node-forward")
+        self.assertIn(b"--max-connections=64", argv)
+
+    def test_private_pull_through_the_forwards(self):
+        """As containerd pulls localhost:7440/private/...: the cache's 401
+        names the realm on the token forward; the token, asked with the
+        pull secret's credentials, comes through it from thaw-token; the
+        blobs through the cache forward. Without credentials: no token
+        scope, 401, no bytes."""
+        try:
+            st, body = http("GET", "http://%s/v2/" % self.cache_listen)
+        except OSError as e:
+            self.fail("GET /v2/ through the forward: %s; log:\n%s" % (e, self.c.log()))
+        self.assertEqual(st, 401, body)
+        creds = "%s:%s" % (self.USER, self.PASSWORD)
+        imgs = images.Images(private_dir("forward-layouts"))
+        ref = "%s/private/single:v1" % self.cache_listen
+        pushed = imgs.push(imgs.single(name="forward"), ref, creds=creds)
+        r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                            "--creds", creds, "docker://" + ref],
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual("sha256:" + hashlib.sha256(r.stdout).hexdigest(), pushed["digest"])
+        r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                            "--no-creds", "docker://" + ref],
+                           capture_output=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        # The token server saw the pull secret's account: only through the
+        # token forward, the one realm the cache names.
+        accounts = {q.get("account") for q in self.tokens.stats()["requests"]}
+        self.assertIn(self.USER, accounts)
+        with open(self.cache.config) as f:
+            self.assertIn("realm: http://%s/token" % self.token_listen, f.read())
+        # What passes is never logged.
+        log = self.c.log(400)
+        self.assertNotIn(self.PASSWORD, log)
+        self.assertNotIn(base64.b64encode(creds.encode()).decode(), log)
 
 
 def _interrupt(signum, frame):

@@ -602,11 +602,16 @@ class GenCerts(unittest.TestCase):
         # Still restricted: the moved Namespace keeps its labels.
         labels = find(objs, "Namespace", "caching")["metadata"]["labels"]
         self.assertEqual(labels["pod-security.kubernetes.io/enforce"], "restricted")
-        # The node-local endpoints follow the cache registry's Service.
+        # The node-local endpoints follow the cache registry's Service, and
+        # their forwards both Services (the realm stays on the loopback).
         ds = find(objs, "DaemonSet", "thaw-node-local")["spec"]["template"]["spec"]
         for c in ds["containers"] + ds["initContainers"]:
-            self.assertEqual(env_of(c)["REGISTRY_PROXY_REMOTEURL"]["value"],
-                             "http://thaw-registry.caching.svc:5000", c["name"])
+            if c["name"] != "forward":
+                self.assertEqual(env_of(c)["REGISTRY_PROXY_REMOTEURL"]["value"],
+                                 "http://thaw-registry.caching.svc:5000", c["name"])
+        self.assertEqual(sorted(forwards(node_forward(objs)[1]).values()),
+                         ["thaw-registry.caching.svc:5000", "thaw-token.caching.svc:7442"])
+        self.assertEqual(realm_of(objs), "http://127.0.0.1:7438/token")
         for kind in ("RoleBinding", "ClusterRoleBinding"):
             for b in (o for o in objs if o["kind"] == kind):
                 self.assertEqual({s["namespace"] for s in b["subjects"]}, {"caching"},
@@ -645,6 +650,47 @@ def rules_of(role):
 
 def env_of(ctr):
     return {e["name"]: e for e in ctr.get("env") or []}
+
+
+def realm_of(objs):
+    """The cache registry's token realm: its Deployment's
+    REGISTRY_AUTH_TOKEN_REALM (which overrides config.yml's)."""
+    ctr = find(objs, "Deployment", "thaw-registry")["spec"]["template"]["spec"]["containers"][0]
+    return env_of(ctr)["REGISTRY_AUTH_TOKEN_REALM"]["value"]
+
+
+def node_forward(objs):
+    """(pod spec, container) of the node-local DaemonSet's `forward`."""
+    pod = find(objs, "DaemonSet", "thaw-node-local")["spec"]["template"]["spec"]
+    hits = [c for c in pod["containers"] if c["name"] == "forward"]
+    if len(hits) != 1:
+        raise AssertionError("%d forward containers" % len(hits))
+    return pod, hits[0]
+
+
+def forwards(ctr):
+    """{listen: target} of thaw-node-forward's --forward args, $(VAR)
+    expanded from the container's env as the kubelet does."""
+    env = {k: e["value"] for k, e in env_of(ctr).items()}
+    out = {}
+    for a in ctr["args"]:
+        if a.startswith("--forward="):
+            spec = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                          lambda m: env[m.group(1)], a[len("--forward="):])
+            listen, target = spec.split("=", 1)
+            if listen in out:
+                raise AssertionError("listen %s twice" % listen)
+            out[listen] = target
+    return out
+
+
+def mebibytes(quantity):
+    """A memory quantity (Mi, Gi, Ki or bytes) in MiB."""
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi)?", str(quantity))
+    if not m:
+        raise AssertionError("unexpected quantity %s" % quantity)
+    return int(m.group(1)) * {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, None: 1 / (1 << 20)}[
+        m.group(2)]
 
 
 class Hardened:
@@ -721,8 +767,10 @@ class Registry(unittest.TestCase, Hardened):
     def test_token_auth(self):
         """Only thaw-controller's tokens open the cache: the registry checks
         them against the certificate of the key the controller signs with,
-        the realm is the controller's token Service in the Pod's namespace,
-        and issuer and service are the controller's constants."""
+        and issuer and service are the controller's constants. The realm is
+        the controller's token Service as each node's loopback reaches it:
+        the node-local DaemonSet's forward of that port to Service
+        thaw-token (NodeLocalForward checks the forward's side)."""
         tok = self.cfg["auth"]["token"]
         self.assertEqual((tok["issuer"], tok["service"]), ("thaw-controller", "thaw-registry"))
         mounts = self.mounts(self.pod, self.ctr)
@@ -733,10 +781,14 @@ class Registry(unittest.TestCase, Hardened):
         env = {e["name"]: e for e in self.ctr["env"]}
         svc = find(self.objs, "Service", "thaw-token")
         port = svc["spec"]["ports"][0]["port"]
-        self.assertEqual(env["REGISTRY_AUTH_TOKEN_REALM"]["value"],
-                         "http://thaw-token.$(POD_NAMESPACE).svc:%d/token" % port)
-        self.assertEqual(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
-                         "metadata.namespace")
+        realm = realm_of(self.objs)
+        self.assertEqual(realm, "http://127.0.0.1:7438/token")
+        self.assertEqual(tok["realm"], realm)  # the config says the same
+        # No namespace in it any more: nothing else used POD_NAMESPACE.
+        self.assertEqual(set(env), {"REGISTRY_AUTH_TOKEN_REALM"})
+        fwd = forwards(node_forward(self.objs)[1])
+        self.assertEqual(fwd[urllib.parse.urlsplit(realm).netloc],
+                         "thaw-token.%s.svc:%d" % (svc["metadata"]["namespace"], port))
         ctl = find(self.objs, "Deployment", "thaw-controller")["spec"]["template"]["spec"]
         cctr = ctl["containers"][0]
         args = dict(a[2:].split("=", 1) for a in cctr["args"])
@@ -1023,7 +1075,7 @@ class NodeLocal(unittest.TestCase, Hardened):
         cls.objs = resolve(MANIFESTS)
         cls.ds = find(cls.objs, "DaemonSet", "thaw-node-local")
         cls.pod = cls.ds["spec"]["template"]["spec"]
-        cls.ctr = cls.pod["containers"][0]
+        cls.ctr = [c for c in cls.pod["containers"] if c["name"] == "registry"][0]
         cls.cfg = config_of(cls.objs, "thaw-node-local")
         cls.svc = find(cls.objs, "Service", "thaw-registry")
 
@@ -1080,6 +1132,104 @@ class NodeLocal(unittest.TestCase, Hardened):
         for c in self.pod["initContainers"]:
             self.assertTrue(c["securityContext"]["readOnlyRootFilesystem"])
             self.assertIn("memory", c["resources"]["limits"])
+
+
+class NodeLocalForward(unittest.TestCase, Hardened):
+    """The DaemonSet's second container, thaw-node-forward (rendered by
+    kubectl): the node's loopback 7440 to the cache registry's Service and
+    the realm's port to thaw-token, so that containerd, which resolves no
+    cluster DNS, reaches both as localhost (docs/design.md
+    "Confidentiality and integrity of the cache")."""
+
+    # thaw-node-forward's buffers (controller/forward.h): a connection
+    # queues up to THAW_FORWARD_QUEUE_MAX (1 MiB) plus one 64 KiB read per
+    # direction, and holds one more read buffer per side while reading.
+    MIB_PER_CONNECTION = 2 * (1 + 64 / 1024) + 2 * 64 / 1024
+
+    @classmethod
+    def setUpClass(cls):
+        cls.objs = kubectl_kustomize(MANIFESTS)
+        cls.pod, cls.ctr = node_forward(cls.objs)
+        cls.fwd = forwards(cls.ctr)
+
+    def service(self, name, port_name=None):
+        """"NAME.NAMESPACE.svc:PORT" of a rendered Service."""
+        svc = find(self.objs, "Service", name)
+        ports = svc["spec"]["ports"]
+        port = [p for p in ports if port_name is None or p["name"] == port_name]
+        self.assertEqual(len(port), 1, name)
+        return "%s.%s.svc:%d" % (name, svc["metadata"]["namespace"], port[0]["port"])
+
+    def test_targets_are_the_services(self):
+        self.assertEqual(self.fwd, {"127.0.0.1:7440": self.service("thaw-registry", "http"),
+                                    "127.0.0.1:7438": self.service("thaw-token")})
+        # The same Service as the node-local proxy's remote.
+        registry = [c for c in self.pod["containers"] if c["name"] == "registry"][0]
+        self.assertEqual("http://" + self.fwd["127.0.0.1:7440"],
+                         env_of(registry)["REGISTRY_PROXY_REMOTEURL"]["value"])
+        # The env holds plain values (a rename replaces their namespace).
+        for e in self.ctr["env"]:
+            self.assertEqual(set(e), {"name", "value"})
+            self.assertNotIn("$(", e["value"])
+        # thaw-token reaches the controller's token port.
+        ctl = find(self.objs, "Deployment", "thaw-controller")["spec"]["template"]["spec"]
+        cargs = dict(a[2:].split("=", 1) for a in ctl["containers"][0]["args"])
+        svc = find(self.objs, "Service", "thaw-token")["spec"]["ports"][0]
+        self.assertEqual(cargs["token-bind-address"], ":%d" % svc["port"])
+        self.assertIn(svc["targetPort"], ("token", svc["port"]))
+
+    def test_realm_is_the_token_forward(self):
+        """The realm the cache names is this forward's token listener on
+        every node; the cache is 7440, next to the proxy's 7439."""
+        realm = urllib.parse.urlsplit(realm_of(self.objs))
+        self.assertEqual((realm.scheme, realm.path), ("http", "/token"))
+        self.assertEqual(self.fwd[realm.netloc], self.service("thaw-token"))
+        self.assertEqual(config_of(self.objs, "thaw-registry")["auth"]["token"]["realm"],
+                         realm.geturl())
+        self.assertIn("127.0.0.1:7440", self.fwd)
+        proxy = config_of(self.objs, "thaw-node-local")["http"]["addr"]
+        self.assertNotIn(proxy, self.fwd)  # no listen address taken twice
+
+    def test_loopback_only(self):
+        self.assertIs(self.pod["hostNetwork"], True)
+        for listen in self.fwd:
+            host, port = listen.rsplit(":", 1)
+            self.assertEqual(host, "127.0.0.1", listen)
+            self.assertTrue(1024 < int(port) < 65536, listen)  # no capability needed
+        self.assertNotIn("ports", self.ctr)  # hostNetwork: would claim node ports
+
+    def test_image_and_command(self):
+        """thaw-controller's image (which holds thaw-node-forward), at the
+        images: block's tag, as the controller runs."""
+        ctl = find(self.objs, "Deployment", "thaw-controller")["spec"]["template"]["spec"]
+        self.assertEqual(self.ctr["image"], ctl["containers"][0]["image"])
+        self.assertRegex(self.ctr["image"], r"^thaw/thaw-controller:")
+        self.assertEqual(self.ctr["command"], ["/usr/bin/thaw-node-forward"])
+        flags = [a.split("=", 1)[0] for a in self.ctr["args"]]
+        self.assertLessEqual(set(flags), {"--forward", "--max-connections",
+                                          "--connect-timeout", "--log-level"})
+
+    def test_probes_on_its_own_listener(self):
+        realm = urllib.parse.urlsplit(realm_of(self.objs))
+        for probe in ("livenessProbe", "readinessProbe"):
+            tcp = self.ctr[probe]["tcpSocket"]
+            self.assertEqual((tcp["host"], tcp["port"]), (realm.hostname, realm.port), probe)
+            self.assertNotIn("httpGet", self.ctr[probe])
+
+    def test_hardened_and_bounded(self):
+        self.assert_hardened(self.pod, self.ctr)
+        self.assert_resources(self.ctr)
+        self.assertEqual(self.ctr["securityContext"]["runAsUser"], 65532)
+        self.assertEqual(self.ctr["securityContext"]["seccompProfile"]["type"], "RuntimeDefault")
+        self.assertNotIn("volumeMounts", self.ctr)  # writes nothing
+        # Every connection's buffers fit the memory limit, with room for the
+        # process itself.
+        args = dict(a[2:].split("=", 1) for a in self.ctr["args"] if "=" in a)
+        conns = int(args["max-connections"])
+        self.assertTrue(1 <= conns <= 512, conns)
+        limit = mebibytes(self.ctr["resources"]["limits"]["memory"])
+        self.assertGreaterEqual(limit, conns * self.MIB_PER_CONNECTION + 16, limit)
+        self.assertLessEqual(mebibytes(self.ctr["resources"]["requests"]["memory"]), 32)
 
 
 CONTROLLER_RULES = sorted([

@@ -15,7 +15,8 @@ overlay, each with each Component), rendered by kubectl's kustomize:
   commands and overlay that manifests/README.md shows work as written.
 
 Run: test_overlays.py --controller BUILD/controller/thaw-controller
-                      --webhook BUILD/webhook/thaw-webhook"""
+                      --webhook BUILD/webhook/thaw-webhook
+                      [--forward BUILD/controller/thaw-node-forward]"""
 
 import http.server
 import os
@@ -38,8 +39,9 @@ import yaml  # noqa: E402
 import pss  # noqa: E402
 import renders  # noqa: E402
 from test_manifests import (CONTROLLER_RULES, GEN, MANIFESTS, NODE_NS, NS, REPO,  # noqa: E402
-                            admission, config_of, design_flags, env_of, find, free_port,
-                            gc_agents, kubectl_kustomize, load_all, rules_of)
+                            admission, config_of, design_flags, env_of, find, forwards,
+                            free_port, gc_agents, kubectl_kustomize, load_all, node_forward,
+                            realm_of, rules_of)
 from test_manifests import http as request  # noqa: E402
 
 BINARIES = {}
@@ -50,6 +52,15 @@ S3 = os.path.join(MANIFESTS, "overlays", "s3")
 # cert-manager) and by hand (the S3 keys).
 EXTERNAL_SECRETS = {"thaw-webhook-tls", "thaw-token-key", "thaw-registry-s3"}
 REGISTRY_URL = "http://thaw-registry.$(POD_NAMESPACE).svc:5000"
+# The cache's token realm: thaw-token on every node's loopback, through the
+# node-local DaemonSet's forward (test_manifests.py NodeLocalForward).
+REALM = "http://127.0.0.1:7438/token"
+
+
+def forward_targets(ns):
+    """The node-local forwards when the Services are in namespace ns."""
+    return {"127.0.0.1:7440": "thaw-registry.%s.svc:5000" % ns,
+            "127.0.0.1:7438": "thaw-token.%s.svc:7442" % ns}
 
 
 def images_block():
@@ -338,6 +349,47 @@ class Invariants(unittest.TestCase):
                     self.assertIsNotNone(spec.get("automountServiceAccountToken"),
                                          o["metadata"]["name"])
 
+    def test_node_forward(self):
+        """Every install forwards each node's loopback to the cache and to
+        thaw-token, the realm every install's registry names; the forward
+        runs the controller's image, hardened and bounded."""
+        for label, objs in renders.installs():
+            with self.subTest(label):
+                pod, ctr = node_forward(objs)
+                self.assertEqual(forwards(ctr), forward_targets(NS))
+                for name in ("thaw-registry", "thaw-token"):
+                    self.assertEqual(find(objs, "Service", name)["metadata"]["namespace"], NS)
+                self.assertEqual(realm_of(objs), REALM)
+                self.assertEqual(config_of(objs, "thaw-registry")["auth"]["token"]["realm"],
+                                 REALM)
+                self.assertIs(pod["hostNetwork"], True)
+                self.assertNotIn("ports", ctr)
+                _, ctl = deployment_ctr(objs, "thaw-controller")
+                self.assertEqual(ctr["image"], ctl["image"])
+                self.assertEqual(ctr["command"], ["/usr/bin/thaw-node-forward"])
+                sc = ctr["securityContext"]
+                self.assertEqual((sc["runAsUser"], sc["runAsNonRoot"],
+                                  sc["allowPrivilegeEscalation"],
+                                  sc["seccompProfile"]["type"]),
+                                 (65532, True, False, "RuntimeDefault"))
+                for probe in ("livenessProbe", "readinessProbe"):
+                    self.assertEqual(ctr[probe]["tcpSocket"], {"host": "127.0.0.1",
+                                                              "port": 7438}, probe)
+
+    def test_real_forward_accepts_the_args(self):
+        """thaw-node-forward parses every install's args before --help."""
+        self.assertTrue(BINARIES.get("forward"), "--forward BINARY not given")
+        self.assertTrue(os.access(BINARIES["forward"], os.X_OK), BINARIES["forward"])
+        for label, objs in renders.installs():
+            with self.subTest(label):
+                _, ctr = node_forward(objs)
+                env = {k: e["value"] for k, e in env_of(ctr).items()}
+                args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a)
+                        for a in ctr["args"]]
+                r = subprocess.run([BINARIES["forward"]] + args + ["--help"],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_one_gc_agent_and_no_blob_cache(self):
         for label, objs in renders.installs():
             with self.subTest(label):
@@ -583,8 +635,13 @@ class TLS(unittest.TestCase):
                                      "caching")
                     ds = find(objs, "DaemonSet", "thaw-node-local")["spec"]["template"]["spec"]
                     for c in all_containers(ds):
-                        self.assertEqual(env_of(c)["REGISTRY_PROXY_REMOTEURL"]["value"],
-                                         "http://thaw-registry.caching.svc:5000")
+                        if c["name"] != "forward":
+                            self.assertEqual(env_of(c)["REGISTRY_PROXY_REMOTEURL"]["value"],
+                                             "http://thaw-registry.caching.svc:5000")
+                    # The forwards follow both Services; the realm, on the
+                    # nodes' loopback, stays.
+                    self.assertEqual(forwards(node_forward(objs)[1]), forward_targets("caching"))
+                    self.assertEqual(realm_of(objs), REALM)
                     self.assertEqual(len([o for o in objs if o["kind"] == "Namespace"]), 2)
 
     def test_cert_manager_with_each_overlay(self):
@@ -635,10 +692,14 @@ def main():
     argv = [sys.argv[0]]
     it = iter(sys.argv[1:])
     for a in it:
-        if a in ("--controller", "--webhook"):
+        if a in ("--controller", "--webhook", "--forward"):
             BINARIES[a[2:]] = os.path.abspath(next(it))
         else:
             argv.append(a)
+    if "forward" not in BINARIES and "controller" in BINARIES:
+        # Built beside thaw-controller (controller/meson.build).
+        BINARIES["forward"] = os.path.join(os.path.dirname(BINARIES["controller"]),
+                                           "thaw-node-forward")
     unittest77.main(argv=argv)
 
 
