@@ -130,7 +130,7 @@ static void on_written(uv_write_t *req, int status) {
   conn_t *c = w->c;
   int ti = w->to;
   side_t *to = &c->side[ti], *from = &c->side[1 - ti];
-  to->queued -= w->buf.len;
+  to->queued -= READ_BUF; /* the buffer's size, not the bytes in it */
   free(w->buf.base);
   free(w);
   if (c->closing)
@@ -201,7 +201,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  to->queued += (size_t)nread;
+  /* count whole buffers: many small reads hold a 64 KiB buffer each */
+  to->queued += READ_BUF;
   if (to->queued > THAW_FORWARD_QUEUE_MAX) { /* back-pressure */
     from->paused = 1;
     uv_read_stop(stream);

@@ -20,7 +20,8 @@
 #include <uv.h>
 
 #define THAW_FORWARD_ROUTES_MAX 8
-#define THAW_FORWARD_QUEUE_MAX (1 << 20) /* bytes queued before a pause */
+#define THAW_FORWARD_QUEUE_MAX (1 << 20) /* buffer bytes queued before a
+                                            pause (64 KiB per read) */
 #define THAW_FORWARD_HOST_MAX 255
 
 typedef struct thaw_forward thaw_forward_t;

@@ -1349,11 +1349,22 @@ class Controller(unittest.TestCase, Hardened):
 class ControllerPrivate(unittest.TestCase):
     D = os.path.join(MANIFESTS, "components", "private-images")
 
-    def test_component_adds_exactly_secrets_get(self):
+    RULES = sorted([
+        (("",), ("secrets",), ("get",), ()),
+        (("",), ("secrets",), ("create",), ()),
+        (("",), ("secrets",), ("delete", "update"), ("thaw-pull",)),
+        (("apiextensions.k8s.io",), ("customresourcedefinitions",), ("get",),
+         ("cachedimages.thaw.dev",)),
+    ])
+
+    def test_component_adds_exactly_its_grants(self):
+        """Pull secrets read by name; the thaw-pull Secrets made, updated and
+        deleted (by that name only); their owner, the CRD, read by name.
+        Never list or watch."""
         objs = resolve(self.D)
         roles = [o for o in objs if o["kind"] in ("Role", "ClusterRole")]
         self.assertEqual(len(roles), 1)
-        self.assertEqual(rules_of(roles[0]), [(("",), ("secrets",), ("get",), ())])
+        self.assertEqual(sorted(rules_of(roles[0])), self.RULES)
         binding = find(objs, "ClusterRoleBinding", roles[0]["metadata"]["name"])
         self.assertEqual(binding["roleRef"]["name"], roles[0]["metadata"]["name"])
         self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount",
@@ -1375,8 +1386,8 @@ class ControllerPrivate(unittest.TestCase):
             self.assertIn("--allow-private", flags)
         secrets = [r for o in objs if o["kind"] in ("Role", "ClusterRole")
                    for r in o["rules"] if "secrets" in r["resources"]]
-        self.assertEqual(secrets, [{"apiGroups": [""], "resources": ["secrets"],
-                                    "verbs": ["get"]}])
+        self.assertEqual(sorted(v for r in secrets for v in r["verbs"]),
+                         ["create", "delete", "get", "update"])
 
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -250,7 +250,10 @@ class Invariants(unittest.TestCase):
                 self.assertEqual("allow-private" in a, private)
                 secret_rules = [r for o in objs if o["kind"] in ("Role", "ClusterRole")
                                 for r in o["rules"] if "secrets" in r["resources"]]
-                self.assertEqual(len(secret_rules), 1 if private else 0)
+                self.assertEqual(len(secret_rules), 3 if private else 0)
+                # never list or watch: no Secret is enumerated
+                self.assertFalse({"list", "watch"} & {v for r in secret_rules
+                                                      for v in r["verbs"]})
                 self.assertEqual(rules_of(find(objs, "ClusterRole", "thaw-controller")),
                                  CONTROLLER_RULES)
 

@@ -49,6 +49,7 @@ import rbac  # noqa: E402
 import rbac_stack  # noqa: E402
 import registry  # noqa: E402
 import stack  # noqa: E402
+import token_server  # noqa: E402
 import webhook_stub  # noqa: E402
 from rbac_stack import SA_GROUPS, SAController, SAWebhook, sa_kubeconfig  # noqa: E402
 from stack import CI_PATH, SYSTEM_NS, Api, Closers, ci_name, metric  # noqa: E402
@@ -321,10 +322,13 @@ class ControllerRun(Run):
         self.mark("images pushed")
 
         self.api.control("audit", method="DELETE")
+        # with its token key: thaw-pull Secrets in cache-private namespaces
+        key, cert = token_server.make_key(self.tmp)
         self.ctl = self.daemon = SAController(self.kubeconfig, BINARY, self.cache.url, self.tmp, extra=[
             "--allow-private", "--leader-elect=true", "--prewarm-namespaces", NS_OSCAR,
             "--insecure-registries", ",".join([up, priv]), "--refresh-interval", "3s",
-            "--repair-after", "1s"])
+            "--repair-after", "1s", "--token-key-file", key, "--token-cert-file", cert,
+            "--token-bind-address", "127.0.0.1:%d" % registry.free_port()])
         self.closers.append(self.ctl.stop)
         self.ctl.start()
         deadline = time.time() + 20
@@ -387,6 +391,20 @@ class ControllerRun(Run):
             time.sleep(0.2)
         self.repaired = self.api.ok("GET", "/api/v1/namespaces/%s/pods/stuck" % NS_APPS)
         self.mark("stuck pod repaired")
+        # 6. thaw-pull: made in the cache-private namespace, deleted once it
+        # loses the label
+        secret = "/api/v1/namespaces/%s/secrets/thaw-pull" % NS_PRIVATE
+        deadline = time.time() + READY_S
+        while self.api.request("GET", secret)[0] != 200 and time.time() < deadline:
+            time.sleep(0.2)
+        self.thaw_pull = self.api.request("GET", secret)[0]
+        self.ok("PATCH", "/api/v1/namespaces/%s" % NS_PRIVATE,
+                {"metadata": {"labels": {"thaw.dev/cache-private": None}}}, want=(200,))
+        deadline = time.time() + READY_S
+        while self.api.request("GET", secret)[0] != 404 and time.time() < deadline:
+            time.sleep(0.2)
+        self.thaw_pull_after = self.api.request("GET", secret)[0]
+        self.mark("thaw-pull made and deleted")
         self.ready = {k: self.get_ci(n) for k, n in self.names.items()}
 
         rc, secs = self.ctl.stop_timed()
@@ -550,6 +568,14 @@ class RbacAudit(unittest.TestCase):
         for res in ("cachedimages", "pods", "namespaces", "podtemplates"):
             g = "thaw.dev" if res == "cachedimages" else ""
             self.assertTrue(self.used("watch", res, g), "no watch on " + res)
+        # thaw-pull: its owner read by name, made, then deleted (no list)
+        self.assertEqual((RUN.thaw_pull, RUN.thaw_pull_after), (200, 404),
+                         RUN.daemon.log_tail(40))
+        self.assertTrue(self.used("get", "customresourcedefinitions", "apiextensions.k8s.io",
+                                  name="cachedimages.thaw.dev"))
+        self.assertTrue(self.used("create", "secrets", ns=NS_PRIVATE))
+        self.assertTrue(self.used("delete", "secrets", ns=NS_PRIVATE, name="thaw-pull"))
+        self.assertFalse(self.used("list", "secrets"))
 
     def test_2_every_request_allowed(self):
         """The emulator enforced the manifests' RBAC and denied nothing; the
