@@ -483,14 +483,8 @@ static int parse(thaw_config_t *c, int argc, char **argv) {
   opterr = 0; /* our own one-line messages */
   int opt;
   while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    if (opt == ':')
-      return bad("%s needs a value (see --help)", argv[optind - 1]);
-    if (opt == '?') {
-      /* glibc sets optopt for a long flag given a value it does not take */
-      if (optopt != 0 && strncmp(argv[optind - 1], "--", 2) == 0)
-        return bad("%s takes no value (see --help)", argv[optind - 1]);
-      return bad("unknown option %s (see --help)", argv[optind - 1]);
-    }
+    if (opt == ':' || opt == '?')
+      return thaw_cli_getopt_bad(PROG, opt, argv);
     int rc = apply(c, opt, optarg ? optarg : "", optarg, &ns);
     if (rc != 0)
       return rc;

@@ -89,11 +89,8 @@ static int parse_flags(flags_t *f, int argc, char **argv) {
     enum thaw_log_level lv;
     switch (opt) {
     case ':':
-      return bad("%s needs a value (see --help)", argv[optind - 1]);
     case '?':
-      if (optopt != 0 && strncmp(argv[optind - 1], "--", 2) == 0)
-        return bad("%s takes no value (see --help)", argv[optind - 1]);
-      return bad("unknown option %s (see --help)", argv[optind - 1]);
+      return thaw_cli_getopt_bad(PROG, opt, argv);
     case 'h':
       usage(stdout);
       return 1;
