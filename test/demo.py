@@ -7,8 +7,10 @@ Docker Hub and ghcr.io, holding images of the OSCAR services: imagemagick is
 the reference experiment's image, 33 MB running ImageMagick's convert, built
 by bench/experiment_image.py and kept by content in THAW_IMAGE_CACHE; the
 others are small synthetic ones, alpine a multi-platform index) and one as
-the cache registry; thaw-webhook behind the emulator's admission chain; and
-thaw-controller, which warms the cache from the upstream. Then it plays an
+the cache registry, which takes only thaw-controller's tokens as in the
+default install; thaw-webhook behind the emulator's admission chain; and
+thaw-controller, which warms the cache from the upstream and serves the
+cache's pull tokens. Then it plays an
 OSCAR-like workload with thaw-showcase: job pods created with generateName
 in oscar-svc.
 
@@ -18,7 +20,8 @@ in oscar-svc.
   thaw-controller copies the image byte for byte, and later pods are
   pointed at the cache (localhost:7439/...).
 
-At the end, the number a user came for (test/demo_pull.py, as root): the
+At the end: an unauthenticated push into the cache, refused (401); then the
+number a user came for (test/demo_pull.py, as root): the
 imagemagick image pulled by a real containerd, cold, once from the upstream
 made to look remote (40 ms per request, 100 Mbit/s), once through thaw's
 node-local endpoint and once from the upstream on loopback (the floor), with
@@ -37,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,6 +52,7 @@ import experiment_image  # noqa: E402
 import images  # noqa: E402
 import registry  # noqa: E402
 import stack  # noqa: E402
+import token_server  # noqa: E402
 import webhook_stub  # noqa: E402
 
 NS = "oscar-svc"
@@ -107,13 +112,21 @@ def main():
     os.makedirs(logs)
     api = stack.Api()
     certs = webhook_stub.make_certs(tmp)
-    cache = registry.Registry()
+    # As the default install: the cache takes only thaw-controller's tokens
+    # (its realm is the controller's token endpoint, here on loopback).
+    key, cert = token_server.make_key(tmp)
+    tport = registry.free_port()
+    cache = registry.Registry(token={
+        "realm": "http://127.0.0.1:%d/token" % tport, "service": "thaw-registry",
+        "issuer": "thaw-controller", "rootcertbundle": cert})
     upstream = registry.Registry()
     up = upstream.url.split("//", 1)[1]
     hook = stack.Webhook(os.path.join(build, "webhook", "thaw-webhook"), certs, cache.url, logs)
     ctl = stack.Controller(os.path.join(build, "controller", "thaw-controller"), cache.url, logs,
                            extra=["--insecure-registries", up, "--prewarm-namespaces", NS,
-                                  "--leader-elect=false"])
+                                  "--leader-elect=false", "--token-key-file", key,
+                                  "--token-cert-file", cert,
+                                  "--token-bind-address", "127.0.0.1:%d" % tport])
     stop = threading.Event()
     threads = []
     rc = 1
@@ -128,7 +141,8 @@ def main():
                want=(201,))
         ctl.start()
         print("thaw-webhook on %s, thaw-controller metrics on %s" % (hook.url, ctl.metrics_url))
-        print("upstream registry %s, cache registry %s" % (upstream.url, cache.url))
+        print("upstream registry %s, cache registry %s (token auth: only thaw-controller"
+              " writes)" % (upstream.url, cache.url))
         showcase_log = os.path.join(logs, "thaw-showcase.log")
         print("logs: %s, %s, %s\n  (the emulator drops every watch each second: the warnings"
               " about ended watches in them are expected)" % (hook.log_path, ctl.log_path,
@@ -199,6 +213,18 @@ def main():
             for line in text.splitlines():
                 if line.startswith(prefixes):
                     print("  " + line)
+        # Integrity: a push without thaw-controller's token is refused.
+        req = urllib.request.Request(cache.url + "/v2/oscar/poison/blobs/uploads/",
+                                     data=b"", method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=5)
+            refused = 202
+        except urllib.error.HTTPError as e:
+            refused = e.code
+        print("\nan unauthenticated push into the cache: HTTP %d (%s)"
+              % (refused, "refused" if refused == 401 else "NOT refused"), flush=True)
+        if refused != 401:
+            rc = rc or 1
         # The number a user came for (test/demo_pull.py).
         rc = demo_pull.compare(api, upstream.url, cache.url, magick, magick_info, NS,
                                tmp) or rc
