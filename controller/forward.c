@@ -386,7 +386,7 @@ static int listen_on(thaw_forward_t *f, size_t i, char *err, size_t errlen) {
   const char *spec = f->routes[i].listen;
   split_hostport(spec, strlen(spec), host, sizeof host, port, sizeof port);
   struct sockaddr_storage ss;
-  int p = atoi(port);
+  int p = (int)strtol(port, NULL, 10); /* digits, 0..65535: split checked */
   if (uv_ip4_addr(host, p, (struct sockaddr_in *)&ss) != 0 &&
       uv_ip6_addr(host, p, (struct sockaddr_in6 *)&ss) != 0)
     return thaw_errf(err, errlen, THAW_EINVAL, "bad listen address %s", spec);

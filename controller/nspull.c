@@ -425,10 +425,6 @@ void thaw_nspull_set_active(thaw_nspull_t *n, int leading) {
   }
 }
 
-typedef struct {
-  size_t count;
-} count_t;
-
 size_t thaw_nspull_present(const thaw_nspull_t *n) {
   size_t pos = 0, c = 0;
   uint64_t rv;
