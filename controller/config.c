@@ -38,6 +38,10 @@ void thaw_config_usage(FILE *f) {
 "                               https://HOST[:PORT] (required)\n"
 "  --cache-host HOST[:PORT]     host in rewritten references\n"
 "                               (default localhost:7439)\n"
+"  --private-cache-host HOST[:PORT]\n"
+"                               host of private images' rewritten references\n"
+"                               (HOST[:PORT]/private/...) and of the thaw-pull\n"
+"                               Secrets (default localhost:7440)\n"
 "  --insecure-registries LIST   comma-separated HOST[:PORT] upstreams reached\n"
 "                               over plain HTTP (default: none)\n"
 "  --metrics-bind-address HOST:PORT\n"
@@ -315,7 +319,7 @@ enum {
   O_METRICS, O_CONCURRENCY, O_BLOB_CONCURRENCY, O_PLATFORMS, O_REFRESH,
   O_EXPIRE, O_MAX_BYTES, O_PREWARM, O_EXCLUDE, O_ALLOW_PRIVATE, O_LEADER_ELECT,
   O_CA_FILE, O_LOG_LEVEL, O_VERSION, O_EXPIRE_GRACE, O_REPAIR_AFTER, O_GC_URL,
-  O_GC_INTERVAL, O_TOKEN_KEY, O_TOKEN_CERT, O_TOKEN_BIND
+  O_GC_INTERVAL, O_TOKEN_KEY, O_TOKEN_CERT, O_TOKEN_BIND, O_PRIVATE_CACHE_HOST
 };
 
 static const struct option opts[] = {
@@ -323,6 +327,7 @@ static const struct option opts[] = {
     {"namespace", required_argument, NULL, O_NAMESPACE},
     {"registry-url", required_argument, NULL, O_REGISTRY},
     {"cache-host", required_argument, NULL, O_CACHE_HOST},
+    {"private-cache-host", required_argument, NULL, O_PRIVATE_CACHE_HOST},
     {"insecure-registries", required_argument, NULL, O_INSECURE},
     {"metrics-bind-address", required_argument, NULL, O_METRICS},
     {"concurrency", required_argument, NULL, O_CONCURRENCY},
@@ -375,6 +380,11 @@ static int apply(thaw_config_t *c, int opt, const char *v, const char *arg,
     if (!valid_hostport(v, strlen(v)))
       return bad("--cache-host %s: want HOST[:PORT]", v);
     c->cache_host = v;
+    return 0;
+  case O_PRIVATE_CACHE_HOST:
+    if (!valid_hostport(v, strlen(v)))
+      return bad("--private-cache-host %s: want HOST[:PORT]", v);
+    c->private_cache_host = v;
     return 0;
   case O_INSECURE: {
     int rc = parse_list(c, OWN_INSECURE, "--insecure-registries", v,
@@ -504,6 +514,12 @@ static int parse(thaw_config_t *c, int argc, char **argv) {
   if (!thaw_namespace_valid(ns))
     return bad("--namespace %s: not a namespace name", ns);
   memcpy(c->namespace_, ns, strlen(ns) + 1); /* valid: at most 63 bytes */
+  /* the node-local endpoint and the forward are two listeners */
+  if (strcasecmp(c->private_cache_host, c->cache_host) == 0)
+    return bad("--private-cache-host %s: must differ from --cache-host",
+               c->private_cache_host);
+  snprintf(c->private_host, sizeof c->private_host, "%s/private",
+           c->private_cache_host);
 
   /* As kubectl: the flag, else $KUBECONFIG, else in-cluster. */
   const char *env = getenv("KUBECONFIG");
@@ -515,6 +531,7 @@ static int parse(thaw_config_t *c, int argc, char **argv) {
 int thaw_config_parse(thaw_config_t *c, int argc, char **argv) {
   memset(c, 0, sizeof *c);
   c->cache_host = "localhost:7439";
+  c->private_cache_host = "localhost:7440";
   c->metrics_bind_address = ":8081";
   c->token_bind_address = ":7442";
   c->concurrency = 4;

@@ -19,6 +19,9 @@ typedef struct {
   char registry_host[256];      /* host[:port] of registry_url */
   int registry_insecure;        /* registry_url is http:// */
   const char *cache_host;       /* "localhost:7439" */
+  const char *private_cache_host; /* "localhost:7440": the node's forward */
+  char private_host[280];       /* private_cache_host + "/private": the
+                                   prefix of private images' rewrites */
   /* NULL-ended lists, pointing into the parsed flag copies. */
   const char *insecure_registries[THAW_CONFIG_LIST_MAX + 1];
   const char *platforms[THAW_CONFIG_LIST_MAX + 1]; /* "os/arch[/variant]" */

@@ -34,7 +34,6 @@
 #define ACTIVATE_POLL_MS 200
 /* Where pods of cache-private namespaces pull private images: the node's
  * loopback forward to the cache registry (thaw-node-forward). */
-#define THAW_PRIVATE_HOST "localhost:7440" /* until the CachedImage informer has synced */
 
 struct thaw_controller {
   uv_loop_t *loop;
@@ -53,6 +52,7 @@ struct thaw_controller {
   thaw_use_t *use;          /* usedBy, lastUsedAt */
   thaw_inventory_t *inv;    /* what the cache holds, by content */
   thaw_pinhold_t *pinhold;  /* old digests that pods still name */
+  thaw_store_t *moved;      /* private objects whose public copy was let go */
   thaw_lifecycle_t *life;   /* expiry and eviction */
   thaw_leader_t *leader;
   thaw_httpd_t *httpd;
@@ -90,6 +90,11 @@ static int ns_private(const char *ns, void *data) {
   return thaw_sources_ns_serves(c->sources, ns) == THAW_SOURCES_NS_PRIVATE;
 }
 
+static int image_private(const char *normalized, void *data) {
+  thaw_controller_t *c = data;
+  return thaw_release_is_private(c->release, normalized);
+}
+
 static int exists(const char *normalized, void *data) {
   thaw_controller_t *c = data;
   return thaw_reconciler_exists(c->rec, normalized);
@@ -107,6 +112,34 @@ static int ci_synced(void *data) {
   return thaw_reconciler_synced(c->rec);
 }
 
+/* Before private/ existed a private image was cached under its public
+ * path, which anonymous tokens reach: that copy is handed to the inventory
+ * as an object of its own and dropped at once, so it is deleted under the
+ * inventory's safe-deletion rules (never while another object holds it
+ * there). Once per object and process; a 404 costs one read. The private
+ * copy is made again by the next refresh (thaw_inventory_absent). */
+static void drop_public_copy(thaw_controller_t *c, const char *name,
+                             const thaw_cirec_t *rec) {
+  char pub[THAW_IMGREF_STR_MAX + 1], legacy[320];
+  static char seen[] = "";
+  if (!(rec->flags & THAW_CI_PRIVATE) || rec->digest == NULL ||
+      rec->digest[0] == '\0' || c->moved == NULL ||
+      thaw_store_get(c->moved, name, NULL) != NULL ||
+      thaw_warm_cache_repo_of(rec->norm, 0, pub, sizeof pub) != 0)
+    return;
+  /* '#' is in no object name: the two never meet */
+  snprintf(legacy, sizeof legacy, "%.250s#public", name);
+  if (thaw_inventory_set(c->inv, legacy, pub, rec->digest, 0) != 0 ||
+      thaw_store_put(c->moved, name, 0, seen, NULL) < 0)
+    return;
+  thaw_inventory_remove(c->inv, legacy);
+}
+
+static int absent(const char *name, void *data) {
+  thaw_controller_t *c = data;
+  return thaw_inventory_absent(c->inv, name);
+}
+
 /* What each CachedImage holds in the cache, for the inventory; an object
  * whose manifests are being deleted no longer owns them. */
 static void on_ci_changed(const char *name, const thaw_cirec_t *rec,
@@ -116,16 +149,19 @@ static void on_ci_changed(const char *name, const thaw_cirec_t *rec,
   thaw_release_cachedimage(c->release, name, rec);
   if (rec == NULL) {
     thaw_inventory_remove(c->inv, name);
+    thaw_store_remove(c->moved, name, NULL, NULL);
     return;
   }
   if (c->life && thaw_lifecycle_releasing(c->life, name))
     return;
   if (rec->norm[0] == '\0' ||
-      thaw_warm_cache_repo(rec->norm, repo, sizeof repo) != 0)
+      thaw_warm_cache_repo_of(rec->norm, (rec->flags & THAW_CI_PRIVATE) != 0,
+                              repo, sizeof repo) != 0)
     return;
   thaw_pinhold_moving(c->pinhold, name, rec->norm, repo, rec->digest);
   if (thaw_inventory_set(c->inv, name, repo, rec->digest, rec->size_bytes) != 0)
     thaw_warn("inventory: object not recorded", "name", name);
+  drop_public_copy(c, name, rec);
 }
 
 static int may_delete(const char *repo, void *data) {
@@ -342,6 +378,7 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
 
   thaw_sources_opts_t so = {.system_namespace = cfg->namespace_,
                             .cache_host = cfg->cache_host,
+                            .private_host = cfg->private_host,
                             .prewarm_namespaces = cfg->prewarm_namespaces,
                             .excluded_namespaces = cfg->exclude_namespaces,
                             .exists = exists,
@@ -352,18 +389,23 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
   if (c->token)
     thaw_token_set_private_check(c->token, ns_private, c);
   thaw_nspull_opts_t npo = {.kube = c->kube, .sources = c->sources,
-                            .token = c->token, .host = THAW_PRIVATE_HOST};
+                            .token = c->token,
+                            .host = cfg->private_cache_host};
   if (c->token && cfg->allow_private &&
       (rc = thaw_nspull_new(c->loop, &npo, &c->nspull)) != 0)
     return thaw_errf(err, errlen, rc, "thaw-pull secrets: %s",
                      thaw_strerror(rc));
   thaw_repair_opts_t rpo = {.cache_host = cfg->cache_host,
+                            .private_host = cfg->private_host,
+                            .is_private = image_private,
+                            .data = c,
                             .after_ms = cfg->repair_after_ms,
                             .metrics = c->metrics};
   if ((rc = thaw_repair_new(c->loop, c->kube, c->sources, &rpo,
                             &c->repair)) != 0)
     return thaw_errf(err, errlen, rc, "repair: %s", thaw_strerror(rc));
   thaw_release_opts_t rlo = {.cache_host = cfg->cache_host,
+                             .private_host = cfg->private_host,
                              .metrics = c->metrics,
                              .synced = ci_synced,
                              .data = c};
@@ -388,6 +430,8 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
   if ((rc = thaw_pinhold_new(c->loop, c->inv, c->use,
                              cfg->expire_grace_ms, &c->pinhold)) != 0)
     return thaw_errf(err, errlen, rc, "holds: %s", thaw_strerror(rc));
+  if ((c->moved = thaw_store_new(NULL, NULL)) == NULL)
+    return thaw_errf(err, errlen, THAW_ENOMEM, "out of memory");
   thaw_lifecycle_opts_t lo = {.cfg = cfg, .kube = c->kube, .rec = c->rec,
                               .use = c->use, .inv = c->inv,
                               .gc_running = gc_running, .gc_data = c,
@@ -398,6 +442,7 @@ static int build(thaw_controller_t *c, char *err, size_t errlen) {
   thaw_reconciler_hooks_t hooks = {.has_room = has_room,
                                    .may_push = may_push,
                                    .cache_bytes = cache_bytes,
+                                   .absent = absent,
                                    .changed = on_ci_changed, .data = c};
   thaw_reconciler_set_hooks(c->rec, &hooks);
 
@@ -506,6 +551,8 @@ void thaw_controller_free(thaw_controller_t *c) {
   thaw_release_free(c->release); /* after its observed sources */
   thaw_pinhold_free(c->pinhold); /* before the use it asks */
   c->pinhold = NULL;
+  thaw_store_free(c->moved);
+  c->moved = NULL;
   thaw_use_free(c->use);        /* after its observed sources */
   thaw_lifecycle_free(c->life);
   thaw_gc_free(c->gc); /* before the reconciler it pauses and the http */

@@ -632,6 +632,11 @@ int thaw_inventory_digest(const thaw_inventory_t *inv, const char *name,
   return 1;
 }
 
+int thaw_inventory_absent(const thaw_inventory_t *inv, const char *name) {
+  const inv_obj_t *o = inv && name ? obj_find(inv, name) : NULL;
+  return o && !o->gone && o->top && o->top->state == INV_ABSENT;
+}
+
 int thaw_inventory_pending(const thaw_inventory_t *inv, const char *name) {
   const inv_obj_t *o = inv && name ? obj_find(inv, name) : NULL;
   return o && o->outstanding > 0;

@@ -123,6 +123,11 @@ void thaw_inventory_remove(thaw_inventory_t *inv, const char *name);
 int thaw_inventory_digest(const thaw_inventory_t *inv, const char *name,
                           char out[72]);
 
+/* 1 when object `name` names a top manifest that the cache lacks (read as
+ * 404), e.g. a copy deleted behind thaw's back or made before its path
+ * moved (private/): a refresh that finds the same digest copies it again. */
+int thaw_inventory_absent(const thaw_inventory_t *inv, const char *name);
+
 /* 1 while manifests orphaned by `name` (by its remove, or by an earlier
  * digest it held) are still in the cache: the lifecycle removes the object,
  * waits until this is 0, then deletes the CachedImage. An orphan that

@@ -109,12 +109,19 @@ static void on_warmed(const thaw_warm_result_t *res, void *data) {
     thaw_job_end(j, THAW_WQ_SUCCESS, 0);
 }
 
+/* A private image (known so, or warmed with pull secrets) is copied under
+ * private/ only. */
+static int job_private(const job_t *j, const thaw_regauth_creds_t *creds) {
+  return (j->flags & THAW_CI_PRIVATE) || creds != NULL;
+}
+
 static void begin_warm(job_t *j, const thaw_regauth_creds_t *creds) {
   thaw_reconciler_t *r = j->r;
   char repo[THAW_IMGREF_STR_MAX + 1];
   if (r->paused || /* garbage collection: no push now */
       (r->hooks.may_push &&
-       thaw_warm_cache_repo(j->ref.str, repo, sizeof repo) == 0 &&
+       thaw_warm_cache_repo_of(j->ref.str, job_private(j, creds), repo,
+                               sizeof repo) == 0 &&
        !r->hooks.may_push(repo, r->hooks.data))) {
     thaw_job_end(j, THAW_WQ_RETRY_AFTER, 1000);
     return;
@@ -141,6 +148,7 @@ static void begin_warm(job_t *j, const thaw_regauth_creds_t *creds) {
   }
   j->progress_ms = thaw_job_now_ms();
   thaw_warm_req_t req = {.image = j->ref.str, .creds = creds,
+                         .private_ = job_private(j, creds),
                          .progress = on_progress, .done = on_warmed,
                          .data = j};
   int rc = thaw_warm_start(r->warmer, &req, &j->warm);
@@ -168,7 +176,9 @@ static void on_resolved(const thaw_warm_result_t *res, void *data) {
     thaw_job_refresh_failed(j, res->message, res->retry_after);
     return;
   }
-  if (strcmp(res->digest, j->upstream) == 0) {
+  thaw_reconciler_t *r = j->r;
+  int absent = r->hooks.absent && r->hooks.absent(j->name, r->hooks.data);
+  if (strcmp(res->digest, j->upstream) == 0 && !absent) {
     cJSON *st = cJSON_CreateObject();
     if (st) {
       thaw_cirec_add_time(st, "lastCheckedAt", time(NULL));
@@ -180,11 +190,18 @@ static void on_resolved(const thaw_warm_result_t *res, void *data) {
     return;
   }
   char msg[1400];
-  snprintf(msg, sizeof msg, "%s moved upstream from %s to %s: warming it",
-           j->ref.str, j->upstream, res->digest);
+  if (strcmp(res->digest, j->upstream) == 0) {
+    snprintf(msg, sizeof msg, "%s is missing from the cache: warming it again",
+             j->ref.str);
+    thaw_info("missing from the cache", "name", j->name, "digest",
+              res->digest);
+  } else {
+    snprintf(msg, sizeof msg, "%s moved upstream from %s to %s: warming it",
+             j->ref.str, j->upstream, res->digest);
+    thaw_info("tag moved upstream", "name", j->name, "from", j->upstream,
+              "to", res->digest);
+  }
   thaw_job_event(j, "Normal", "Warming", msg);
-  thaw_info("tag moved upstream", "name", j->name, "from", j->upstream, "to",
-            res->digest);
   j->refresh = 1;
   begin_warm(j, j->had_creds ? &j->creds : NULL);
 }

@@ -372,8 +372,11 @@ int thaw_lifecycle_may_delete(const thaw_lifecycle_t *l, const char *repo) {
          c->phase != THAW_CI_WARMING) ||
         (c->phase == THAW_CI_PENDING && (c->flags & THAW_CI_FULL)))
       continue;
+    /* a warm may push under either path: private is learned mid-warm */
     if (c->norm[0] == '\0' ||
-        thaw_warm_cache_repo(c->norm, mine, sizeof mine) != 0 ||
+        thaw_warm_cache_repo_of(c->norm, 0, mine, sizeof mine) != 0 ||
+        strcmp(mine, repo) == 0 ||
+        thaw_warm_cache_repo_of(c->norm, 1, mine, sizeof mine) != 0 ||
         strcmp(mine, repo) == 0)
       return 0; /* unparsable: cannot tell, so no */
   }

@@ -284,10 +284,14 @@ void thaw_reconciler_pause(thaw_reconciler_t *r, int paused,
   thaw_reconciler_warm_ended(r);
 }
 
+/* A job may push under the public or the private/ path of its image. */
 static int in_repo(const char *image, const char *repo) {
   char mine[THAW_IMGREF_STR_MAX + 1];
-  return thaw_warm_cache_repo(image, mine, sizeof mine) != 0 ||
-         strcmp(mine, repo) == 0; /* cannot tell: say yes */
+  for (int priv = 0; priv < 2; priv++)
+    if (thaw_warm_cache_repo_of(image, priv, mine, sizeof mine) != 0 ||
+        strcmp(mine, repo) == 0)
+      return 1; /* cannot tell: say yes */
+  return 0;
 }
 
 int thaw_reconciler_busy(const thaw_reconciler_t *r, const char *repo) {

@@ -80,6 +80,9 @@ typedef struct {
   /* 0 while a push into cache repository `repo` must wait (a manifest
    * DELETE in flight there could land after the push). */
   int (*may_push)(const char *repo, void *data);
+  /* 1 when the cache lacks the top manifest object `name` names (read as
+   * 404): a refresh that finds the same digest upstream copies it again. */
+  int (*absent)(const char *name, void *data);
   /* Every add (old NULL), update and delete (rec NULL) of the informer. */
   void (*changed)(const char *name, const thaw_cirec_t *rec, void *data);
   void *data;

@@ -53,7 +53,7 @@ struct thaw_release {
   uv_loop_t *loop;
   thaw_kube_t *kube;
   thaw_sources_t *sources;
-  char *cache_host;
+  char *cache_host, *private_host;
   int (*synced)(void *data);
   void *data;
   thaw_intern_t *intern; /* the norms of tracked pods */
@@ -118,6 +118,10 @@ static unsigned lookup(const char *norm, void *data) {
          (c->ready ? THAW_RELEASE_CI_READY : 0) |
          (c->failed ? THAW_RELEASE_CI_FAILED : 0) |
          (c->priv ? THAW_RELEASE_CI_PRIVATE : 0);
+}
+
+int thaw_release_is_private(thaw_release_t *r, const char *norm) {
+  return r != NULL && (lookup(norm, r) & THAW_RELEASE_CI_PRIVATE) != 0;
 }
 
 static void count(thaw_release_t *r, const ci_t *ci, int d) {
@@ -252,6 +256,7 @@ static track_t *track_new(thaw_release_t *r, const thaw_podinfo_t *p,
     thaw_imgref_t ref;
     if (!(g->waited & (uint64_t)1 << i) ||
         thaw_imgref_is_rewritten(p->refs[i], r->cache_host) ||
+        thaw_imgref_is_rewritten(p->refs[i], r->private_host) ||
         thaw_imgref_parse(p->refs[i], strlen(p->refs[i]), &ref) != 0)
       continue; /* done from the start */
     size_t k = 0;
@@ -414,6 +419,7 @@ static void on_read(const thaw_kube_result_t *res, void *data) {
   }
   int serves = thaw_sources_ns_serves(r->sources, ns);
   thaw_release_env_t env = {.cache_host = r->cache_host,
+                            .private_host = r->private_host,
                             .ns_serves = serves, .lookup = lookup,
                             .digest = digest_of,
                             .data = r, .now = time(NULL)};
@@ -556,9 +562,10 @@ static void release_stores(thaw_release_t *r) {
   thaw_store_free(r->imgs);
   thaw_intern_free(r->intern);
   free(r->cache_host);
+  free(r->private_host);
   r->pods = r->waits = r->cis = r->imgs = NULL;
   r->intern = NULL;
-  r->cache_host = NULL;
+  r->cache_host = r->private_host = NULL;
 }
 
 int thaw_release_new(uv_loop_t *loop, thaw_kube_t *kube,
@@ -577,12 +584,15 @@ int thaw_release_new(uv_loop_t *loop, thaw_kube_t *kube,
   r->synced = o->synced;
   r->data = o->data;
   r->cache_host = strdup(o->cache_host);
+  r->private_host = strdup(o->private_host ? o->private_host
+                                           : THAW_IMGREF_PRIVATE_HOST);
   r->intern = thaw_intern_new();
   r->pods = thaw_store_new(NULL, NULL);
   r->waits = thaw_store_new(NULL, NULL);
   r->cis = thaw_store_new(thaw_store_free_plain, NULL);
   r->imgs = thaw_store_new(thaw_store_free_plain, NULL);
-  int rc = r->cache_host && r->intern && r->pods && r->waits && r->cis &&
+  int rc = r->cache_host && r->private_host && r->intern && r->pods &&
+                   r->waits && r->cis &&
                    r->imgs
                ? 0
                : THAW_ENOMEM;

@@ -37,6 +37,9 @@
 #include "metrics.h"
 #include "sources.h"
 
+/* The Secret a pod must name for private images (controller/nspull.h). */
+#define THAW_RELEASE_PULL_SECRET "thaw-pull"
+
 #define THAW_RELEASE_MAX_INFLIGHT 8
 #define THAW_RELEASE_RETRY_MS 1000      /* first retry after a failure */
 #define THAW_RELEASE_RETRY_MAX_MS 30000 /* cap of the doubling */
@@ -50,6 +53,8 @@ enum {
   THAW_RELEASE_CI_READY = 4,   /* one is Ready, with a valid status.digest */
   THAW_RELEASE_CI_FAILED = 8,  /* one is Failed */
   THAW_RELEASE_CI_PRIVATE = 16 /* one has status.private */
+  /* served to a pod that names THAW_RELEASE_PULL_SECRET only, rewritten to
+   * THAW_IMGREF_PRIVATE_HOST */
 };
 
 /* 1 when an image whose objects say `ci` is no longer waited for: one is
@@ -68,6 +73,7 @@ typedef const char *(*thaw_release_digest_cb)(const char *normalized,
 
 typedef struct {
   const char *cache_host; /* "localhost:7439" */
+  const char *private_host; /* "localhost:7440/private"; NULL: that */
   /* thaw_sources_ns_serves() of the pod's namespace: NONE (or UNKNOWN)
    * rewrites nothing and waits for nothing, PUBLIC rewrites images that
    * are not private, PRIVATE rewrites private ones too. */
@@ -102,6 +108,7 @@ typedef struct thaw_release thaw_release_t;
 
 typedef struct {
   const char *cache_host;  /* required */
+  const char *private_host; /* NULL: THAW_IMGREF_PRIVATE_HOST */
   thaw_metrics_t *metrics; /* optional: thaw_pods_released_total (both
                               results at 0) and thaw_cold_wait_seconds */
   /* 1 once the CachedImage informer has synced (required). */
@@ -123,6 +130,10 @@ void thaw_release_cachedimage(thaw_release_t *r, const char *name,
 /* Leading: looks at every tracked pod at once, then as things change.
  * Not leading: only tracks; a read in flight patches nothing. */
 void thaw_release_set_active(thaw_release_t *r, int active);
+
+/* 1 when a CachedImage of the normalised image `norm` has status.private,
+ * as far as thaw_release_cachedimage() was told (the repair asks). */
+int thaw_release_is_private(thaw_release_t *r, const char *norm);
 
 /* Stops and frees; requests in flight end when the kube client is freed,
  * so run the loop afterwards. NULL does nothing. Free it after `sources`,

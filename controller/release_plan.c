@@ -38,6 +38,10 @@ typedef struct {
 typedef struct {
   const thaw_release_env_t *env;
   int opted_out; /* nothing waited for, nothing rewritten */
+  int pull_secret; /* the pod names thaw-pull: private images may be served
+                      (a pod's imagePullSecrets cannot change after it is
+                      created; the webhook adds it when it gates a pod of a
+                      cache-private namespace) */
   int waiting;   /* an image is not done */
   rewrite_t rw[MAX_REWRITES];
   size_t n;
@@ -47,27 +51,31 @@ typedef struct {
 static void decide(decide_t *d, const char *list, const char *prefix, int i,
                    const cJSON *ctr) {
   const thaw_release_env_t *env = d->env;
+  const char *priv_host =
+      env->private_host ? env->private_host : THAW_IMGREF_PRIVATE_HOST;
   const char *name = str(ctr, "name"), *image = str(ctr, "image");
   const char *policy = str(ctr, "imagePullPolicy");
   thaw_imgref_t ref;
   if (d->opted_out || name == NULL || image == NULL ||
       thaw_imgref_parse(image, strlen(image), &ref) != 0 ||
       thaw_imgref_is_rewritten(image, env->cache_host) ||
+      thaw_imgref_is_rewritten(image, priv_host) ||
       (policy != NULL && strcmp(policy, "Never") == 0))
     return; /* never waited for, never rewritten */
   unsigned ci = env->lookup(ref.str, env->data);
   if (!thaw_release_image_done(ci))
     d->waiting = 1;
+  int private_ = (ci & THAW_RELEASE_CI_PRIVATE) != 0;
   if (!(ci & THAW_RELEASE_CI_READY) ||
-      ((ci & THAW_RELEASE_CI_PRIVATE) &&
-       env->ns_serves != THAW_SOURCES_NS_PRIVATE) ||
+      (private_ && (env->ns_serves != THAW_SOURCES_NS_PRIVATE ||
+                    !d->pull_secret)) ||
       d->n == MAX_REWRITES)
     return;
   rewrite_t *w = &d->rw[d->n];
   const char *digest = env->digest ? env->digest(ref.str, env->data) : NULL;
   if (digest == NULL ||
-      thaw_imgref_rewrite(&ref, env->cache_host, digest, w->rw,
-                          sizeof w->rw) != 0)
+      thaw_imgref_rewrite(&ref, private_ ? priv_host : env->cache_host,
+                          digest, w->rw, sizeof w->rw) != 0)
     return; /* nothing to pin, or the webhook's row 9: left */
   w->list = list;
   w->prefix = prefix;
@@ -250,6 +258,11 @@ int thaw_release_plan(const cJSON *pod, const thaw_release_env_t *env,
   d->env = env;
   d->opted_out = (caching != NULL && strcmp(caching, "disabled") == 0) ||
                  env->ns_serves < THAW_SOURCES_NS_PUBLIC;
+  const cJSON *ps;
+  cJSON_ArrayForEach(ps, field(spec, "imagePullSecrets")) {
+    const char *n = str(ps, "name");
+    d->pull_secret |= n != NULL && strcmp(n, THAW_RELEASE_PULL_SECRET) == 0;
+  }
   static const char *const lists[][2] = {{"initContainers", "init/"},
                                          {"containers", "container/"}};
   for (size_t l = 0; l < 2; l++) {

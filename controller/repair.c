@@ -34,7 +34,8 @@ struct thaw_repair {
   uv_loop_t *loop;
   thaw_kube_t *kube;
   thaw_sources_t *sources;
-  char *cache_host;
+  char *cache_host, *private_host;
+  thaw_repair_opts_t opts; /* the hosts: the copies above */
   uint64_t after_ms;
   thaw_events_t *events;
   thaw_metric_child_t *repaired;
@@ -79,20 +80,35 @@ static const char *pull_reason(const cJSON *statuses, const char *name) {
   return NULL;
 }
 
+static const char *private_host(const thaw_repair_opts_t *o) {
+  return o->private_host ? o->private_host : THAW_IMGREF_PRIVATE_HOST;
+}
+
+/* The cache host `image` is rewritten under: the cache host, the private
+ * images' host, or NULL for neither. */
+static const char *rewritten_under(const thaw_repair_opts_t *o,
+                                   const char *image) {
+  if (thaw_imgref_is_rewritten(image, o->cache_host))
+    return o->cache_host;
+  if (thaw_imgref_is_rewritten(image, private_host(o)))
+    return private_host(o);
+  return NULL;
+}
+
 /* The original of `image` (under cache_host) into out: the annotation's
  * value for `key` when it names the same image, as submitted (a pinned
  * rewrite "<cache>/x:tag@d" names "x:tag" too); else the inverse of the
  * rewrite ("x:tag@d": pinned, so the pod runs what it was admitted with).
  * Returns 0, or -1 when `image` cannot be undone. */
-static int original_of(const cJSON *originals, const char *key,
-                       const char *image, const char *cache_host, char *out,
-                       size_t cap) {
+static int original_of(const thaw_repair_opts_t *o, const cJSON *originals,
+                       const char *key, const char *image,
+                       const char *cache_host, char *out, size_t cap) {
   thaw_imgref_t back, tag, ann;
   if (thaw_imgref_unrewrite(image, strlen(image), cache_host, &back) != 0)
     return -1;
   int pinned = thaw_imgref_tag_only(&back, &tag) == 0;
   const char *v = str(originals, key);
-  if (v != NULL && !thaw_imgref_is_rewritten(v, cache_host) &&
+  if (v != NULL && rewritten_under(o, v) == NULL &&
       thaw_imgref_parse(v, strlen(v), &ann) == 0 &&
       (strcmp(ann.str, back.str) == 0 ||
        (pinned && strcmp(ann.str, tag.str) == 0)) &&
@@ -113,24 +129,41 @@ static const kind_t kinds[] = {
     {"containers", "containerStatuses", "container", "container"},
 };
 
+/* 1 when `orig`, the original of a path under `host`, is a private
+ * image's: every path under the private host is; a cache-host path is when
+ * its CachedImage (a pinned path's is named by its tag) says so. */
+static int private_path(const thaw_repair_opts_t *o, const char *host,
+                        const char *orig) {
+  thaw_imgref_t ref, key;
+  if (host == private_host(o))
+    return 1;
+  if (o->is_private == NULL || thaw_imgref_parse(orig, strlen(orig), &ref) != 0)
+    return 0;
+  if (thaw_imgref_tag_only(&ref, &key) != 0)
+    key = ref;
+  return o->is_private(key.str, o->data);
+}
+
 /* Appends the ops and the message part of each container of one kind to
- * repair. Returns how many, or THAW_ENOMEM. */
+ * repair; without the annotation (originals NULL, hand_written) only
+ * private images' paths. Returns how many, or THAW_ENOMEM. */
 static int plan_list(const cJSON *spec, const cJSON *status, const kind_t *k,
-                     const cJSON *originals, const char *cache_host,
-                     cJSON *ops, char *msg, size_t msglen, size_t *used) {
+                     const cJSON *originals, int hand_written,
+                     const thaw_repair_opts_t *o, cJSON *ops, char *msg,
+                     size_t msglen, size_t *used) {
   const cJSON *ctrs = cJSON_GetObjectItemCaseSensitive(spec, k->list), *c;
   const cJSON *sts = cJSON_GetObjectItemCaseSensitive(status, k->statuses);
   int n = 0, i = -1;
   cJSON_ArrayForEach(c, ctrs) {
     i++;
     const char *name = str(c, "name"), *image = str(c, "image"), *why;
-    if (name == NULL || image == NULL ||
-        !thaw_imgref_is_rewritten(image, cache_host) ||
-        (why = pull_reason(sts, name)) == NULL)
+    const char *host = image ? rewritten_under(o, image) : NULL;
+    if (name == NULL || host == NULL || (why = pull_reason(sts, name)) == NULL)
       continue;
     char key[320], orig[THAW_IMGREF_INPUT_MAX + 1], path[96];
     snprintf(key, sizeof key, "%s/%.300s", k->prefix, name);
-    if (original_of(originals, key, image, cache_host, orig, sizeof orig) != 0)
+    if (original_of(o, originals, key, image, host, orig, sizeof orig) != 0 ||
+        (hand_written && !private_path(o, host, orig)))
       continue;
     snprintf(path, sizeof path, "/spec/%s/%d/image", k->list, i);
     if (thaw_podpatch_op(ops, "test", path, image) != 0 ||
@@ -146,8 +179,8 @@ static int plan_list(const cJSON *spec, const cJSON *status, const kind_t *k,
   return n;
 }
 
-int thaw_repair_plan(const cJSON *pod, const char *cache_host, cJSON **ops,
-                     char *msg, size_t msglen) {
+int thaw_repair_plan(const cJSON *pod, const thaw_repair_opts_t *o,
+                     cJSON **ops, char *msg, size_t msglen) {
   *ops = NULL;
   if (msglen > 0)
     msg[0] = '\0';
@@ -155,12 +188,13 @@ int thaw_repair_plan(const cJSON *pod, const char *cache_host, cJSON **ops,
   const cJSON *spec = cJSON_GetObjectItemCaseSensitive(pod, "spec");
   const cJSON *status = cJSON_GetObjectItemCaseSensitive(pod, "status");
   const cJSON *del = cJSON_GetObjectItemCaseSensitive(meta, "deletionTimestamp");
-  /* The annotation is the proof that thaw's webhook rewrote this pod. */
+  /* The annotation is the proof that thaw's webhook rewrote this pod;
+   * without it only private images' paths are put back (repair.h). */
   const char *ann = str(cJSON_GetObjectItemCaseSensitive(meta, "annotations"),
                         THAW_PODPATCH_ANN_ORIGINALS);
-  if (ann == NULL || (del != NULL && !cJSON_IsNull(del)))
+  if (del != NULL && !cJSON_IsNull(del))
     return 0;
-  cJSON *parsed = cJSON_Parse(ann);
+  cJSON *parsed = ann != NULL ? cJSON_Parse(ann) : NULL;
   const cJSON *originals = cJSON_IsObject(parsed) ? parsed : NULL;
   cJSON *out = cJSON_CreateArray();
   const char *uid = str(meta, "uid");
@@ -174,8 +208,8 @@ int thaw_repair_plan(const cJSON *pod, const char *cache_host, cJSON **ops,
        thaw_podpatch_op(out, "test", "/metadata/uid", uid) != 0))
     n = THAW_ENOMEM;
   for (size_t i = 0; n >= 0 && i < sizeof kinds / sizeof *kinds; i++) {
-    int m = plan_list(spec, status, &kinds[i], originals, cache_host, out,
-                      text, sizeof text, &used);
+    int m = plan_list(spec, status, &kinds[i], originals, ann == NULL, o,
+                      out, text, sizeof text, &used);
     n = m < 0 ? m : n + m;
   }
   cJSON_Delete(parsed);
@@ -198,7 +232,7 @@ static int candidate(const thaw_repair_t *r, const thaw_podinfo_t *p) {
                    THAW_SOURCES_POD_MIRROR)))
     return 0;
   for (size_t i = 0; i < p->n_images; i++)
-    if (thaw_imgref_is_rewritten(p->refs[i], r->cache_host))
+    if (rewritten_under(&r->opts, p->refs[i]) != NULL)
       return 1;
   return 0;
 }
@@ -358,7 +392,7 @@ static void on_read(const thaw_kube_result_t *res, void *data) {
   thaw_denied_note(&denied_get, 0, "repair", "get", "pods", NULL);
   cJSON *ops = NULL;
   char msg[THAW_REPAIR_MESSAGE_MAX];
-  int n = thaw_repair_plan(res->body, r->cache_host, &ops, msg, sizeof msg);
+  int n = thaw_repair_plan(res->body, &r->opts, &ops, msg, sizeof msg);
   if (n <= 0) {
     /* Nothing of thaw's to repair (yet): look again later, less often. */
     t->attempts++;
@@ -455,14 +489,19 @@ int thaw_repair_new(uv_loop_t *loop, thaw_kube_t *kube,
   r->kube = kube;
   r->sources = sources;
   r->after_ms = o->after_ms;
+  r->opts = *o;
   if ((r->cache_host = strdup(o->cache_host)) == NULL ||
+      (r->private_host = strdup(private_host(o))) == NULL ||
       (r->events = thaw_events_new(kube)) == NULL ||
       (r->pods = thaw_store_new(thaw_store_free_plain, NULL)) == NULL) {
     thaw_events_free(r->events);
     free(r->cache_host);
+    free(r->private_host);
     free(r);
     return THAW_ENOMEM;
   }
+  r->opts.cache_host = r->cache_host;
+  r->opts.private_host = r->private_host;
   if (o->metrics != NULL) {
     thaw_metric_t *m = thaw_metrics_counter(
         o->metrics, "thaw_pods_repaired_total",
@@ -508,6 +547,7 @@ void thaw_repair_free(thaw_repair_t *r) {
   thaw_events_free(r->events);
   thaw_store_free(r->pods);
   free(r->cache_host);
+  free(r->private_host);
   r->events = NULL;
   r->pods = NULL;
   r->cache_host = NULL;

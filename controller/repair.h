@@ -10,7 +10,12 @@
  * Only images thaw rewrote are touched: the pod must carry the webhook's
  * annotation thaw.dev/original-images, and each container repaired must be
  * waiting in ErrImagePull or ImagePullBackOff on an image under the cache
- * host. The original is the annotation's value for that container when it
+ * host. A pod without the annotation (a cache path named by hand, admitted
+ * while the webhook was down) gets back only the originals of private
+ * images' cache paths -- every path under the private host, and a cache-host
+ * path whose CachedImage is private -- which the cache refuses to anyone
+ * without the namespace's credentials, so that the pod pulls from upstream
+ * with its own secrets, as without thaw. The original is the annotation's value for that container when it
  * names the same image (normalised) as the rewritten one, else the exact
  * inverse of the rewrite (thaw_imgref_unrewrite), so a stale annotation
  * never brings back an older image. One JSON Patch per pod: a `test` of the
@@ -42,8 +47,15 @@
 
 typedef struct thaw_repair thaw_repair_t;
 
+/* 1 when a CachedImage of the normalised image `norm` has status.private. */
+typedef int (*thaw_repair_private_cb)(const char *norm, void *data);
+
 typedef struct {
   const char *cache_host;  /* required: "localhost:7439" */
+  const char *private_host; /* "localhost:7440/private"; NULL: that */
+  thaw_repair_private_cb is_private; /* optional: no cache-host path of an
+                                        unannotated pod is private */
+  void *data;
   uint64_t after_ms;       /* failing this long before a repair; > 0 */
   thaw_metrics_t *metrics; /* optional: thaw_pods_repaired_total, at 0
                               from the start */
@@ -65,12 +77,13 @@ void thaw_repair_set_active(thaw_repair_t *r, int active);
  * in `sources`: free the repairer after the sources (or never notify). */
 void thaw_repair_free(thaw_repair_t *r);
 
-/* The decision, pure: what to do with `pod` as read from the API server.
+/* The decision, pure but for o->is_private: what to do with `pod` as read
+ * from the API server (o->cache_host and o->is_private are used).
  * Returns how many containers get their original back (0: leave the pod
  * alone); then *ops is the JSON Patch (an array; the caller frees it) and
  * msg the Event message (cut to msglen - 1). THAW_ENOMEM when out of
  * memory. */
-int thaw_repair_plan(const cJSON *pod, const char *cache_host, cJSON **ops,
-                     char *msg, size_t msglen);
+int thaw_repair_plan(const cJSON *pod, const thaw_repair_opts_t *o,
+                     cJSON **ops, char *msg, size_t msglen);
 
 #endif

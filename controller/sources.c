@@ -72,6 +72,7 @@ static void release(thaw_sources_t *s) {
   free_list(s->excluded);
   free(s->system_ns);
   free(s->cache_host);
+  free(s->private_host);
   free(s);
 }
 
@@ -288,9 +289,11 @@ int thaw_sources_new(uv_loop_t *loop, thaw_kube_t *kube,
   s->exists_data = o->exists_data;
   s->system_ns = dup_or(o->system_namespace, DEFAULT_SYSTEM_NS);
   s->cache_host = dup_or(o->cache_host, DEFAULT_CACHE_HOST);
+  s->private_host = dup_or(o->private_host, THAW_IMGREF_PRIVATE_HOST);
   s->prewarm = dup_list(o->prewarm_namespaces);
   s->excluded = dup_list(o->excluded_namespaces);
   int oom = s->system_ns == NULL || s->cache_host == NULL ||
+            s->private_host == NULL ||
             s->prewarm == NULL || s->excluded == NULL;
   s->intern = thaw_intern_new();
   s->srcs = thaw_store_new(NULL, NULL);

@@ -44,6 +44,8 @@ typedef struct {
   const char *system_namespace;
   const char *cache_host;                 /* rewritten images count as their
                                              originals */
+  const char *private_host;               /* so do private ones' (NULL:
+                                             THAW_IMGREF_PRIVATE_HOST) */
   const char *const *prewarm_namespaces;  /* NULL-ended; may be NULL */
   const char *const *excluded_namespaces; /* as the system namespace;
                                              NULL-ended; may be NULL */

@@ -43,7 +43,7 @@ typedef struct {
 struct thaw_sources {
   uv_loop_t *loop;
   thaw_kube_t *kube;
-  char *system_ns, *cache_host;
+  char *system_ns, *cache_host, *private_host;
   char **prewarm;  /* NULL-ended */
   char **excluded; /* --exclude-namespaces, NULL-ended */
   thaw_sources_exists_cb exists;

@@ -42,6 +42,8 @@ int thaw_sources__normalize(const thaw_sources_t *s, const char *raw,
   if (alt != NULL)
     alt->len = 0, alt->str[0] = '\0';
   int rc = thaw_imgref_unrewrite(raw, len, s->cache_host, out);
+  if (rc == THAW_ENOENT) /* a private image's rewrite counts as its original */
+    rc = thaw_imgref_unrewrite(raw, len, s->private_host, out);
   if (rc == THAW_ENOENT)
     return thaw_imgref_parse(raw, len, out);
   if (rc == 0 && alt != NULL && thaw_imgref_tag_only(out, alt) != 0)

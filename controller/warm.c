@@ -307,6 +307,19 @@ int thaw_warm_cache_repo(const char *image, char *buf, size_t cap) {
   return 0;
 }
 
+int thaw_warm_cache_repo_of(const char *image, int private_, char *buf,
+                            size_t cap) {
+  size_t pn = private_ ? strlen(THAW_WARM_PRIVATE_PREFIX) : 0;
+  if (!buf || cap <= pn)
+    return buf ? THAW_E2BIG : THAW_EINVAL;
+  int rc = thaw_warm_cache_repo(image, buf + pn, cap - pn);
+  if (rc == 0 && pn)
+    memcpy(buf, THAW_WARM_PRIVATE_PREFIX, pn);
+  else if (rc != 0)
+    buf[0] = '\0';
+  return rc;
+}
+
 int thaw_warmer_new(thaw_registry_t *reg, const thaw_warmer_opts_t *o,
                     thaw_warmer_t **out) {
   if (!reg || !o || !o->cache_registry || !o->cache_registry[0] || !out)
@@ -385,8 +398,9 @@ static thaw_warm_t *warm_new(thaw_warmer_t *w, const thaw_warm_req_t *req,
     return NULL;
   }
   wm->w = w;
-  if ((*rc = thaw_warm_cache_repo(req->image, wm->cache_repo,
-                                  sizeof wm->cache_repo))) {
+  if ((*rc = thaw_warm_cache_repo_of(req->image, req->private_,
+                                     wm->cache_repo,
+                                     sizeof wm->cache_repo))) {
     free(wm);
     return NULL;
   }

@@ -84,6 +84,7 @@ typedef struct {
   const char *image; /* normalised reference (imgref.h) */
   /* Upstream credentials, or NULL for anonymous then Bearer-anonymous. */
   const thaw_regauth_creds_t *creds;
+  int private_; /* copy under private/ (thaw_warm_cache_repo_of) */
   thaw_warm_progress_cb progress; /* may be NULL */
   thaw_warm_done_cb done;         /* required */
   void *data;
@@ -114,6 +115,13 @@ int thaw_warm_resolve(thaw_warmer_t *w, const thaw_warm_req_t *req);
 /* Writes the cache repository of a normalised reference into buf (see
  * above). Returns 0, THAW_EINVAL, or THAW_E2BIG. */
 int thaw_warm_cache_repo(const char *image, char *buf, size_t cap);
+
+/* As thaw_warm_cache_repo, under "private/" when private_ is set: a private
+ * image (status.private) is cached only there, where anonymous pull tokens
+ * never reach (docs/design.md, "Confidentiality and integrity"). */
+#define THAW_WARM_PRIVATE_PREFIX "private/"
+int thaw_warm_cache_repo_of(const char *image, int private_, char *buf,
+                            size_t cap);
 
 /* Remembers that cache repository `repo` holds blob `digest`, so later warms
  * of other repositories mount it (also learned from each warm). The table is

@@ -208,6 +208,7 @@ int main(int argc, char **argv) {
       excluded[nex++] = e->valuestring;
   thaw_admit_env_t env = {
       .cache_host = str_or(envj, "cache_host", "localhost:7439"),
+      .private_host = str_or(envj, "private_host", "localhost:7440/private"),
       .system_namespace = str_or(envj, "system_namespace", "thaw-system"),
       .excluded_namespaces = excluded,
       .registry_up =

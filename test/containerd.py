@@ -139,8 +139,9 @@ class Containerd:
                                                     (r.stderr or r.stdout).strip()))
         return r
 
-    def pull(self, ref, plain_http=True, platform=None, hosts_dir=None):
+    def pull(self, ref, plain_http=True, platform=None, hosts_dir=None, user=None):
         """Pulls and unpacks ref (the host's platform unless `platform`).
+        user: "USER:PASS" for the registry (`ctr --user`; never in errors).
         Returns {"name", "digest", "media_type"} as containerd recorded them:
         digest is the top-level manifest's (the index for a multi-arch image)."""
         args = ["images", "pull", "--snapshotter", self.snapshotter]
@@ -150,6 +151,8 @@ class Containerd:
             args += ["--platform", platform]
         if hosts_dir:
             args += ["--hosts-dir", hosts_dir]
+        if user:
+            args += ["--user", user]
         self.ctr(*(args + [ref]))
         return self.image(ref)
 

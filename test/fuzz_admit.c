@@ -14,6 +14,7 @@
 
 #include "admit.h"
 #include "error.h"
+#include "imgref.h"
 
 #define CHECK(cond, ...)                                                       \
   do {                                                                         \
@@ -100,6 +101,7 @@ static long unbase64(const char *s, size_t n, unsigned char *out) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   thaw_admit_env_t env = {.cache_host = "localhost:7439",
+                          .private_host = THAW_IMGREF_PRIVATE_HOST,
                           .system_namespace = "thaw-system",
                           .registry_up = (size & 1) == 0,
                           .namespace_flags = ns_flags,

@@ -81,6 +81,22 @@ def spawn_ready(argv, ready_file, timeout=15, log=None):
         return proc, int(f.read().strip())
 
 
+def wait_listening(proc, ports, timeout=10):
+    """True once every loopback port in ports accepts a connection; False
+    when proc exits first or timeout seconds pass."""
+    deadline = time.time() + timeout
+    for port in ports:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    return False
+                time.sleep(0.05)
+    return True
+
+
 def stop_proc(proc, grace=5):
     """SIGTERM by PID, SIGKILL after grace seconds."""
     if proc is not None and proc.poll() is None:

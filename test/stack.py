@@ -166,9 +166,10 @@ class Webhook(Daemon):
 
     name = "thaw-webhook"
 
-    def __init__(self, binary, certs, registry_url, workdir):
+    def __init__(self, binary, certs, registry_url, workdir, extra=()):
         super().__init__(binary, registry_url, workdir)
         self.certs = certs
+        self.extra = list(extra)
         self.port = registry.free_port()
         self.url = "https://127.0.0.1:%d/mutate" % self.port
         self.ctx = ssl.create_default_context(cafile=certs["ca"])
@@ -176,7 +177,8 @@ class Webhook(Daemon):
     def argv(self):
         return super().argv() + [
             "--bind-address", "127.0.0.1:%d" % self.port,
-            "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]]
+            "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]
+        ] + self.extra
 
     def stop(self, timeout=10):
         return self.stop_timed(timeout)
@@ -224,6 +226,16 @@ def stop_clean(proc):
         raise AssertionError("%s: exit %s, %s; log tail:\n%s" % (
             proc.log_path, rc, bad, "\n".join(log.splitlines()[-60:])))
     return log
+
+
+def poll(cond, timeout, interval=0.2):
+    """cond()'s first true value within timeout seconds, else None."""
+    deadline = time.time() + timeout
+    while True:
+        got = cond()
+        if got or time.time() > deadline:
+            return got or None
+        time.sleep(interval)
 
 
 def metric(text, name, labels=None):

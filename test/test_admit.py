@@ -33,6 +33,8 @@ import jsonpatch  # noqa: E402  (the emulator's RFC 6902, as the apiserver)
 FIXTURES = os.path.join(HERE, "fixtures", "admission")
 GOLDEN = os.path.join(HERE, "golden", "admission")
 CACHE = "localhost:7439"
+PRIVATE = "localhost:7440/private"  # private images, with thaw-pull
+PULL_SECRET = "thaw-pull"
 ANN = "thaw.dev/original-images"
 GATE = "thaw.dev/warming"
 COLD_WAIT = "thaw.dev/cold-wait-seconds"
@@ -76,6 +78,12 @@ IMAGES = {
                       CACHE + "/docker.io/rclone/rclone:latest"),
     CACHE + "/docker.io/grycap/imagemagick:latest": (
         CACHE + "/docker.io/grycap/imagemagick:latest", None),
+    CACHE + "/localhost__5000/team/app:1.2": (
+        CACHE + "/localhost__5000/team/app:1.2", None),
+    PRIVATE + "/docker.io/grycap/imagemagick:latest": (
+        PRIVATE + "/docker.io/grycap/imagemagick:latest", None),
+    PRIVATE + "/localhost__5000/team/app:1.2@" + D: (
+        PRIVATE + "/localhost__5000/team/app:1.2@" + D, None),
 }
 
 
@@ -194,20 +202,21 @@ def model(req, env):
     """Expected (images by (list, index), annotation dict or None,
     recorded list, decisions dict, gated) for a request under env."""
     images, recorded, decisions = {}, [], {}
-    cold = False
+    cold = secret = False
+    reverts = {}  # kept by a gated pod too
     ann_add = {}
     op, sub = req.get("operation"), req.get("subResource") or ""
     kind = req.get("kind", {})
     obj = req.get("object")
     if kind.get("kind") != "Pod" or kind.get("group") != "" or \
             not isinstance(obj, dict):
-        return images, None, recorded, decisions, False
+        return images, None, recorded, decisions, False, False
     if op == "CREATE" and not sub:
         lists = ["initContainers", "containers"]
     elif op == "UPDATE" and sub == "ephemeralcontainers":
         lists = ["ephemeralContainers"]
     else:
-        return images, None, recorded, decisions, False
+        return images, None, recorded, decisions, False, False
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     ns = req.get("namespace") or meta.get("namespace") or ""
     flags = set(env.get("namespaces", {}).get(ns, []))
@@ -235,8 +244,17 @@ def model(req, env):
                 bump("opted_out")
                 continue
             norm, rw = IMAGES[img]
-            if img.startswith(CACHE + "/"):
-                bump("already")
+            if img.startswith(CACHE + "/") or img.startswith(PRIVATE + "/"):
+                got = cache_path(img, lst, flags, obj, env)
+                bump(got[0])
+                if got[1]:
+                    images[(lst, i)] = got[1]
+                if got[0] == "private":
+                    reverts[(lst, i)] = got[1]
+                secret = secret or got[2]
+                if got[0] == "rewritten":
+                    ann_add.setdefault(("init/" if lst == "initContainers"
+                                        else "container/") + c["name"], img)
                 continue
             if c.get("imagePullPolicy") == "Never":
                 bump("pull_never")
@@ -249,12 +267,18 @@ def model(req, env):
                 elif "@" not in norm:
                     rw = rw[:rw.rindex("@") + 1] + digests[norm]
             if state in ("ready", "ready_private"):
-                if state == "ready_private" and "cache_private" not in flags:
-                    bump("private")
+                private = state == "ready_private"
+                named = PULL_SECRET in pull_secret_names(obj)
+                if private and ("cache_private" not in flags or
+                                (lst == "ephemeralContainers" and not named)):
+                    bump("private")  # an ephemeral update cannot add thaw-pull
                 elif not env["registry_up"]:
                     bump("registry_down")
                 else:
                     bump("rewritten")
+                    if private:  # through the namespace's own credentials
+                        rw = PRIVATE + rw[len(CACHE):]
+                        secret = secret or lst != "ephemeralContainers"
                     images[(lst, i)] = rw
                     if lst != "ephemeralContainers":
                         key = ("init/" if lst == "initContainers"
@@ -271,12 +295,47 @@ def model(req, env):
         spec = obj.get("spec") or {}
         node = spec.get("nodeName") not in (None, "")
         gates_ok = gates_of(obj) is None or isinstance(gates_of(obj), list)
-        if has_gate(obj):
-            images, ann_add = {}, {}      # the release rewrites them
+        if has_gate(obj):                 # the release rewrites them
+            images, ann_add, secret = dict(reverts), {}, False
         elif (cold and env["registry_up"] and env.get("leader_fresh") and
               not node and gates_ok and isinstance(obj.get("metadata"), dict)):
-            images, ann_add, gated = {}, {}, True
-    return images, ann_add, recorded, decisions, gated
+            images, ann_add, gated = dict(reverts), {}, True
+    return images, ann_add, recorded, decisions, gated, secret
+
+
+def original_of(img):
+    """The original of a cache path in IMAGES (no IPv6 host among them)."""
+    host = PRIVATE if img.startswith(PRIVATE + "/") else CACHE
+    reg, rest = img[len(host) + 1:].split("/", 1)
+    return reg.replace("__", ":") + "/" + rest
+
+
+def cache_path(img, lst, flags, pod, env):
+    """(decision, new image or None, thaw-pull wanted) of a container that
+    names a cache path itself: a private image's goes back to its original
+    where the pod may not be served it; where it may, the pod gets
+    thaw-pull and a cache-host path its private form (docs/design.md "A
+    hand-written cache path never leaks and never blocks a pod")."""
+    orig = original_of(img)
+    key = orig.split("@")[0] if ":" in orig.split("@")[0].rsplit("/", 1)[-1] else orig
+    state = (env.get("images") or {}).get(key, env["default_image"])
+    private_form = img.startswith(PRIVATE + "/")
+    if not private_form and state != "ready_private":
+        return "already", None, False
+    named = PULL_SECRET in pull_secret_names(pod)
+    if "cache_private" not in flags or (lst == "ephemeralContainers" and not named):
+        return "private", orig, False
+    secret = lst != "ephemeralContainers"
+    digest = (env.get("digests") or {}).get(key, cache_digest(key))
+    if private_form or digest is None:
+        return "already", None, secret
+    return "rewritten", PRIVATE + img[len(CACHE):] + ("" if "@" in img else "@" + digest), secret
+
+
+def pull_secret_names(pod):
+    secrets = (pod.get("spec") or {}).get("imagePullSecrets")
+    return [e.get("name") for e in secrets if isinstance(e, dict)] \
+        if isinstance(secrets, list) else []
 
 
 def annotation(pod):
@@ -287,7 +346,7 @@ def annotation(pod):
 
 def check_model(name, req, env, got):
     """Applies the patch to the object and compares it with the model."""
-    images, ann_add, recorded, decisions, gated = model(req, env)
+    images, ann_add, recorded, decisions, gated, secret = model(req, env)
     check(got["recorded"] == recorded,
           f"{name}: recorded {got['recorded']} want {recorded}")
     check(got["decisions"] == decisions,
@@ -304,8 +363,8 @@ def check_model(name, req, env, got):
     check(got["gated"] == (1 if gated else 0),
           f"{name}: gated {got['gated']} want {gated}")
     if gated:
-        return check_gated(name, req, env, got)
-    if not images:
+        return check_gated(name, req, env, got, images)
+    if not images and not (secret and PULL_SECRET not in pull_secret_names(req["object"])):
         check(patch is None and r["patchType"] is None and
               got["patched"] == 0, f"{name}: unexpected patch {patch}")
         return None
@@ -336,11 +395,26 @@ def check_model(name, req, env, got):
         for lst in ("initContainers", "containers", "ephemeralContainers"):
             for c in x.get("spec", {}).get(lst) or []:
                 c.pop("image", None)
-    check(a == b, f"{name}: patch changed more than images and annotation")
+    # a private rewrite, or a private cache path the pod may have, adds
+    # thaw-pull to imagePullSecrets, once
+    if secret:
+        names = pull_secret_names(pod)
+        check(names.count(PULL_SECRET) == 1, f"{name}: imagePullSecrets {names}")
+        check(names[:len(pull_secret_names(before))] == pull_secret_names(before),
+              f"{name}: imagePullSecrets reordered: {names}")
+        for x in (a, b):
+            spec = x.get("spec") or {}
+            spec["imagePullSecrets"] = [e for e in spec.get("imagePullSecrets") or []
+                                        if not (isinstance(e, dict) and
+                                                e.get("name") == PULL_SECRET)] or None
+            if spec["imagePullSecrets"] is None:
+                spec.pop("imagePullSecrets")
+    check(a == b, f"{name}: patch changed more than images, annotation and pull secrets")
     old_ann = annotation(before)
     new_ann = annotation(pod)
-    if "ephemeralContainers" in [k[0] for k in images]:
-        check(new_ann == old_ann, f"{name}: annotation written on ephemeral")
+    if "ephemeralContainers" in [k[0] for k in images] or not ann_add:
+        check(new_ann == old_ann, f"{name}: annotation written on ephemeral"
+              " or for no rewrite")
     else:
         want = json.loads(old_ann) if old_ann else {}
         for k, v in ann_add.items():
@@ -353,13 +427,29 @@ def check_model(name, req, env, got):
     return pod
 
 
-def check_gated(name, req, env, got):
-    """A gated pod: the annotation op, then the gate op; images as sent."""
+def check_gated(name, req, env, got, reverts):
+    """A gated pod: the annotation op, then the gate op; images as sent but
+    for private images' cache paths put back (reverts, first). In a
+    cache-private namespace also thaw-pull in imagePullSecrets (once), so
+    that its release may serve private images."""
     patch = got["response"]["patch"]
-    if not check(patch and len(patch) == 2 and got["patched"] == 1,
+    before = req["object"]
+    want_rv = [{"op": "replace", "path": "/spec/%s/%d/image" % k, "value": v}
+               for k, v in sorted(reverts.items(), key=lambda kv: (
+                   ["initContainers", "containers"].index(kv[0][0]), kv[0][1]))]
+    if not check((patch or [])[:len(want_rv)] == want_rv,
+                 f"{name}: gated reverts {patch} want {want_rv}"):
+        return None
+    if want_rv:
+        before = jsonpatch.apply(before, want_rv, strict=True)
+        patch = patch[len(want_rv):]
+    ns = req.get("namespace") or (before.get("metadata") or {}).get("namespace") or ""
+    private_ns = env.get("cache_private_all") or \
+        "cache_private" in env.get("namespaces", {}).get(ns, [])
+    secret = private_ns and PULL_SECRET not in pull_secret_names(before)
+    if not check(patch and len(patch) == 2 + secret and got["patched"] == 1,
                  f"{name}: gated patch {patch}"):
         return None
-    before = req["object"]
     anns = before["metadata"].get("annotations")
     want_ann = ({"op": "add", "path": "/metadata/annotations/" + COLD_WAIT.replace("/", "~1"),
                  "value": str(env["cold_wait_seconds"])}
@@ -399,6 +489,15 @@ def check_gated(name, req, env, got):
                 x["spec"].pop("schedulingGates")
         elif g is None:
             x["spec"].pop("schedulingGates", None)
+        if secret:
+            check(pull_secret_names(x).count(PULL_SECRET) <= 1, f"{name}: thaw-pull twice")
+            ps = [e for e in x["spec"].get("imagePullSecrets") or []
+                  if e != {"name": PULL_SECRET}]
+            x["spec"]["imagePullSecrets"] = ps
+            if not ps:
+                x["spec"].pop("imagePullSecrets")
+    if secret:
+        check(PULL_SECRET in pull_secret_names(pod), f"{name}: no thaw-pull on a gated pod")
     check(a == b, f"{name}: the gate patch changed more than gate and annotation")
     return pod
 
@@ -588,6 +687,70 @@ def own_cases(dump, fx):
           [{"op": "replace", "path": "/spec/ephemeralContainers/1/image",
             "value": IMAGES["rclone/rclone"][1]}],
           f"ephemeral-second: {got and got['response']['patch']}")
+
+    # Cache paths named by hand (docs/design.md "A hand-written cache path
+    # never leaks and never blocks a pod"): a private image's goes back to
+    # its original where the pod may not be served it, a gated pod keeping
+    # that; where it may, thaw-pull is added and a cache-host path becomes
+    # the private form. A public image's stays.
+    d = copy.deepcopy(mount)
+    spec = d["request"]["object"]["spec"]
+    ctr = copy.deepcopy(spec["containers"][0])
+    spec["initContainers"][0]["image"] = PRIVATE + "/localhost__5000/team/app:1.2@" + D
+    spec["containers"] = []
+    for i, img in enumerate([CACHE + "/docker.io/grycap/imagemagick:latest",
+                             CACHE + "/localhost__5000/team/app:1.2",
+                             PRIVATE + "/docker.io/grycap/imagemagick:latest", "rclone/rclone"]):
+        c = copy.deepcopy(ctr)
+        c["name"], c["image"] = "c%d" % i, img
+        spec["containers"].append(c)
+    orig_app = "localhost:5000/team/app:1.2"
+    want = {  # variant -> decisions
+        "ready": {"already": 2, "private": 2, "rewritten": 1},
+        "private": {"private": 5},
+        "private_ns": {"rewritten": 3, "already": 2},
+        "cold_wait": {"already": 2, "private": 2, "cold": 1},
+        "cold_wait_private": {"private": 4, "cold": 1},
+    }
+    for v, dec in want.items():
+        env = VARIANTS.get(v) or dict(VARIANTS["cold_wait"], images={
+            IMAGES["grycap/imagemagick"][0]: "ready_private", orig_app: "ready_private"})
+        got, pod = run_case(dump, "cache-paths/" + v, d, env)
+        check(got and got["decisions"] == dec, f"cache-paths/{v}: {got and got['decisions']}")
+        if pod is None:
+            continue
+        imgs = [c["image"] for c in pod["spec"]["initContainers"] + pod["spec"]["containers"]]
+        if v == "private":
+            check(imgs[:4] == ["localhost:5000/team/app:1.2@" + D,
+                               "docker.io/grycap/imagemagick:latest", orig_app,
+                               "docker.io/grycap/imagemagick:latest"],
+                  f"cache-paths/private: {imgs}")
+            w = got["response"]["warnings"] or []
+            check(len(w) == 4 and all("original used" in x and len(x) <= 120 for x in w),
+                  f"cache-paths/private: warnings {w}")
+        if v == "private_ns":
+            check(imgs[1] == PRIVATE + "/docker.io/grycap/imagemagick:latest@" +
+                  cache_digest("docker.io/grycap/imagemagick:latest") and
+                  pull_secret_names(pod).count(PULL_SECRET) == 1,
+                  f"cache-paths/private_ns: {imgs} {pull_secret_names(pod)}")
+    # Only a hand-written private path the pod may have: thaw-pull, no op else.
+    d2 = copy.deepcopy(mount)
+    d2["request"]["object"]["spec"]["initContainers"] = []
+    d2["request"]["object"]["spec"]["containers"] = [dict(ctr, image=PRIVATE + "/docker.io/grycap/imagemagick:latest")]
+    got, pod = run_case(dump, "cache-path-secret", d2, VARIANTS["private_ns"])
+    check(got and got["response"]["patch"] and len(got["response"]["patch"]) == 1 and
+          got["response"]["patch"][0]["path"] == "/spec/imagePullSecrets",
+          f"cache-path-secret: {got and got['response']['patch']}")
+    # An ephemeral container's update cannot add thaw-pull: put back unless named.
+    e = copy.deepcopy(fx["ephemeral-update"])
+    e["request"]["object"]["spec"]["ephemeralContainers"][0]["image"] = \
+        PRIVATE + "/docker.io/grycap/imagemagick:latest"
+    got, _ = run_case(dump, "cache-path-ephemeral", e, VARIANTS["private_ns"])
+    check(got and got["decisions"] == {"private": 1}, f"cache-path-ephemeral: {got}")
+    e["request"]["object"]["spec"]["imagePullSecrets"] = [{"name": PULL_SECRET}]
+    got, _ = run_case(dump, "cache-path-ephemeral-named", e, VARIANTS["private_ns"])
+    check(got and got["decisions"] == {"already": 1} and got["response"]["patch"] is None,
+          f"cache-path-ephemeral-named: {got}")
 
     # dryRun: rewritten, nothing recorded; the stat says dry run.
     dry = fx["dryrun-create"]
@@ -863,6 +1026,18 @@ def cold_wait_cases(dump, fx):
     d["request"]["object"]["spec"]["containers"][0]["imagePullPolicy"] = "Never"
     got, _ = run("pull-never-only", d, CW, 0)
     check(got and got["decisions"] == {"pull_never": 1}, "cold-wait pull_never")
+    # gated in a cache-private namespace: thaw-pull added (the release may
+    # then serve private images; a pod's secrets cannot change later)
+    for secrets in (None, [{"name": "mine"}], [{"name": PULL_SECRET}]):
+        d = copy.deepcopy(job)
+        if secrets is not None:
+            d["request"]["object"]["spec"]["imagePullSecrets"] = secrets
+        got, pod = run("gated-private-ns-%r" % (secrets,), d,
+                       dict(CW, cache_private_all=True), 1)
+        check(pod and pull_secret_names(pod) ==
+              [e["name"] for e in secrets or []] +
+              ([PULL_SECRET] if PULL_SECRET not in [e["name"] for e in secrets or []] else []),
+              "gated private ns %r: %s" % (secrets, pod and pull_secret_names(pod)))
     got, _ = run("private-row", job, dict(CW, default_image="ready_private"), 0)
     check(got and got["decisions"] == {"private": 1}, "cold-wait private")
     got, _ = run("already", fx["already-rewritten-pod"], CW, 0)

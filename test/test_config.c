@@ -223,6 +223,8 @@ static void test_defaults(void) {
   CHECK(strcmp(c.registry_host, "cache:5000") == 0);
   CHECK(c.registry_insecure == 1);
   CHECK(strcmp(c.cache_host, "localhost:7439") == 0);
+  CHECK(strcmp(c.private_cache_host, "localhost:7440") == 0);
+  CHECK(strcmp(c.private_host, "localhost:7440/private") == 0);
   CHECK(c.insecure_registries[0] == NULL);
   CHECK(c.platforms[0] == NULL);
   CHECK(c.prewarm_namespaces[0] == NULL);
@@ -294,6 +296,7 @@ static void test_every_flag(void) {
   const char *const eq[] = {
       "--kubeconfig=/k2", "--namespace=ns-2",
       "--registry-url=http://[::1]:5000", "--cache-host=cache.local",
+      "--private-cache-host=cache.local:7450",
       "--insecure-registries=a.b", "--insecure-registries=c.d:1",
       "--metrics-bind-address=[::1]:0", "--concurrency=1",
       "--blob-concurrency=1", "--platforms=linux/s390x",
@@ -308,6 +311,7 @@ static void test_every_flag(void) {
   CHECK(strcmp(c.registry_host, "[::1]:5000") == 0);
   CHECK(c.registry_insecure == 1);
   CHECK(strcmp(c.cache_host, "cache.local") == 0);
+  CHECK(strcmp(c.private_host, "cache.local:7450/private") == 0);
   CHECK(list_is(c.insecure_registries, (const char *const[]){"c.d:1", NULL}));
   CHECK(strcmp(c.metrics_bind_address, "[::1]:0") == 0);
   CHECK(c.concurrency == 1 && c.blob_concurrency == 1);
@@ -442,6 +446,10 @@ static void test_bad(void) {
       {"--cache-host=", NULL},
       {"--cache-host=a/b", NULL},
       {"--cache-host=a b", NULL},
+      {"--private-cache-host=", NULL},
+      {"--private-cache-host=a/private", NULL},
+      {"--private-cache-host=localhost:7439", NULL}, /* as --cache-host */
+      {"--private-cache-host=LocalHost:7439", NULL},
       {"--insecure-registries=a,,b", NULL},
       {"--insecure-registries=a,", NULL},
       {"--insecure-registries=,a", NULL},

@@ -336,6 +336,12 @@ class WarmTest(unittest.TestCase):
         ci = ENV.wait_phase(name, "Ready")
         self.assertTrue(ci["status"]["private"])
         self.assertEqual(ci["spec"]["pullSecrets"], [{"namespace": NS_PRIVATE, "name": "regcred"}])
+        # cached under private/ only, where anonymous pull tokens never reach
+        repo = cache_repo(ENV.privhost + "/e2e/secret")
+        st, body, _ = http_get("%s/v2/private/%s/manifests/%s" % (ENV.cache.url, repo,
+                                                                 ci["status"]["digest"]))
+        self.assertEqual(st, 200)
+        self.assertEqual(http_get("%s/v2/%s/manifests/v1" % (ENV.cache.url, repo))[0], 404)
         with open(ENV.tmp + "/ctl-main.log") as f:
             log = f.read()
         self.assertNotIn("wonderland", log)
@@ -537,6 +543,59 @@ class RefreshFailTest(unittest.TestCase):
         ci = ENV.wait_ci(name, lambda c: "refresh failed" not in (c["status"].get("message") or ""),
                          timeout=20, what="a refresh that works again")
         self.assertEqual(ci["status"]["phase"], "Ready")
+        stop_clean(ctl)
+
+
+class PrivateMoveTest(unittest.TestCase):
+    """A private image cached before private/ existed sits under its public
+    path, where anonymous tokens reach it. A new controller deletes that
+    copy (through the inventory's safe deletion) and its next refresh finds
+    the private copy missing and makes it, the image staying Ready."""
+
+    def test_public_copy_of_a_private_image_moves_under_private(self):
+        creds = "alice:wonderland"
+        lo = ENV.imgs.single(name="legacy")
+        info = ENV.push(lo, ENV.privhost, "e2e/legacy:v1", creds)
+        image = ENV.privhost + "/e2e/legacy:v1"
+        repo = cache_repo(ENV.privhost + "/e2e/legacy")
+        cache = ENV.cache.url.split("://", 1)[1]
+        self.assertEqual(ENV.push(lo, cache, repo + ":v1")["digest"], info["digest"])
+        cfg = json.dumps({"auths": {ENV.privhost: {
+            "auth": base64.b64encode(creds.encode()).decode()}}}).encode()
+        ENV.api.ok("POST", "/api/v1/namespaces/%s/secrets" % NS_PRIVATE, {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": "legacycred"},
+            "data": {".dockerconfigjson": base64.b64encode(cfg).decode()}}, want=(201,))
+        # What the earlier version left: Ready, private, the public copy.
+        name = ci_name(image)
+        ENV.api.ok("POST", CI_PATH, {
+            "apiVersion": "thaw.dev/v1alpha1", "kind": "CachedImage",
+            "metadata": {"name": name},
+            "spec": {"image": image,
+                     "pullSecrets": [{"namespace": NS_PRIVATE, "name": "legacycred"}]}},
+            want=(201,))
+        ci = ENV.get_ci(name)
+        ci["status"] = {"phase": "Ready", "private": True, "digest": info["digest"],
+                        "upstreamDigest": info["digest"],
+                        "lastCheckedAt": "2026-01-01T00:00:00Z",
+                        "cachedAt": "2026-01-01T00:00:00Z"}
+        ENV.api.ok("PUT", CI_PATH + "/" + name + "/status", ci)
+        manifest = "%s/v2/%%s/manifests/%s" % (ENV.cache.url, info["digest"])
+        self.assertEqual(http_get(manifest % repo)[0], 200)
+        ctl = ENV.controller("ctl-move", ["--leader-elect=false", "--allow-private"])
+        deadline = time.time() + 30
+        while http_get(manifest % repo)[0] != 404 or \
+                http_get(manifest % ("private/" + repo))[0] != 200:
+            if time.time() > deadline:
+                self.fail("public copy %d, private copy %d; log:\n%s" % (
+                    http_get(manifest % repo)[0],
+                    http_get(manifest % ("private/" + repo))[0], ctl.log_tail(40)))
+            time.sleep(0.3)
+        ci = ENV.get_ci(name)
+        self.assertEqual((ci["status"]["phase"], ci["status"]["digest"]),
+                         ("Ready", info["digest"]))
+        self.assertTrue(any("missing from the cache" in e["message"]
+                            for e in ENV.events(name)), ENV.events(name))
         stop_clean(ctl)
 
 

@@ -52,16 +52,8 @@ class Forwarder:
         self.proc = subprocess.Popen(args + list(extra), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT,
                                      preexec_fn=registry.die_with_parent)
-        deadline = time.time() + 10
-        for port in self.ports:
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if self.proc.poll() is not None or time.time() > deadline:
-                        raise AssertionError("forwarder did not listen: %s" % self.stop())
-                    time.sleep(0.05)
+        if not registry.wait_listening(self.proc, self.ports):
+            raise AssertionError("forwarder did not listen: %s" % self.stop())
 
     def url(self, i=0):
         return "http://127.0.0.1:%d" % self.ports[i]

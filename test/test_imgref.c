@@ -529,6 +529,73 @@ static void check_pinned(size_t idx, const struct parse_case *c,
   }
 }
 
+/* A cache host with path components (private images: "localhost:7440/
+ * private"): the same rewrite under it, and unrewrite gives it back. */
+#define PRIVATE_HOST "localhost:7440/private"
+static void check_prefixed(size_t idx, const struct parse_case *c,
+                           const thaw_imgref_t *r) {
+  char want[THAW_IMGREF_STR_MAX + 16], rw[THAW_IMGREF_STR_MAX + 1];
+  thaw_imgref_t back;
+  snprintf(want, sizeof want, "%s%s", PRIVATE_HOST, c->rw + strlen(CACHE));
+  int rc = thaw_imgref_rewrite(r, PRIVATE_HOST, NULL, rw, sizeof rw);
+  /* the longer host leaves 8 bytes less for the name (its 255 limit): the
+   * name ends at the tag's ':' (after the last '/') or the '@' */
+  size_t name = strcspn(want, "@");
+  const char *slash = strrchr(want, '/'), *tag = slash ? strchr(slash, ':') : NULL;
+  if (tag && (size_t)(tag - want) < name)
+    name = (size_t)(tag - want);
+  if (name > THAW_IMGREF_NAME_MAX) {
+    if (rc != THAW_EINVAL)
+      FAIL("[%zu] rewrite(%s, " PRIVATE_HOST "): a name over 255 must fail",
+           idx, c->in);
+    return;
+  }
+  if (rc != 0 || strcmp(rw, want) != 0) {
+    FAIL("[%zu] rewrite(%s, " PRIVATE_HOST ") = %s (rc %d), want %s", idx,
+         c->in, rw, rc, want);
+    return;
+  }
+  if (thaw_imgref_unrewrite(rw, strlen(rw), PRIVATE_HOST, &back) != 0 ||
+      strcmp(back.str, c->norm) != 0)
+    FAIL("[%zu] unrewrite(%s) = %s, want %s", idx, rw, back.str, c->norm);
+  if (thaw_imgref_unrewrite(rw, strlen(rw), CACHE, &back) != THAW_ENOENT)
+    FAIL("[%zu] %s is not under " CACHE, idx, rw);
+  if (!thaw_imgref_is_rewritten(rw, PRIVATE_HOST))
+    FAIL("[%zu] is_rewritten(%s, " PRIVATE_HOST ")", idx, rw);
+}
+
+/* Cache hosts with path components that rewrite refuses, and prefixed
+ * hosts that are not the same host. */
+static void check_prefixes(void) {
+  static const char *const bad[] = {
+      "localhost:7440/", "localhost:7440//x", "localhost:7440/Private",
+      "localhost:7440/-x", "localhost:7440/a-", "localhost:7440/a/",
+      "/private", "localhost:7440/a b"};
+  thaw_imgref_t r, back;
+  char rw[THAW_IMGREF_STR_MAX + 1];
+  if (thaw_imgref_parse("docker.io/library/x:1", 21, &r) != 0) {
+    FAIL("parse");
+    return;
+  }
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    if (thaw_imgref_rewrite(&r, bad[i], NULL, rw, sizeof rw) != THAW_EINVAL)
+      FAIL("rewrite under %s must be THAW_EINVAL, got %s", bad[i], rw);
+  static const char *const other[] = {
+      "localhost:7440/docker.io/library/x:1",
+      "localhost:7440/privatex/docker.io/library/x:1",
+      "localhost:7439/private/docker.io/library/x:1"};
+  for (size_t i = 0; i < sizeof other / sizeof *other; i++)
+    if (thaw_imgref_unrewrite(other[i], strlen(other[i]), PRIVATE_HOST,
+                              &back) != THAW_ENOENT)
+      FAIL("unrewrite(%s, " PRIVATE_HOST ") must be THAW_ENOENT", other[i]);
+  /* an image already under the prefixed host stays as it is */
+  static const char in[] = PRIVATE_HOST "/docker.io/library/x:1";
+  if (thaw_imgref_parse(in, sizeof in - 1, &r) != 0 ||
+      thaw_imgref_rewrite(&r, PRIVATE_HOST, NULL, rw, sizeof rw) != 0 ||
+      strcmp(rw, in) != 0)
+    FAIL("rewrite(%s) under its own host changed it: %s", in, rw);
+}
+
 static void check_parse(size_t idx, const struct parse_case *c) {
   thaw_imgref_t r, r2;
   char buf[THAW_IMGREF_STR_MAX + 1], rw[THAW_IMGREF_STR_MAX + 1];
@@ -592,8 +659,10 @@ static void check_parse(size_t idx, const struct parse_case *c) {
   }
 
   if (strcmp(c->rw, NOT_REWRITABLE) != 0 &&
-      !thaw_imgref_is_rewritten(c->in, CACHE))
+      !thaw_imgref_is_rewritten(c->in, CACHE)) {
     check_pinned(idx, c, &r);
+    check_prefixed(idx, c, &r);
+  }
 
   if (thaw_cachedimage_name(c->norm, buf, sizeof(buf)) != 0 ||
       strcmp(buf, c->name) != 0)
@@ -769,6 +838,7 @@ int main(void) {
     check_unrewrite(i, &unrewrite_cases[i]);
   check_names();
   check_cache_hosts();
+  check_prefixes();
   check_pins();
   check_fields();
   printf("imgref: %zu parse cases, %zu unrewrite cases, %zu name cases, "

@@ -191,15 +191,11 @@ class Integrity(unittest.TestCase):
 
     def wait(self, what, cond, timeout, poll=0.2):
         """cond()'s first true value within timeout seconds, else a failure."""
-        deadline = time.time() + timeout
-        while True:
-            got = cond()
-            if got:
-                return got
-            if time.time() > deadline:
-                self.fail("%s: not within %d s; controller log:\n%s"
-                          % (what, timeout, self.ctl.log_tail()))
-            time.sleep(poll)
+        got = stack.poll(cond, timeout, poll)
+        if not got:
+            self.fail("%s: not within %d s; controller log:\n%s"
+                      % (what, timeout, self.ctl.log_tail()))
+        return got
 
     def ask_realm(self, params, headers=None):
         """(status, body) of GET on the controller's token endpoint."""

@@ -369,6 +369,11 @@ class Invariants(unittest.TestCase):
                 self.assertNotIn("ports", ctr)
                 _, ctl = deployment_ctr(objs, "thaw-controller")
                 self.assertEqual(ctr["image"], ctl["image"])
+                # both daemons name the cache forward's port as the private
+                # cache host (rewrites and thaw-pull Secrets)
+                _, hook = deployment_ctr(objs, "thaw-webhook")
+                for d in (ctl, hook):
+                    self.assertIn("--private-cache-host=localhost:7440", d["args"])
                 self.assertEqual(ctr["command"], ["/usr/bin/thaw-node-forward"])
                 sc = ctr["securityContext"]
                 self.assertEqual((sc["runAsUser"], sc["runAsNonRoot"],

@@ -60,7 +60,8 @@ static unsigned lookup(const char *norm, void *data) {
 
 #define RW_A CACHE "/docker.io/library/alpine:3@" DA
 #define RW_B CACHE "/docker.io/library/busybox:1@" DB
-#define RW_P CACHE "/reg.example/team/private:1@" DP
+#define RW_P "localhost:7440/private/reg.example/team/private:1@" DP
+#define THAW_PULL ",'imagePullSecrets':[{'name':'other'},{'name':'thaw-pull'}]"
 
 /* A pod: metadata members after name/namespace/uid/creation, the spec. */
 #define POD(meta, spec)                                                        \
@@ -148,12 +149,20 @@ static const struct {
     {"private, the namespace is not cache-private: released unchanged",
      POD(WAIT30, GATES ",'containers':[" CTR("a", P) "]"),
      THAW_SOURCES_NS_PUBLIC, 1, 0, 0, "[" UIDT "," UNGATE(0) "]"},
-    {"private, the namespace is cache-private: rewritten",
-     POD(WAIT30, GATES ",'containers':[" CTR("a", P) "]"),
+    {"private, cache-private, the pod names thaw-pull: rewritten to the "
+     "private host",
+     POD(WAIT30, GATES THAW_PULL ",'containers':[" CTR("a", P) "]"),
      THAW_SOURCES_NS_PRIVATE, 1, 0, 1,
      "[" UIDT "," IMG("containers", 0, P, RW_P)
      ",{'op':'add','path':'" ANNP "','value':'{\\'container/a\\':"
      "\\'" P "\\'}'}," UNGATE(0) "]"},
+    {"private, cache-private, no thaw-pull (a pod's secrets cannot change): "
+     "released unchanged",
+     POD(WAIT30, GATES ",'containers':[" CTR("a", P) "]"),
+     THAW_SOURCES_NS_PRIVATE, 1, 0, 0, "[" UIDT "," UNGATE(0) "]"},
+    {"a private host rewrite already: never rewritten again",
+     POD(WAIT30, GATES THAW_PULL ",'containers':[" CTR("a", RW_P) "]"),
+     THAW_SOURCES_NS_PRIVATE, 1, 0, 0, "[" UIDT "," UNGATE(0) "]"},
     {"init containers: their index and the init/ key",
      POD(WAIT30, GATES ",'initContainers':[" CTR("setup", "busybox:1") "],"
                        "'containers':[" CTR("app", "alpine:3") "]"),

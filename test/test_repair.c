@@ -30,6 +30,20 @@
 #define RW "localhost:7439/docker.io/grycap/imagemagick:latest"
 #define DG "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define RWD RW "@" DG /* content-addressed */
+/* a private image's rewrite, through the namespace's thaw-pull */
+#define RWP "localhost:7440/private/docker.io/grycap/imagemagick:latest@" DG
+
+/* a private image (its CachedImage has status.private) and its cache path */
+#define PRIV "my.reg/team/model:1"
+#define PRIV_RW "localhost:7439/my.reg/team/model:1"
+
+static int is_private(const char *norm, void *data) {
+  (void)data;
+  return strcmp(norm, PRIV) == 0;
+}
+
+static const thaw_repair_opts_t OPTS = {.cache_host = CACHE,
+                                        .is_private = is_private};
 
 static const struct {
   const char *what, *pod;
@@ -52,6 +66,23 @@ static const struct {
      1,
      "[" TEST("/metadata/uid", "u-1") "," TEST("/spec/containers/0/image", RWD)
      "," REPLACE("/spec/containers/0/image", "grycap/imagemagick") "]",
+     NULL},
+    {"private rewrite (localhost:7440/private): the annotation's original",
+     POD(UID ANNOT(ORIG("container/app", "grycap/imagemagick")),
+         "'containers':[" CTR("app", RWP) "]",
+         "'containerStatuses':[" WAIT("app", "ErrImagePull") "]"),
+     1,
+     "[" TEST("/metadata/uid", "u-1") "," TEST("/spec/containers/0/image", RWP)
+     "," REPLACE("/spec/containers/0/image", "grycap/imagemagick") "]",
+     NULL},
+    {"private rewrite, no annotation key: the pinned inverse",
+     POD(UID ANNOT(ORIG("container/other", "busybox")),
+         "'containers':[" CTR("app", RWP) "]",
+         "'containerStatuses':[" WAIT("app", "ErrImagePull") "]"),
+     1,
+     "[" TEST("/metadata/uid", "u-1") "," TEST("/spec/containers/0/image", RWP)
+     "," REPLACE("/spec/containers/0/image",
+                 "docker.io/grycap/imagemagick:latest@" DG) "]",
      NULL},
     {"pinned rewrite of a submitted tag@digest: that original",
      POD(UID ANNOT(ORIG("container/app", "grycap/imagemagick:latest@" DG)),
@@ -83,6 +114,33 @@ static const struct {
     {"no annotation: thaw did not rewrite it, never touched",
      POD(UID, "'containers':[" CTR("app", RW) "]",
          "'containerStatuses':[" WAIT("app", "ImagePullBackOff") "]"),
+     0, NULL, NULL},
+    /* Without the annotation (a cache path named by hand while the
+     * webhook was down) only a private image's path goes back. */
+    {"no annotation, a private path: the pinned inverse",
+     POD(UID, "'containers':[" CTR("app", RWP) "]",
+         "'containerStatuses':[" WAIT("app", "ErrImagePull") "]"),
+     1,
+     "[" TEST("/metadata/uid", "u-1") "," TEST("/spec/containers/0/image", RWP)
+     "," REPLACE("/spec/containers/0/image",
+                 "docker.io/grycap/imagemagick:latest@" DG) "]",
+     "container app: " RWP " -> docker.io/grycap/imagemagick:latest@" DG},
+    {"no annotation, a private image's cache-host path (pinned: by its tag)",
+     POD(UID, "'initContainers':[" CTR("i", PRIV_RW "@" DG) "],"
+              "'containers':[" CTR("pub", RW) "," CTR("app", PRIV_RW) "]",
+         "'initContainerStatuses':[" WAIT("i", "ImagePullBackOff") "],"
+         "'containerStatuses':[" WAIT("pub", "ErrImagePull") ","
+                                 WAIT("app", "ErrImagePull") "]"),
+     2,
+     "[" TEST("/metadata/uid", "u-1") ","
+     TEST("/spec/initContainers/0/image", PRIV_RW "@" DG) ","
+     REPLACE("/spec/initContainers/0/image", PRIV "@" DG) ","
+     TEST("/spec/containers/1/image", PRIV_RW) ","
+     REPLACE("/spec/containers/1/image", PRIV) "]",
+     NULL},
+    {"no annotation, a private path that is running: untouched",
+     POD(UID, "'containers':[" CTR("app", RWP) "]",
+         "'containerStatuses':[" RUNNING("app") "]"),
      0, NULL, NULL},
     {"failing on an image that is not under the cache host",
      POD(UID ANNOT(ORIG("container/other", "busybox")),
@@ -208,7 +266,7 @@ static void test_table(void) {
     cJSON *pod = json(cases[i].pod), *ops = (cJSON *)1;
     char msg[THAW_REPAIR_MESSAGE_MAX];
     CHECK(pod != NULL);
-    int n = thaw_repair_plan(pod, CACHE, &ops, msg, sizeof msg);
+    int n = thaw_repair_plan(pod, &OPTS, &ops, msg, sizeof msg);
     if (n != cases[i].n)
       fprintf(stderr, "case %zu (%s): %d repaired, want %d\n", i,
               cases[i].what, n, cases[i].n);
@@ -263,12 +321,12 @@ static void test_long_message(void) {
            spec, sts);
   cJSON *o = json(pod), *ops = NULL;
   char msg[THAW_REPAIR_MESSAGE_MAX];
-  CHECK(thaw_repair_plan(o, CACHE, &ops, msg, sizeof msg) == 20);
+  CHECK(thaw_repair_plan(o, &OPTS, &ops, msg, sizeof msg) == 20);
   CHECK(cJSON_GetArraySize(ops) == 1 + 40);
   CHECK(strlen(msg) == sizeof msg - 1);
   char small[8];
   cJSON_Delete(ops);
-  CHECK(thaw_repair_plan(o, CACHE, &ops, small, sizeof small) == 20);
+  CHECK(thaw_repair_plan(o, &OPTS, &ops, small, sizeof small) == 20);
   CHECK(strlen(small) == 7);
   cJSON_Delete(ops);
   cJSON_Delete(o);

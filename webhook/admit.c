@@ -147,6 +147,107 @@ static const char *index_token(size_t i, char *buf, size_t cap) {
   return p;
 }
 
+/* 1 when the pod already names the thaw-pull Secret. */
+static int has_pull_secret(const admit_view_t *v) {
+  thaw_jiter_t it;
+  thaw_jval_t e, name;
+  thaw_jiter_init(&it, &v->pull_secrets); /* a non-array iterates nothing */
+  while (thaw_jiter_next(&it, NULL, &e))
+    if (thaw_json_get(&e, "name", 4, &name) &&
+        thaw_json_str_eq(&name, THAW_ADMIT_PULL_SECRET,
+                         sizeof(THAW_ADMIT_PULL_SECRET) - 1))
+      return 1;
+  return 0;
+}
+
+/* A private image was rewritten: the pod pulls it with its namespace's
+ * thaw-pull credentials, added to spec.imagePullSecrets unless named. */
+static void add_pull_secret(admit_review_t *r) {
+  const admit_view_t *v = &r->view;
+  static const char ref[] = "{\"name\":\"" THAW_ADMIT_PULL_SECRET "\"}";
+  if (has_pull_secret(v))
+    return;
+  if (v->pull_secrets.type == THAW_JSON_ARRAY) {
+    const char *path[] = {"spec", "imagePullSecrets", "-"};
+    thaw_patch_op_json(&r->ops, "add", path, 3, ref, sizeof(ref) - 1);
+  } else { /* absent or null: the whole list */
+    const char *path[] = {"spec", "imagePullSecrets"};
+    thaw_patch_op_begin(&r->ops, "add", path, 2);
+    thaw_jbuf_raw(&r->ops, "[", 1);
+    thaw_jbuf_raw(&r->ops, ref, sizeof(ref) - 1);
+    thaw_jbuf_raw(&r->ops, "]}", 2);
+  }
+}
+
+/* 1 when this container may be served private images: only through its
+ * namespace's own credentials (thaw-pull), which an ephemeral container's
+ * update cannot add. */
+static int may_serve_private(const admit_review_t *r, enum admit_list l) {
+  return (r->ns_flags & THAW_NS_CACHE_PRIVATE) && r->env->private_host &&
+         !(l == LIST_EPHEMERAL && !has_pull_secret(&r->view));
+}
+
+/* Writes `ref` as spec.<list>[index].image into ops. */
+static void replace_image(thaw_jbuf_t *ops, enum admit_list l, size_t index,
+                          const char *ref) {
+  char idx[24];
+  const char *path[] = {"spec", list_field[l],
+                        index_token(index, idx, sizeof(idx)), "image"};
+  thaw_patch_op_str(ops, "replace", path, 4, ref, strlen(ref));
+}
+
+/* A container names a cache path itself (img; under the private host when
+ * private_form). A public image's stays ("already"). A private image's --
+ * every path under the private host, and a cache-host path whose image the
+ * index knows as private -- goes back to its original where the pod may not
+ * be served it: the registry refuses it anyway (that, not this, keeps it
+ * private), and the original lets the pod pull from upstream with its own
+ * secrets, as without thaw. Where it may be served, the pod gets thaw-pull,
+ * and a cache-host path (which the cache cannot serve: private content lives
+ * under private/) becomes its private form. */
+static void cache_path(admit_review_t *r, enum admit_list l, size_t index,
+                       const char *img, int private_form, admit_str_t image,
+                       admit_str_t name) {
+  const thaw_admit_env_t *env = r->env;
+  const char *host = private_form ? env->private_host : env->cache_host;
+  thaw_imgref_t orig, key;
+  char digest[THAW_ADMIT_DIGEST_SIZE] = "";
+  if (thaw_imgref_unrewrite(img, strlen(img), host, &orig) != 0) {
+    count(r, THAW_DECISION_ALREADY);
+    return;
+  }
+  /* A pinned path names its CachedImage by tag. */
+  if (thaw_imgref_tag_only(&orig, &key) != 0)
+    key = orig;
+  if (!private_form &&
+      (!env->image_state || env->image_state(key.str, digest, env->data) !=
+                                THAW_IMAGE_READY_PRIVATE)) {
+    count(r, THAW_DECISION_ALREADY);
+    return;
+  }
+  if (!may_serve_private(r, l)) {
+    count(r, THAW_DECISION_PRIVATE);
+    replace_image(&r->ops, l, index, orig.str);
+    replace_image(&r->reverts, l, index, orig.str);
+    thaw_admit_warn_image(r, image, name,
+                          "private image's cache path; original used");
+    return;
+  }
+  if (l != LIST_EPHEMERAL)
+    r->private_rw = 1;
+  char rw[THAW_IMGREF_STR_MAX + 1];
+  if (private_form || !thaw_imgref_digest_valid(digest, strlen(digest)) ||
+      thaw_imgref_rewrite(&orig, env->private_host, digest, rw,
+                          sizeof(rw)) != 0) {
+    count(r, THAW_DECISION_ALREADY);
+    return;
+  }
+  count(r, THAW_DECISION_REWRITTEN);
+  replace_image(&r->ops, l, index, rw);
+  if (l != LIST_EPHEMERAL && r->ann_mode != ANN_SKIP)
+    thaw_admit_add_original(r, l, name, image);
+}
+
 /* Decides one container's image; may append an op and an annotation entry. */
 static void decide(admit_review_t *r, enum admit_list l, size_t index,
                    const admit_ctr_t *ct) {
@@ -173,8 +274,10 @@ static void decide(admit_review_t *r, enum admit_list l, size_t index,
   char img[THAW_IMGREF_INPUT_MAX + 1];
   memcpy(img, image.p, image.n);
   img[image.n] = '\0';
-  if (thaw_imgref_is_rewritten(img, env->cache_host)) {
-    count(r, THAW_DECISION_ALREADY);
+  int private_form = env->private_host &&
+                     thaw_imgref_is_rewritten(img, env->private_host);
+  if (private_form || thaw_imgref_is_rewritten(img, env->cache_host)) {
+    cache_path(r, l, index, img, private_form, image, name);
     return;
   }
   if (thaw_json_str_eq(&ct->pull_policy, "Never", 5)) {
@@ -188,12 +291,14 @@ static void decide(admit_review_t *r, enum admit_list l, size_t index,
   if ((state == THAW_IMAGE_READY || state == THAW_IMAGE_READY_PRIVATE) &&
       digest[0] == '\0')
     state = THAW_IMAGE_PRESENT; /* Ready without a digest: nothing to pin */
+  const char *host = env->cache_host;
   switch (state) {
   case THAW_IMAGE_READY_PRIVATE:
-    if (!(r->ns_flags & THAW_NS_CACHE_PRIVATE)) {
+    if (!may_serve_private(r, l)) {
       count(r, THAW_DECISION_PRIVATE);
       return;
     }
+    host = env->private_host;
     /* fall through */
   case THAW_IMAGE_READY:
     if (!env->registry_up) {
@@ -216,18 +321,16 @@ static void decide(admit_review_t *r, enum admit_list l, size_t index,
     return;
   }
   char rw[THAW_IMGREF_STR_MAX + 1];
-  if (thaw_imgref_rewrite(&ref, env->cache_host, digest, rw, sizeof(rw)) !=
-      0) {
+  if (thaw_imgref_rewrite(&ref, host, digest, rw, sizeof(rw)) != 0) {
     count(r, THAW_DECISION_INVALID);
     thaw_admit_warn_image(r, image, name,
                           "rewritten form is not a valid reference");
     return;
   }
   count(r, THAW_DECISION_REWRITTEN);
-  char idx[24];
-  const char *path[] = {"spec", list_field[l],
-                        index_token(index, idx, sizeof(idx)), "image"};
-  thaw_patch_op_str(&r->ops, "replace", path, 4, rw, strlen(rw));
+  if (host != env->cache_host)
+    r->private_rw = 1;
+  replace_image(&r->ops, l, index, rw);
   if (l == LIST_EPHEMERAL)
     return;
   if (r->ann_mode != ANN_SKIP) {
@@ -314,6 +417,13 @@ static void decide_pod(admit_review_t *r, enum mode mode) {
     decide_list(r, LIST_CONTAINERS, NULL);
     if (env->cold_wait_s && !r->opted_out && !r->err)
       thaw_admit_gate(r);
+    /* after the gate, which may drop the rewrites; a gated pod of a
+     * cache-private namespace gets it too, for its release may rewrite
+     * private images and a pod's imagePullSecrets cannot change later */
+    int gated_private = r->st->gated && (r->ns_flags & THAW_NS_CACHE_PRIVATE) &&
+                        env->private_host != NULL;
+    if ((r->private_rw || gated_private) && !r->err)
+      add_pull_secret(r);
     return;
   }
   /* Ephemeral containers already in oldObject cannot change. */
@@ -368,6 +478,8 @@ int thaw_admit_review(const char *body, size_t len, const thaw_admit_env_t *env,
   }
   thaw_jbuf_init_on(&r.ops, r.ops_buf, sizeof(r.ops_buf), 0);
   thaw_jbuf_raw(&r.ops, "[", 1);
+  thaw_jbuf_init_on(&r.reverts, r.reverts_buf, sizeof(r.reverts_buf), 0);
+  thaw_jbuf_raw(&r.reverts, "[", 1);
   thaw_jbuf_init_on(&r.ann, r.ann_buf, sizeof(r.ann_buf), 0);
   thaw_jbuf_init_on(&r.warn, r.warn_buf, sizeof(r.warn_buf), 0);
   thaw_admit_sset_init(&r.keys);
@@ -385,6 +497,7 @@ int thaw_admit_review(const char *body, size_t len, const thaw_admit_env_t *env,
     rc = rc == THAW_E2BIG ? THAW_ENOMEM : rc;
   }
   thaw_jbuf_free(&r.ops);
+  thaw_jbuf_free(&r.reverts);
   thaw_jbuf_free(&r.ann);
   thaw_jbuf_free(&r.warn);
   thaw_admit_sset_free(&r.keys);

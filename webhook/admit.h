@@ -45,8 +45,15 @@ enum thaw_decision {
  * "registry_down", "private". */
 const char *thaw_decision_name(enum thaw_decision d);
 
+#define THAW_ADMIT_PULL_SECRET "thaw-pull"
+
 typedef struct {
   const char *cache_host;       /* "localhost:7439" */
+  /* Where private images are rewritten to, for cache-private namespaces:
+   * the node's loopback forward to the cache, and its private/ prefix
+   * ("localhost:7440/private"); the pod also gets imagePullSecret
+   * THAW_ADMIT_PULL_SECRET. NULL: private images are never rewritten. */
+  const char *private_host;
   const char *system_namespace; /* "thaw-system"; kube-system is implied */
   const char *const *excluded_namespaces; /* NULL-ended; may be NULL */
   int registry_up;              /* the health gate, sampled by the caller */

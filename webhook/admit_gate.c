@@ -28,11 +28,16 @@ static int has_gate(const thaw_jval_t *gates) {
   return 0;
 }
 
-/* The pod keeps its images: forget the rewrites and their annotation. */
+/* The pod keeps its images: forget the rewrites and their annotation, not
+ * the reverted cache paths of private images (admit.c). */
 static void drop_rewrites(admit_review_t *r) {
   r->ops.len = 1; /* "[" */
   r->ops.p[1] = '\0';
+  thaw_admit_set_err(r, r->reverts.err);
+  if (r->reverts.len > 1)
+    thaw_jbuf_raw(&r->ops, r->reverts.p + 1, r->reverts.len - 1);
   r->nann = 0;
+  r->private_rw = 0;
   r->ann.len = 0;
   if (r->ann.p)
     r->ann.p[0] = '\0';

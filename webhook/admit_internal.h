@@ -73,7 +73,8 @@ typedef struct {
   thaw_jval_t uid, kind, kind_kind, kind_group, resource, res_resource,
       res_group, operation, sub_resource, dry_run, ns;
   thaw_jval_t object, metadata, meta_ns, labels, caching, annotations,
-      original, mirror, spec, node_name, gates, old_object, old_spec;
+      original, mirror, spec, node_name, gates, pull_secrets, old_object,
+      old_spec;
   thaw_jval_t lists[LIST_COUNT];
   admit_ctr_t *ctrs[LIST_COUNT]; /* in order; in the arena */
 } admit_view_t;
@@ -132,11 +133,14 @@ typedef struct {
   int dry_run;
   int ns_flags;
   int cold; /* an image is cold with a warm to come: cold wait may gate */
+  int private_rw; /* a private image was rewritten: it needs thaw-pull */
   enum admit_ann_mode ann_mode;
   admit_str_t ann_old; /* existing annotation text (ANN_MERGE) */
   int ann_old_empty;   /* it is an empty object */
   int ann_invalid;     /* it exists but is not a JSON object string */
   thaw_jbuf_t ops;     /* "[" + image ops */
+  thaw_jbuf_t reverts; /* "[" + the ops of private images' cache paths put
+                          back to their originals: a gated pod keeps them */
   thaw_jbuf_t ann;     /* new annotation entries, comma-separated */
   unsigned nann;
   thaw_jbuf_t warn; /* warning strings, comma-separated */
@@ -147,7 +151,7 @@ typedef struct {
   /* Set up by their own init functions, not by zeroing: */
   admit_view_t view;
   admit_arena_t arena;
-  char ops_buf[512], ann_buf[256], warn_buf[256];
+  char ops_buf[512], ann_buf[256], warn_buf[256], reverts_buf[128];
 } admit_review_t;
 
 /* The first error of the review is kept. */

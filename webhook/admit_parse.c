@@ -112,7 +112,8 @@ static const field_t spec_f[] = {FL("initContainers", LIST_INIT),
                                  FL("containers", LIST_CONTAINERS),
                                  FL("ephemeralContainers", LIST_EPHEMERAL),
                                  F("nodeName", node_name),
-                                 F("schedulingGates", gates)};
+                                 F("schedulingGates", gates),
+                                 F("imagePullSecrets", pull_secrets)};
 static const field_t object_f[] = {FS("metadata", metadata, meta_f),
                                    FS("spec", spec, spec_f)};
 static const field_t old_spec_f[] = {

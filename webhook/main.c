@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #include "cli.h"
@@ -36,6 +37,9 @@ static void usage(FILE *f) {
 "                               down: images are recorded, never rewritten\n"
 "  --cache-host HOST[:PORT]     host in rewritten references\n"
 "                               (default localhost:7439)\n"
+"  --private-cache-host HOST[:PORT]\n"
+"                               host of private images' rewritten references,\n"
+"                               HOST[:PORT]/private/... (default localhost:7440)\n"
 "  --bind-address HOST:PORT     TLS listener for /mutate (default :9443)\n"
 "  --tls-cert-file PATH         serving certificate chain, PEM (required;\n"
 "                               reloaded when it changes)\n"
@@ -94,13 +98,14 @@ static void on_stop_signal(void *data) {
 int main(int argc, char **argv) {
   enum { O_KUBECONFIG = 256, O_NAMESPACE, O_REGISTRY, O_CACHE_HOST, O_BIND,
          O_CERT, O_KEY, O_METRICS, O_LOG_LEVEL, O_VERSION,
-         O_EXCLUDE, O_COLD_WAIT };
+         O_EXCLUDE, O_COLD_WAIT, O_PRIVATE_CACHE_HOST };
   static const struct option opts[] = {
       {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
       {"namespace", required_argument, NULL, O_NAMESPACE},
       {"exclude-namespaces", required_argument, NULL, O_EXCLUDE},
       {"registry-url", required_argument, NULL, O_REGISTRY},
       {"cache-host", required_argument, NULL, O_CACHE_HOST},
+      {"private-cache-host", required_argument, NULL, O_PRIVATE_CACHE_HOST},
       {"bind-address", required_argument, NULL, O_BIND},
       {"tls-cert-file", required_argument, NULL, O_CERT},
       {"tls-key-file", required_argument, NULL, O_KEY},
@@ -113,6 +118,7 @@ int main(int argc, char **argv) {
   const char *kubeconfig = NULL, *ns = NULL;
   thaw_webhook_config_t cfg = {
       .cache_host = "localhost:7439",
+      .private_cache_host = "localhost:7440",
       .bind_address = ":9443",
       .metrics_bind_address = ":8080",
   };
@@ -125,6 +131,7 @@ int main(int argc, char **argv) {
     case O_EXCLUDE: cfg.exclude_namespaces = optarg; break;
     case O_REGISTRY: cfg.registry_url = optarg; break;
     case O_CACHE_HOST: cfg.cache_host = optarg; break;
+    case O_PRIVATE_CACHE_HOST: cfg.private_cache_host = optarg; break;
     case O_BIND: cfg.bind_address = optarg; break;
     case O_CERT: cfg.tls_cert_file = optarg; break;
     case O_KEY: cfg.tls_key_file = optarg; break;
@@ -162,6 +169,12 @@ int main(int argc, char **argv) {
     return bad("--tls-cert-file and --tls-key-file are required");
   if (!valid_cache_host(cfg.cache_host))
     return bad("--cache-host %s: want HOST[:PORT]", cfg.cache_host);
+  if (!valid_cache_host(cfg.private_cache_host))
+    return bad("--private-cache-host %s: want HOST[:PORT]",
+               cfg.private_cache_host);
+  if (strcasecmp(cfg.private_cache_host, cfg.cache_host) == 0)
+    return bad("--private-cache-host %s: must differ from --cache-host",
+               cfg.private_cache_host);
   char sa_ns[THAW_NAMESPACE_MAX + 1];
   if (ns == NULL) {
     thaw_system_namespace_default(sa_ns, sizeof sa_ns);

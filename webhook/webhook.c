@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "error.h"
 #include "http.h"
+#include "imgref.h"
 #include "index.h"
 #include "kube.h"
 #include "lease.h"
@@ -26,7 +27,7 @@
 
 struct thaw_webhook {
   uv_loop_t *loop;
-  char *ns, *cache_host;
+  char *ns, *cache_host, *private_host;
   char *excluded_buf; /* --exclude-namespaces, split into excluded */
   const char *excluded[THAW_EXCLUDED_MAX + 1];
   thaw_metrics_t *metrics;
@@ -82,6 +83,7 @@ static int review(const char *body, size_t len, char **out, size_t *out_len,
   thaw_webhook_t *wh = data;
   const thaw_admit_env_t env = {
       .cache_host = wh->cache_host,
+      .private_host = wh->private_host,
       .system_namespace = wh->ns,
       .excluded_namespaces = wh->excluded,
       .registry_up = wh->probe != NULL && thaw_probe_up(wh->probe),
@@ -218,9 +220,14 @@ int thaw_webhook_new(uv_loop_t *loop, const thaw_webhook_config_t *cfg,
   wh->loop = loop;
   wh->ns = strdup(cfg->namespace);
   wh->cache_host = strdup(cfg->cache_host);
+  const char *ph = cfg->private_cache_host ? cfg->private_cache_host
+                                           : "localhost:7440";
+  if ((wh->private_host = malloc(strlen(ph) + sizeof "/private")) != NULL)
+    sprintf(wh->private_host, "%s/private", ph);
   wh->metrics = thaw_metrics_new();
   int rc = THAW_ENOMEM;
-  if (wh->ns == NULL || wh->cache_host == NULL || wh->metrics == NULL ||
+  if (wh->ns == NULL || wh->cache_host == NULL || wh->private_host == NULL ||
+      wh->metrics == NULL ||
       (rc = register_metrics(wh)) != 0)
     goto fail;
   char why[400];
@@ -308,7 +315,8 @@ int thaw_webhook_start(thaw_webhook_t *wh, char *err, size_t errlen) {
   char cold[16];
   snprintf(cold, sizeof cold, "%us", wh->cold_wait_s);
   thaw_info("thaw-webhook started", "version", THAW_VERSION, "namespace",
-            wh->ns, "cache_host", wh->cache_host, "cold_wait", cold);
+            wh->ns, "cache_host", wh->cache_host,
+            "private_host", wh->private_host, "cold_wait", cold);
   return 0;
 }
 
@@ -356,5 +364,6 @@ void thaw_webhook_free(thaw_webhook_t *wh) {
   free(wh->ns);
   free(wh->excluded_buf);
   free(wh->cache_host);
+  free(wh->private_host);
   free(wh);
 }

@@ -20,6 +20,8 @@ typedef struct {
   const char *exclude_namespaces;   /* "a,b": excluded too; NULL: none */
   const char *registry_url;         /* NULL: no probe, the gate stays down */
   const char *cache_host;           /* "localhost:7439" */
+  const char *private_cache_host;   /* "localhost:7440": private images'
+                                       rewrites name <it>/private/... */
   const char *bind_address;         /* ":9443" */
   const char *metrics_bind_address; /* ":8080" */
   const char *tls_cert_file, *tls_key_file;

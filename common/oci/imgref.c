@@ -362,7 +362,38 @@ int thaw_imgref_is_rewritten(const char *s, const char *cache_host) {
 
 static bool host_is_cache(const thaw_imgref_t *r, const char *cache_host) {
   size_t n = strnlen(cache_host, THAW_IMGREF_NAME_MAX + 1);
+  if (memchr(cache_host, '/', n) != NULL) /* "host/prefix": a name under it */
+    return n < r->name_len && strncasecmp(r->str, cache_host, n) == 0 &&
+           r->str[n] == '/';
   return n == r->host_len && strncasecmp(r->str, cache_host, n) == 0;
+}
+
+/* A cache "host" may carry repository path components after it
+ * ("localhost:7440/private"): each lower-case alphanumerics joined by
+ * '.', '_' or '-', as distribution's path grammar (simplified). */
+static bool valid_prefix(const char *p, size_t n) {
+  size_t i = 0;
+  if (n == 0)
+    return false;
+  while (i < n) {
+    size_t start = i;
+    while (i < n && p[i] != '/') {
+      char c = p[i];
+      bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+      if (!alnum && !(c == '.' || c == '_' || c == '-'))
+        return false;
+      if (!alnum && (i == start || i + 1 == n || p[i + 1] == '/'))
+        return false; /* a separator never starts or ends a component */
+      i++;
+    }
+    if (i == start)
+      return false; /* an empty component */
+    if (i < n)
+      i++; /* the '/' */
+    if (i == n && p[n - 1] == '/')
+      return false;
+  }
+  return true;
 }
 
 /* Encodes a normalised (lower-case, valid) host as one path component; see
@@ -411,10 +442,13 @@ int thaw_imgref_rewrite(const thaw_imgref_t *r, const char *cache_host,
   if (!cache_host)
     return THAW_EINVAL;
   size_t cn = strnlen(cache_host, THAW_IMGREF_NAME_MAX + 1);
-  if (cn > THAW_IMGREF_NAME_MAX || !valid_host(cache_host, cn) ||
-      mem_has_upper(cache_host, cn) || !lower_host_is_host(cache_host, cn) ||
-      mem_eq(cache_host, cn, "index.docker.io") ||
-      mem_eq(cache_host, cn, "registry-1.docker.io"))
+  const char *slash = memchr(cache_host, '/', cn);
+  size_t hn = slash ? (size_t)(slash - cache_host) : cn; /* its host part */
+  if (cn > THAW_IMGREF_NAME_MAX || hn == 0 || !valid_host(cache_host, hn) ||
+      mem_has_upper(cache_host, hn) || !lower_host_is_host(cache_host, hn) ||
+      mem_eq(cache_host, hn, "index.docker.io") ||
+      mem_eq(cache_host, hn, "registry-1.docker.io") ||
+      (slash && !valid_prefix(slash + 1, cn - hn - 1)))
     return THAW_EINVAL;
   size_t dn = 0;
   if (digest != NULL) {
@@ -520,9 +554,10 @@ int thaw_imgref_unrewrite(const char *s, size_t len, const char *cache_host,
     return THAW_ENOENT;
   }
 
-  /* <cache>/<registry>/<path>: decode <registry>, then parse the original. */
-  const char *reg = out->str + out->host_len + 1;
-  size_t path_len = (size_t)out->name_len - out->host_len - 1;
+  /* <cache>/<registry>/<path>: decode <registry>, then parse the original
+   * (<cache> may carry path components: "localhost:7440/private"). */
+  const char *reg = out->str + cn + 1;
+  size_t path_len = (size_t)out->name_len - cn - 1;
   const char *sl = memchr(reg, '/', path_len);
   if (!sl)
     return ref_fail(out, "no repository after the registry in rewritten form");

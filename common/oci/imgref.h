@@ -113,6 +113,12 @@ int thaw_imgref_tag_only(const thaw_imgref_t *r, thaw_imgref_t *out);
  * or sha512, lower-case hex of the exact length), else 0. */
 int thaw_imgref_digest_valid(const char *d, size_t n);
 
+/* Where private images are rewritten to by default (docs/design.md,
+ * "Confidentiality and integrity of the cache"): the node's loopback forward
+ * to the cache registry, under its private/ prefix; both daemons take the
+ * host as --private-cache-host. */
+#define THAW_IMGREF_PRIVATE_HOST "localhost:7440/private"
+
 /* Converts a rewritten reference back to the normalised original it was
  * made from, stored in *out. Returns 0; THAW_ENOENT if `s` is not under
  * cache_host; THAW_EINVAL if `s` does not parse or its first path component
