@@ -138,9 +138,5 @@ class SAWebhook(_AsSA, Webhook):
     (e.g. ["--cold-wait=30s"])."""
 
     def __init__(self, kubeconfig, *a, extra=(), **kw):
-        super().__init__(*a, **kw)
+        super().__init__(*a, extra=extra, **kw)
         self.kubeconfig = kubeconfig
-        self.extra = list(extra)
-
-    def argv(self):
-        return super().argv() + self.extra

@@ -162,7 +162,8 @@ class Daemon:
 
 class Webhook(Daemon):
     """thaw-webhook on fixed free ports (kept across restarts, since the
-    MutatingWebhookConfiguration names its URL)."""
+    MutatingWebhookConfiguration names its URL); extra: more flags, which
+    may be changed before a start()."""
 
     name = "thaw-webhook"
 
@@ -178,7 +179,7 @@ class Webhook(Daemon):
         return super().argv() + [
             "--bind-address", "127.0.0.1:%d" % self.port,
             "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]
-        ] + self.extra
+        ] + list(self.extra)
 
     def stop(self, timeout=10):
         return self.stop_timed(timeout)

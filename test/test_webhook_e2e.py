@@ -36,14 +36,6 @@ from stack import (CACHE_HOST, CI_PATH, SYSTEM_NS, Api, Webhook, ci_name,  # noq
 import webhook_stub  # noqa: E402
 
 
-class E2EWebhook(Webhook):
-    """thaw-webhook with extra flags (set before start(), e.g. --cold-wait)."""
-
-    extra = ()
-
-    def argv(self):
-        return super().argv() + list(self.extra)
-
 BINARY = None                      # argv[1]
 NS = "oscar-svc"                   # OSCAR's services namespace
 NS_OPTOUT = "oscar-optout"         # labelled thaw.dev/caching=disabled
@@ -121,7 +113,7 @@ class WebhookE2E(unittest.TestCase):
             cls.api.ok("POST", "/api/v1/namespaces", {
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": ns, "labels": labels}}, want=(201, 409))
-        cls.hook = E2EWebhook(BINARY, cls.certs, cls.reg.url, cls.tmp)
+        cls.hook = Webhook(BINARY, cls.certs, cls.reg.url, cls.tmp)
         cls.addClassCleanup(cls._stop_hook)
         cls.hook.start()
         cls.api.ok("POST", stack.MWC_PATH, stack.webhook_configuration(
