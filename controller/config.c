@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "imgref.h"
 #include "log.h"
 #include "sysns.h"
 
@@ -518,8 +519,9 @@ static int parse(thaw_config_t *c, int argc, char **argv) {
   if (strcasecmp(c->private_cache_host, c->cache_host) == 0)
     return bad("--private-cache-host %s: must differ from --cache-host",
                c->private_cache_host);
-  snprintf(c->private_host, sizeof c->private_host, "%s/private",
-           c->private_cache_host);
+  /* fits: the host is at most HOST_MAX bytes */
+  thaw_imgref_private_host(c->private_cache_host, c->private_host,
+                           sizeof c->private_host);
 
   /* As kubectl: the flag, else $KUBECONFIG, else in-cluster. */
   const char *env = getenv("KUBECONFIG");
@@ -531,7 +533,7 @@ static int parse(thaw_config_t *c, int argc, char **argv) {
 int thaw_config_parse(thaw_config_t *c, int argc, char **argv) {
   memset(c, 0, sizeof *c);
   c->cache_host = "localhost:7439";
-  c->private_cache_host = "localhost:7440";
+  c->private_cache_host = THAW_IMGREF_PRIVATE_CACHE_HOST;
   c->metrics_bind_address = ":8081";
   c->token_bind_address = ":7442";
   c->concurrency = 4;

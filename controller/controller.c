@@ -32,8 +32,6 @@
 #endif
 
 #define ACTIVATE_POLL_MS 200
-/* Where pods of cache-private namespaces pull private images: the node's
- * loopback forward to the cache registry (thaw-node-forward). */
 
 struct thaw_controller {
   uv_loop_t *loop;

@@ -592,8 +592,7 @@ int thaw_release_new(uv_loop_t *loop, thaw_kube_t *kube,
   r->cis = thaw_store_new(thaw_store_free_plain, NULL);
   r->imgs = thaw_store_new(thaw_store_free_plain, NULL);
   int rc = r->cache_host && r->private_host && r->intern && r->pods &&
-                   r->waits && r->cis &&
-                   r->imgs
+                   r->waits && r->cis && r->imgs
                ? 0
                : THAW_ENOMEM;
   if (rc == 0 && o->metrics != NULL)

@@ -15,12 +15,13 @@
 #include <stddef.h>
 
 #include "httpd.h"
+#include "imgref.h"
 #include "metrics.h"
 
 #define THAW_TOKEN_ISSUER "thaw-controller"
 #define THAW_TOKEN_SERVICE "thaw-registry"
 #define THAW_TOKEN_TTL_S 300 /* a label removed stops new pulls this soon */
-#define THAW_TOKEN_PRIVATE_PREFIX "private/"
+#define THAW_TOKEN_PRIVATE_PREFIX THAW_IMGREF_PRIVATE_PREFIX
 
 typedef struct thaw_token thaw_token_t;
 

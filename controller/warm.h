@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 
+#include "imgref.h"
 #include "registry.h"
 
 typedef struct thaw_warmer thaw_warmer_t; /* shared state of all warms */
@@ -119,7 +120,7 @@ int thaw_warm_cache_repo(const char *image, char *buf, size_t cap);
 /* As thaw_warm_cache_repo, under "private/" when private_ is set: a private
  * image (status.private) is cached only there, where anonymous pull tokens
  * never reach (docs/design.md, "Confidentiality and integrity"). */
-#define THAW_WARM_PRIVATE_PREFIX "private/"
+#define THAW_WARM_PRIVATE_PREFIX THAW_IMGREF_PRIVATE_PREFIX
 int thaw_warm_cache_repo_of(const char *image, int private_, char *buf,
                             size_t cap);
 

@@ -566,6 +566,23 @@ static void check_prefixed(size_t idx, const struct parse_case *c,
 
 /* Cache hosts with path components that rewrite refuses, and prefixed
  * hosts that are not the same host. */
+/* The private host is the flag's host plus "/private", and never cut. */
+static void check_private_host(void) {
+  char buf[32];
+  if (thaw_imgref_private_host(THAW_IMGREF_PRIVATE_CACHE_HOST, buf,
+                               sizeof buf) != 0 ||
+      strcmp(buf, THAW_IMGREF_PRIVATE_HOST) != 0 ||
+      strcmp(buf, "localhost:7440/private") != 0)
+    FAIL("private host of the default: %s", buf);
+  if (thaw_imgref_private_host("h:1", buf, 12) != 0 ||
+      strcmp(buf, "h:1/private") != 0)
+    FAIL("private host, exact fit: %s", buf);
+  if (thaw_imgref_private_host("h:1", buf, 11) != THAW_E2BIG)
+    FAIL("private host one byte short: not E2BIG");
+  if (buf[0] != '\0')
+    FAIL("private host too long: buffer not emptied (%s)", buf);
+}
+
 static void check_prefixes(void) {
   static const char *const bad[] = {
       "localhost:7440/", "localhost:7440//x", "localhost:7440/Private",
@@ -838,6 +855,7 @@ int main(void) {
     check_unrewrite(i, &unrewrite_cases[i]);
   check_names();
   check_cache_hosts();
+  check_private_host();
   check_prefixes();
   check_pins();
   check_fields();

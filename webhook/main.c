@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "imgref.h"
 #include "kubeconfig.h"
 #include "log.h"
 #include "signals.h"
@@ -118,7 +119,7 @@ int main(int argc, char **argv) {
   const char *kubeconfig = NULL, *ns = NULL;
   thaw_webhook_config_t cfg = {
       .cache_host = "localhost:7439",
-      .private_cache_host = "localhost:7440",
+      .private_cache_host = THAW_IMGREF_PRIVATE_CACHE_HOST,
       .bind_address = ":9443",
       .metrics_bind_address = ":8080",
   };

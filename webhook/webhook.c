@@ -221,9 +221,13 @@ int thaw_webhook_new(uv_loop_t *loop, const thaw_webhook_config_t *cfg,
   wh->ns = strdup(cfg->namespace);
   wh->cache_host = strdup(cfg->cache_host);
   const char *ph = cfg->private_cache_host ? cfg->private_cache_host
-                                           : "localhost:7440";
-  if ((wh->private_host = malloc(strlen(ph) + sizeof "/private")) != NULL)
-    sprintf(wh->private_host, "%s/private", ph);
+                                           : THAW_IMGREF_PRIVATE_CACHE_HOST;
+  size_t phn = strlen(ph) + sizeof THAW_IMGREF_PRIVATE_PREFIX;
+  if ((wh->private_host = malloc(phn)) != NULL &&
+      thaw_imgref_private_host(ph, wh->private_host, phn) != 0) {
+    free(wh->private_host);
+    wh->private_host = NULL;
+  }
   wh->metrics = thaw_metrics_new();
   int rc = THAW_ENOMEM;
   if (wh->ns == NULL || wh->cache_host == NULL || wh->private_host == NULL ||

@@ -435,6 +435,16 @@ int thaw_imgref_tag_only(const thaw_imgref_t *r, thaw_imgref_t *out) {
   return 0;
 }
 
+int thaw_imgref_private_host(const char *cache_host, char *buf, size_t cap) {
+  int n = snprintf(buf, cap, "%s/" THAW_IMGREF_PRIVATE_REPO, cache_host);
+  if (n < 0 || (size_t)n >= cap) {
+    if (cap > 0)
+      buf[0] = '\0';
+    return THAW_E2BIG;
+  }
+  return 0;
+}
+
 int thaw_imgref_rewrite(const thaw_imgref_t *r, const char *cache_host,
                         const char *digest, char *buf, size_t cap) {
   if (cap > 0)

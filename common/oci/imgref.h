@@ -113,11 +113,21 @@ int thaw_imgref_tag_only(const thaw_imgref_t *r, thaw_imgref_t *out);
  * or sha512, lower-case hex of the exact length), else 0. */
 int thaw_imgref_digest_valid(const char *d, size_t n);
 
-/* Where private images are rewritten to by default (docs/design.md,
- * "Confidentiality and integrity of the cache"): the node's loopback forward
- * to the cache registry, under its private/ prefix; both daemons take the
- * host as --private-cache-host. */
-#define THAW_IMGREF_PRIVATE_HOST "localhost:7440/private"
+/* Where private images are rewritten to (docs/design.md, "Confidentiality
+ * and integrity of the cache"): the node's loopback forward to the cache
+ * registry (both daemons' --private-cache-host, by default
+ * THAW_IMGREF_PRIVATE_CACHE_HOST), under the cache's repository prefix
+ * THAW_IMGREF_PRIVATE_PREFIX, which anonymous tokens never reach. */
+#define THAW_IMGREF_PRIVATE_CACHE_HOST "localhost:7440"
+#define THAW_IMGREF_PRIVATE_REPO "private"
+#define THAW_IMGREF_PRIVATE_PREFIX THAW_IMGREF_PRIVATE_REPO "/"
+/* the default's prefix of private images' rewrites */
+#define THAW_IMGREF_PRIVATE_HOST                                              \
+  THAW_IMGREF_PRIVATE_CACHE_HOST "/" THAW_IMGREF_PRIVATE_REPO
+
+/* "<cache_host>/private" (the prefix of private images' rewrites) into buf,
+ * NUL-terminated. Returns 0, or THAW_E2BIG (buf then holds ""). */
+int thaw_imgref_private_host(const char *cache_host, char *buf, size_t cap);
 
 /* Converts a rewritten reference back to the normalised original it was
  * made from, stored in *out. Returns 0; THAW_ENOENT if `s` is not under
